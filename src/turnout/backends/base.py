@@ -1,0 +1,116 @@
+"""The one seam every deployment answers through, and the closed set of ways it can fail."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Failure(enum.StrEnum):
+    """Every upstream failure is classified once, at the backend edge, into one of these."""
+
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    MALFORMED_RESPONSE = "malformed_response"
+    BROKEN_STREAM = "broken_stream"
+    CLIENT_ERROR = "client_error"
+
+    @property
+    def retryable(self) -> bool:
+        return self is not Failure.CLIENT_ERROR
+
+
+class UpstreamError(Exception):
+    """A classified upstream failure; `status` is the upstream's HTTP status when there was one."""
+
+    def __init__(
+        self,
+        failure: Failure,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    def __repr__(self) -> str:
+        return f"UpstreamError({self.failure.value}, {self.message!r}, status={self.status})"
+
+
+class Operation(enum.StrEnum):
+    CHAT = "chat"
+    COMPLETION = "text_completion"
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """An OpenAI-shaped request body bound for one deployment.
+
+    `body` is the client's body (model name already replaced by the deployment's), so parameters
+    turnout does not interpret (tools, seed, logit_bias …) pass through untouched.
+    """
+
+    operation: Operation
+    body: dict[str, Any]
+    request_id: str
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """One event of a streamed answer: the parsed chunk, and the exact bytes to forward."""
+
+    data: dict[str, Any]
+    raw: bytes = b""
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_body(cls, usage: Any) -> Usage:
+        if not isinstance(usage, dict):
+            return cls()
+        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole (non-streamed) answer as the upstream gave it."""
+
+    body: dict[str, Any]
+    usage: Usage = field(default_factory=Usage)
+
+
+class Backend(Protocol):
+    """Everything that can answer an OpenAI-shaped request: an HTTP API, an in-process model, …"""
+
+    name: str
+
+    async def complete(self, request: UpstreamRequest) -> Completion:
+        """Answer in one piece; raises UpstreamError."""
+        ...
+
+    def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
+        """Answer chunk by chunk; raises UpstreamError before or between chunks."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def ready(self) -> bool: ...

@@ -1,0 +1,229 @@
+"""Any OpenAI-compatible HTTP API: OpenAI, vLLM, llama.cpp server, Ollama, …"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from turnout.backends.base import (
+    Completion,
+    Failure,
+    Operation,
+    StreamChunk,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+)
+from turnout.config import Timeouts
+
+_PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETION: "/completions"}
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After as seconds or an HTTP date; `retry-after-ms` where an API sends it."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify_status(status: int) -> Failure:
+    if status == 429:
+        return Failure.RATE_LIMITED
+    if status in (503, 529):
+        return Failure.OVERLOADED
+    if status in (408, 504):
+        return Failure.TIMEOUT
+    if status >= 500:
+        return Failure.SERVER_ERROR
+    return Failure.CLIENT_ERROR
+
+
+def _error_message(status: int, raw: bytes) -> str:
+    try:
+        err = orjson.loads(raw).get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return f"upstream {status}: {err['message']}"
+        if isinstance(err, str):
+            return f"upstream {status}: {err}"
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    text = raw[:200].decode("utf-8", "replace").strip()
+    return f"upstream {status}: {text}" if text else f"upstream {status}"
+
+
+class OpenAIHTTPBackend:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        timeouts: Timeouts | None = None,
+        max_connections: int = 1000,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeouts = timeouts or Timeouts()
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._headers: dict[str, str] = {"Content-Type": "application/json"}
+
+    async def start(self) -> None:
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if key:
+                self._headers["Authorization"] = f"Bearer {key}"
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def ready(self) -> bool:
+        return self._session is not None
+
+    def _post(self, request: UpstreamRequest, body: dict[str, Any], timeout: float) -> Any:
+        assert self._session is not None, "backend not started"
+        headers = dict(self._headers)
+        headers["x-turnout-request-id"] = request.request_id
+        return self._session.post(
+            self.base_url + _PATHS[request.operation],
+            data=orjson.dumps(body),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeouts.connect_s),
+        )
+
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status < 300:
+            return
+        raw = await resp.read()
+        failure = classify_status(resp.status)
+        raise UpstreamError(
+            failure,
+            _error_message(resp.status, raw),
+            status=resp.status,
+            retry_after_s=retry_after_seconds(resp.headers),
+        )
+
+    async def complete(self, request: UpstreamRequest) -> Completion:
+        body = dict(request.body, model=self.model)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        try:
+            async with self._post(request, body, self.timeouts.total_s) as resp:
+                await self._raise_for_status(resp)
+                raw = await resp.read()
+        except UpstreamError:
+            raise
+        except TimeoutError:
+            raise UpstreamError(Failure.TIMEOUT, "upstream timed out") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(Failure.CONNECTION_ERROR, f"upstream connection: {exc}") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                Failure.MALFORMED_RESPONSE, "upstream answered 200 with a body that is not JSON"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError(Failure.MALFORMED_RESPONSE, "upstream response has no choices")
+        if not data["choices"]:
+            raise UpstreamError(Failure.MALFORMED_RESPONSE, "upstream response has empty choices")
+        return Completion(data, Usage.from_body(data.get("usage")))
+
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
+        body = dict(request.body, model=self.model, stream=True)
+        # Always ask for usage: the record needs it; the client sees it only if it asked.
+        body["stream_options"] = dict(body.get("stream_options") or {}, include_usage=True)
+        t = self.timeouts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        hard_stop = started + t.total_s
+        finished = False
+        got_any = False
+        try:
+            async with self._post(request, body, t.total_s) as resp:
+                await self._raise_for_status(resp)
+                content = resp.content
+                data_lines: list[bytes] = []
+                while True:
+                    wait = t.idle_s if got_any else t.first_token_s
+                    deadline = min(hard_stop, loop.time() + wait if got_any else started + wait)
+                    async with asyncio.timeout_at(deadline):
+                        line = await content.readline()
+                    if not line:
+                        break
+                    line = line.rstrip(b"\r\n")
+                    if line.startswith(b"data:"):
+                        data_lines.append(line[5:].lstrip())
+                        continue
+                    if line or not data_lines:
+                        continue  # comments, event names, keep-alives
+                    payload = b"\n".join(data_lines)
+                    data_lines = []
+                    if payload == b"[DONE]":
+                        return
+                    chunk = self._parse_chunk(payload)
+                    got_any = True
+                    if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
+                        finished = True
+                    yield StreamChunk(chunk, b"data: " + payload + b"\n\n")
+        except UpstreamError:
+            raise
+        except TimeoutError:
+            phase = "between chunks" if got_any else "before the first token"
+            raise UpstreamError(Failure.TIMEOUT, f"upstream timed out {phase}") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamError(Failure.BROKEN_STREAM, f"upstream stream broke: {exc}") from None
+        except aiohttp.ClientError as exc:
+            failure = Failure.BROKEN_STREAM if got_any else Failure.CONNECTION_ERROR
+            raise UpstreamError(failure, f"upstream connection: {exc}") from None
+        if not finished:
+            raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before it finished")
+
+    @staticmethod
+    def _parse_chunk(payload: bytes) -> dict[str, Any]:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                Failure.MALFORMED_RESPONSE, "upstream sent a stream event that is not JSON"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError(
+                Failure.MALFORMED_RESPONSE, "upstream stream event is not an object"
+            )
+        if "error" in chunk:
+            err = chunk["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamError(Failure.BROKEN_STREAM, f"upstream error mid-stream: {msg}")
+        return chunk

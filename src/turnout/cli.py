@@ -1,0 +1,201 @@
+"""The `turnout` command: one entry point, a sub-command per area."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from turnout.config import Config, ConfigError, default_config, load_config
+
+
+def _load(path: str | None) -> Config:
+    path = path or os.environ.get("TURNOUT_CONFIG")
+    return load_config(path) if path else default_config()
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    if args.store:
+        return str(args.store)
+    return _load(args.config).store.url
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from turnout.gateway import Gateway
+    from turnout.server.app import App
+
+    config = _load(args.config)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    models = ", ".join(f"{m} → {'/'.join(c.deployments)}" for m, c in config.models.items())
+    logging.getLogger("turnout").info("config %s; models: %s", config.source, models)
+    uvicorn.run(
+        App(Gateway(config)),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    deps, models = ", ".join(config.deployments), ", ".join(config.models)
+    print(f"{args.file}: ok — deployments: {deps}; models: {models}")
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="milliseconds")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    from turnout.store.query import list_requests
+
+    rows = list_requests(_store_url(args), limit=args.limit, outcome=args.outcome, model=args.model)
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    header = [
+        "id",
+        "started",
+        "model",
+        "outcome",
+        "status",
+        "attempts",
+        "deployments",
+        "tokens",
+        "cost $",
+        "latency ms",
+    ]
+    table = [
+        [
+            r["id"],
+            _when(r["started"]),
+            r["model"] or "-",
+            r["outcome"],
+            str(r["http_status"] or "-"),
+            str(r["attempts"]),
+            ",".join(r["deployments"]) or "-",
+            f"{r['prompt_tokens']}+{r['completion_tokens']}",
+            f"{r['cost_usd']:.6f}",
+            "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+        ]
+        for r in rows
+    ]
+    print(_table(table, header) if table else "no requests recorded")
+    return 0
+
+
+def _attrs(attrs: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in attrs.items())
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from turnout.store.query import get_request
+
+    rec = get_request(_store_url(args), args.id)
+    if args.json:
+        sys.stdout.write(orjson.dumps(rec, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(
+        f"request {rec['id']}  model {rec['model'] or '-'}  {rec['operation']}"
+        f"{' (stream)' if rec['stream'] else ''}"
+    )
+    print(
+        f"outcome {rec['outcome']}  http {rec['http_status']}  attempts {rec['attempts']}  "
+        f"tokens {rec['prompt_tokens']}+{rec['completion_tokens']}  cost ${rec['cost_usd']:.6f}"
+        f"  latency {rec['latency_ms']} ms  ttft {rec['ttft_ms'] or '-'} ms"
+    )
+    if rec["error"]:
+        print(f"error   {rec['error']}")
+    print()
+    t0 = rec["started"]
+    for event in rec["events"]:
+        offset = (event["at"] - t0) * 1000
+        print(f"  +{offset:9.2f} ms  {event['state']:<16} {_attrs(event.get('attrs', {}))}")
+    if rec["attempt_log"]:
+        print("\nattempts")
+        for a in rec["attempt_log"]:
+            took = (a.get("ended", a["started"]) - a["started"]) * 1000
+            print(
+                f"  #{a['number']} {a['deployment']:<12} {a.get('error') or 'ok':<18} "
+                f"{took:8.1f} ms  tokens {a['prompt_tokens']}+{a['completion_tokens']}  "
+                f"cost ${a['cost_usd']:.6f}  finish {a.get('finish_reason') or '-'}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="turnout", description="A control plane for LLM traffic.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="config file (default: $TURNOUT_CONFIG, else embedded)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    config = sub.add_parser("config", help="config files")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = csub.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+
+    for name, func, text in (
+        ("requests", cmd_requests, "list recorded requests"),
+        ("trace", cmd_trace, "one request's lifecycle"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="config file whose store to read")
+        cmd.add_argument("--store", help="store URL, e.g. sqlite:///turnout.db")
+        cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        cmd.set_defaults(func=func)
+        if name == "requests":
+            cmd.add_argument("--limit", type=int, default=20)
+            cmd.add_argument("--outcome")
+            cmd.add_argument("--model")
+        else:
+            cmd.add_argument("id", help="request id (or a unique prefix)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, LookupError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

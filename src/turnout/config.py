@@ -1,0 +1,432 @@
+"""Typed configuration: every default in one place; errors name file, key path and reason."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROUTINGS = ("ordered",)
+TRUNCATION_POLICIES = ("accept", "retry", "fail")
+INVALID_OUTPUT_POLICIES = ("retry", "fail")
+RECORD_BODIES = ("full", "redacted", "none")
+DEPLOYMENT_KINDS = ("embedded", "openai")
+
+
+class ConfigError(Exception):
+    """A config problem, located: `file: key.path: what is wrong`."""
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source = source
+        self.path = path
+        self.message = message
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = "sqlite:///turnout.db"
+    record_bodies: str = "full"
+    flush_interval_s: float = 0.2
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    otlp_endpoint: str | None = None
+    service_name: str = "turnout"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 2.0
+    first_token_s: float = 20.0
+    idle_s: float = 20.0
+    total_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """Circuit breaker: after `failures` consecutive failures the deployment rests `seconds`."""
+
+    failures: int = 3
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    name: str
+    kind: str
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tags: tuple[str, ...] = ()
+    max_concurrency: int = 2
+    max_queue: int = 64
+    n_ctx: int = 2048
+    price: Price = field(default_factory=Price)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    cooldown: Cooldown = field(default_factory=Cooldown)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 0.2
+    max_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    on_truncation: str = "retry"
+    on_invalid_output: str = "retry"
+    max_reasks: int = 1
+    budget: Budget = field(default_factory=Budget)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    deployments: tuple[str, ...]
+    routing: str = "ordered"
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    source: str = "<default>"
+
+
+def default_config() -> Config:
+    """The zero-config gateway: one logical model `local` on the embedded SmolLM2-135M."""
+    edge = DeploymentConfig(
+        name="edge", kind="embedded", model="smollm2-135m", tags=("local",), max_concurrency=2
+    )
+    return Config(
+        deployments={"edge": edge},
+        models={"local": ModelConfig(name="local", deployments=("edge",))},
+    )
+
+
+class _Reader:
+    """Walks a parsed YAML mapping, keeping the key path for error messages."""
+
+    def __init__(self, source: str, data: Any, path: str = "") -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(data, dict):
+            raise self.error(f"expected a mapping, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def error(self, message: str, key: str | None = None) -> ConfigError:
+        return ConfigError(self.source, self._join(key) if key else self.path, message)
+
+    def _join(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def child(self, key: str) -> _Reader:
+        self.used.add(key)
+        value = self.data.get(key)
+        return _Reader(self.source, {} if value is None else value, self._join(key))
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        value = self.data.get(key)
+        if value is None:
+            return default
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a `true` where a number belongs is still a mistake.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(f"expected {_names(kinds)}, got a boolean", key)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.error(f"expected {_names(kinds)}, got {_kind(value)}", key)
+        return value
+
+    def number(self, key: str, default: Any, *, minimum: float, integer: bool = False) -> Any:
+        value = self.get(key, int if integer else float, default)
+        if value is not None and value < minimum:
+            raise self.error(f"must be ≥ {minimum}, got {value}", key)
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value: str = self.get(key, str, default)
+        if value not in choices:
+            raise self.error(f"must be one of {', '.join(choices)}; got {value!r}", key)
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"expected a string, got {_kind(item)}", f"{key}[{i}]")
+        return tuple(value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error("unknown key", unknown[0])
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else f"a {type(value).__name__}"
+    )
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    words = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        bool: "a boolean",
+    }
+    return " or ".join(words.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(source, "", exc.strerror or str(exc)) from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, "", f"invalid YAML: {where}{problem}") from None
+    if data is None:
+        data = {}
+    root = _Reader(source, data)
+    server = _server(root.child("server"))
+    store = _store(root.child("store"))
+    telemetry = _telemetry(root.child("telemetry"))
+    _state(root.child("state"))
+    deployments = _deployments(root.child("deployments"))
+    models = _models(root.child("models"), deployments)
+    root.done()
+    if not deployments and not models:
+        base = default_config()
+        deployments, models = base.deployments, base.models
+    return Config(server, store, telemetry, deployments, models, source)
+
+
+def _server(r: _Reader) -> ServerConfig:
+    d = ServerConfig()
+    port = r.number("port", d.port, minimum=0, integer=True)
+    if port > 65535:
+        raise r.error(f"must be a TCP port (0–65535), got {port}", "port")
+    cfg = ServerConfig(
+        host=r.get("host", str, d.host),
+        port=port,
+        max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, minimum=1, integer=True),
+    )
+    r.done()
+    return cfg
+
+
+def _store(r: _Reader) -> StoreConfig:
+    d = StoreConfig()
+    url = r.get("url", str, d.url)
+    if not url.startswith("sqlite:///"):
+        raise r.error(f"unsupported store URL {url!r}; expected sqlite:///PATH", "url")
+    cfg = StoreConfig(
+        url=url,
+        record_bodies=r.choice("record_bodies", RECORD_BODIES, d.record_bodies),
+        flush_interval_s=r.number("flush_interval_s", d.flush_interval_s, minimum=0.001),
+        queue_size=r.number("queue_size", d.queue_size, minimum=1, integer=True),
+    )
+    r.done()
+    return cfg
+
+
+def _telemetry(r: _Reader) -> TelemetryConfig:
+    d = TelemetryConfig()
+    cfg = TelemetryConfig(
+        otlp_endpoint=r.get("otlp_endpoint", str, d.otlp_endpoint),
+        service_name=r.get("service_name", str, d.service_name),
+    )
+    r.done()
+    return cfg
+
+
+def _state(r: _Reader) -> None:
+    url = r.get("url", str, None)
+    if url is not None:
+        raise r.error("shared routing state is not supported yet; leave it null", "url")
+    r.done()
+
+
+def _deployments(r: _Reader) -> dict[str, DeploymentConfig]:
+    out: dict[str, DeploymentConfig] = {}
+    for name in r.data:
+        out[str(name)] = _deployment(str(name), r.child(name))
+    r.done()
+    return out
+
+
+def _deployment(name: str, r: _Reader) -> DeploymentConfig:
+    if not r.has("kind"):
+        raise r.error(f"missing; one of {', '.join(DEPLOYMENT_KINDS)}", "kind")
+    kind = r.choice("kind", DEPLOYMENT_KINDS, "")
+    if not r.has("model"):
+        raise r.error("missing: the upstream model name (or, for embedded, a .gguf)", "model")
+    base_url = r.get("base_url", str, None)
+    if kind == "openai":
+        if base_url is None:
+            raise r.error("missing: required for kind openai", "base_url")
+        if not base_url.startswith(("http://", "https://")):
+            raise r.error(f"must start with http:// or https://, got {base_url!r}", "base_url")
+    key_env = r.get("api_key_env", str, None)
+    if key_env is not None and not key_env.replace("_", "").isalnum():
+        raise r.error(f"must name an environment variable, got {key_env!r}", "api_key_env")
+    dd = DeploymentConfig(name=name, kind=kind, model="")
+    cfg = DeploymentConfig(
+        name=name,
+        kind=kind,
+        model=r.get("model", str, ""),
+        base_url=base_url.rstrip("/") if base_url else None,
+        api_key_env=key_env,
+        tags=r.strings("tags"),
+        max_concurrency=r.number("max_concurrency", dd.max_concurrency, minimum=1, integer=True),
+        max_queue=r.number("max_queue", dd.max_queue, minimum=0, integer=True),
+        n_ctx=r.number("n_ctx", dd.n_ctx, minimum=64, integer=True),
+        price=_price(r.child("price")),
+        timeouts=_timeouts(r.child("timeouts")),
+        cooldown=_cooldown(r.child("cooldown")),
+    )
+    r.done()
+    return cfg
+
+
+def _price(r: _Reader) -> Price:
+    cfg = Price(
+        input_per_mtok=r.number("input_per_mtok", 0.0, minimum=0),
+        output_per_mtok=r.number("output_per_mtok", 0.0, minimum=0),
+    )
+    r.done()
+    return cfg
+
+
+def _timeouts(r: _Reader) -> Timeouts:
+    d = Timeouts()
+    cfg = Timeouts(
+        connect_s=r.number("connect_s", d.connect_s, minimum=0.001),
+        first_token_s=r.number("first_token_s", d.first_token_s, minimum=0.001),
+        idle_s=r.number("idle_s", d.idle_s, minimum=0.001),
+        total_s=r.number("total_s", d.total_s, minimum=0.001),
+    )
+    r.done()
+    return cfg
+
+
+def _cooldown(r: _Reader) -> Cooldown:
+    d = Cooldown()
+    cfg = Cooldown(
+        failures=r.number("failures", d.failures, minimum=1, integer=True),
+        seconds=r.number("seconds", d.seconds, minimum=0),
+    )
+    r.done()
+    return cfg
+
+
+def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, ModelConfig]:
+    out: dict[str, ModelConfig] = {}
+    for name in r.data:
+        m = r.child(name)
+        names = m.strings("deployments")
+        if not names:
+            raise m.error("needs at least one deployment", "deployments")
+        for i, dep in enumerate(names):
+            if dep not in deployments:
+                known = ", ".join(sorted(deployments)) or "none defined"
+                raise m.error(f"unknown deployment {dep!r} (known: {known})", f"deployments[{i}]")
+        out[str(name)] = ModelConfig(
+            name=str(name),
+            deployments=names,
+            routing=m.choice("routing", ROUTINGS, "ordered"),
+            lifecycle=_lifecycle(m.child("lifecycle")),
+        )
+        m.done()
+    r.done()
+    return out
+
+
+def _lifecycle(r: _Reader) -> LifecyclePolicy:
+    d = LifecyclePolicy()
+    b = r.child("backoff")
+    backoff = Backoff(
+        base_s=b.number("base_s", d.backoff.base_s, minimum=0),
+        max_s=b.number("max_s", d.backoff.max_s, minimum=0),
+    )
+    b.done()
+    g = r.child("budget")
+    budget = Budget(
+        max_total_tokens=g.number("max_total_tokens", None, minimum=1, integer=True),
+        max_cost_usd=g.number("max_cost_usd", None, minimum=0),
+    )
+    g.done()
+    cfg = LifecyclePolicy(
+        max_attempts=r.number("max_attempts", d.max_attempts, minimum=1, integer=True),
+        backoff=backoff,
+        on_truncation=r.choice("on_truncation", TRUNCATION_POLICIES, d.on_truncation),
+        on_invalid_output=r.choice(
+            "on_invalid_output", INVALID_OUTPUT_POLICIES, d.on_invalid_output
+        ),
+        max_reasks=r.number("max_reasks", d.max_reasks, minimum=0, integer=True),
+        budget=budget,
+    )
+    r.done()
+    return cfg

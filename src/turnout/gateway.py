@@ -1,0 +1,105 @@
+"""The composition root: backends, breakers, the engine, the record and telemetry for one config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Any
+
+from turnout.backends.base import Backend, Operation
+from turnout.backends.openai_http import OpenAIHTTPBackend
+from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.lifecycle.engine import Engine
+from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.policy import Breaker
+from turnout.lifecycle.run import Run
+from turnout.store.sqlite import RecordWriter
+from turnout.telemetry.metrics import Metrics
+from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
+
+log = logging.getLogger("turnout")
+
+
+def make_backend(dep: DeploymentConfig) -> Backend:
+    if dep.kind == "embedded":
+        from turnout.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(
+            dep.name,
+            dep.model,
+            max_concurrency=dep.max_concurrency,
+            max_queue=dep.max_queue,
+            n_ctx=dep.n_ctx,
+        )
+    assert dep.base_url is not None
+    return OpenAIHTTPBackend(
+        dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
+    )
+
+
+def new_request_id() -> str:
+    """Sortable by time: milliseconds, then randomness."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+
+
+class Gateway:
+    def __init__(self, config: Config, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        store = config.store
+        self.writer = RecordWriter(
+            store.url, store.record_bodies, store.flush_interval_s, store.queue_size
+        )
+        used = {d for m in config.models.values() for d in m.deployments}
+        self.backends: dict[str, Backend] = {
+            name: make_backend(dep) for name, dep in config.deployments.items() if name in used
+        }
+        self.breakers = {name: Breaker(dep.cooldown) for name, dep in config.deployments.items()}
+        fleet = Fleet(config.deployments, self.backends, self.breakers, rng or random.Random())
+        self.engine = Engine(fleet, self._finished)
+        self.started = False
+
+    @property
+    def models(self) -> dict[str, ModelConfig]:
+        return self.config.models
+
+    async def start(self) -> None:
+        setup_tracing(self.config.telemetry.otlp_endpoint, self.config.telemetry.service_name)
+        recovery = self.writer.open()
+        (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
+        for backend in self.backends.values():
+            await backend.start()
+        self.started = True
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.close()
+        self.writer.close()
+
+    def not_ready(self) -> list[str]:
+        """What keeps the gateway from serving, in words; empty when ready."""
+        problems = [
+            f"deployment {n} is not ready" for n, b in self.backends.items() if not b.ready()
+        ]
+        if not self.writer.alive():
+            problems.append("the record writer is not running")
+        return problems
+
+    def new_run(self, model: str, operation: Operation, stream: bool, body: Any) -> Run:
+        self.metrics.in_flight.labels(model).inc()
+        return Run(
+            id=new_request_id(),
+            model=model,
+            operation=operation.value if operation is Operation.COMPLETION else "chat",
+            stream=stream,
+            request_body=body,
+        )
+
+    def _finished(self, run: Run) -> None:
+        self.metrics.in_flight.labels(run.model).dec()
+        self.metrics.observe(run)
+        self.writer.submit(run)
+        if tracing_enabled():
+            emit_spans(run, self.config.deployments, run.client)

@@ -1,0 +1,327 @@
+"""One request's way through attempts, backoff, fallback, validation and re-asking.
+
+Every decision ends in a `run.transition`; the table in `states.py` says whether it may.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
+from turnout.config import DeploymentConfig, ModelConfig
+from turnout.errors import ApiError
+from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
+from turnout.lifecycle.run import Attempt, Run
+from turnout.lifecycle.states import State
+from turnout.lifecycle.validate import Invalid, is_structured, validate_message, validate_text
+
+_FAILURE_STATUS = {
+    Failure.RATE_LIMITED: 429,
+    Failure.OVERLOADED: 503,
+    Failure.TIMEOUT: 504,
+}
+
+
+@dataclass(slots=True)
+class Fleet:
+    """What a journey may use: deployments, their backends and breakers."""
+
+    deployments: Mapping[str, DeploymentConfig]
+    backends: Mapping[str, Backend]
+    breakers: Mapping[str, Breaker]
+    rng: random.Random
+
+
+class Journey:
+    """Mutable per-request state for the decisions; the Run is the record of them."""
+
+    def __init__(
+        self, fleet: Fleet, run: Run, model: ModelConfig, body: dict[str, Any], op: Operation
+    ) -> None:
+        self.fleet = fleet
+        self.run = run
+        self.model = model
+        self.policy = model.lifecycle
+        self.body = body
+        self.operation = op
+        self.structured = op is Operation.CHAT and is_structured(body)
+        self.retries = 0
+        self.reasks = 0
+        self.reask_allowed = True
+        self.failed: set[str] = set()
+        self.error: ApiError | None = None
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def route(self) -> str | None:
+        """Ordered routing: the first deployment whose breaker lets traffic through."""
+        order = self.model.deployments
+        breakers = self.fleet.breakers
+        available = [d for d in order if breakers[d].available()]
+        skipped = [d for d in order if d not in available]
+        if not available:
+            return self._all_cooling(order)
+        self.run.transition(
+            State.ROUTED,
+            routing=self.model.routing,
+            candidates=list(order),
+            chosen=available[0],
+            **({"cooling_down": skipped} if skipped else {}),
+        )
+        return available[0]
+
+    def _all_cooling(self, order: tuple[str, ...]) -> None:
+        wait = min(self.fleet.breakers[d].remaining_s() for d in order)
+        self.run.transition(
+            State.FAILED_UPSTREAM, reason="every deployment is cooling down", retry_after_s=wait
+        )
+        self.error = ApiError(
+            503,
+            f"every deployment of {self.model.name!r} is cooling down after repeated failures",
+            type="upstream_error",
+            code="deployments_cooling_down",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+        return None
+
+    # -- attempts --------------------------------------------------------------------------
+
+    @property
+    def attempt(self) -> Attempt:
+        return self.run.attempts[-1]
+
+    def start_attempt(self, deployment: str, **why: Any) -> bool:
+        over = budget_left(self.policy.budget, self.run)
+        if over is not None:
+            self._budget_exceeded(over)
+            return False
+        number = len(self.run.attempts) + 1
+        self.run.transition(State.ATTEMPTING, attempt=number, deployment=deployment, **why)
+        self.run.attempts.append(Attempt(number, deployment, started=self.run.now()))
+        return True
+
+    def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
+        a = self.attempt
+        a.ended = self.run.now()
+        a.ok = True
+        a.finish_reason = finish
+        self._account(a, usage)
+        self.fleet.breakers[a.deployment].record_success()
+
+    def _account(self, a: Attempt, usage: Usage) -> None:
+        price = self.fleet.deployments[a.deployment].price
+        a.prompt_tokens = usage.prompt_tokens
+        a.completion_tokens = usage.completion_tokens
+        a.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
+
+    def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
+        a = self.attempt
+        a.ended = self.run.now()
+        a.error = err.failure.value
+        a.status = err.status
+        if usage is not None:
+            self._account(a, usage)
+        if err.failure is not Failure.CLIENT_ERROR:
+            opened = self.fleet.breakers[a.deployment].record_failure()
+            if opened:
+                self.run.events[-1].attrs.setdefault("breaker_opened", a.deployment)
+
+    async def after_failure(self, err: UpstreamError) -> str | None:
+        """Decide what follows a failed attempt: fallback, backoff, or the end."""
+        self.attempt_failed(err)
+        dep = self.attempt.deployment
+        why = {"deployment": dep, "failure": err.failure.value, "error": err.message}
+        if err.status is not None:
+            why["status"] = err.status
+        if not err.failure.retryable:
+            return self._fail_upstream(err, why, reason="not retryable")
+        if len(self.run.attempts) >= self.policy.max_attempts:
+            return self._fail_upstream(err, why, reason="attempts exhausted")
+        self.failed.add(dep)
+        order = self.model.deployments
+        breakers = self.fleet.breakers
+        after = order[order.index(dep) + 1 :]
+        fallback = next(
+            (d for d in after if d not in self.failed and breakers[d].available()), None
+        )
+        if fallback is not None:
+            self.run.transition(State.FALLBACK, to=fallback, **why)
+            return fallback
+        target = next((d for d in order if breakers[d].available()), None)
+        if target is None:
+            return self._all_cooling(order)
+        retry_after = err.retry_after_s if target == dep else None
+        if retry_after is not None and retry_after > self.policy.backoff.max_s:
+            why["retry_after_s"] = retry_after
+            return self._fail_upstream(err, why, reason="Retry-After exceeds backoff.max_s")
+        delay = backoff_delay(self.policy.backoff, self.retries, retry_after, self.fleet.rng)
+        self.retries += 1
+        self.run.transition(
+            State.BACKOFF,
+            delay_s=round(delay, 4),
+            next=target,
+            **why,
+            **({"retry_after_s": retry_after} if retry_after is not None else {}),
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return target
+
+    def _fail_upstream(self, err: UpstreamError, why: dict[str, Any], reason: str) -> None:
+        self.run.transition(State.FAILED_UPSTREAM, reason=reason, **why)
+        status = _FAILURE_STATUS.get(err.failure, 502)
+        if err.failure is Failure.CLIENT_ERROR and err.status in (400, 404, 413, 422):
+            status = err.status  # the request itself was the problem
+        headers = {}
+        if err.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+        n = len(self.run.attempts)
+        self.error = ApiError(
+            status,
+            f"{err.message} (after {n} attempt{'s' * (n != 1)}: {reason})",
+            type="upstream_error",
+            code=err.failure.value,
+            headers=headers,
+        )
+        return None
+
+    def _budget_exceeded(self, why: str) -> None:
+        self.run.transition(State.BUDGET_EXCEEDED, reason=why)
+        self.error = ApiError(
+            402,
+            f"request budget exceeded after {len(self.run.attempts)} attempts: {why}",
+            type="budget_exceeded",
+            code="budget_exceeded",
+        )
+
+    # -- validation --------------------------------------------------------------------------
+
+    def judge(self, message: dict[str, Any] | None, text: Any, finish: str | None) -> str:
+        """Validate an answer; returns "done", "retry" (again, more room), "reask" or "fail"."""
+        self.run.transition(State.VALIDATING, finish_reason=finish)
+        if finish == "length":
+            return self._truncated()
+        invalid = (
+            validate_message(self.body, message or {})
+            if message is not None
+            else (validate_text(text))
+        )
+        if invalid is None:
+            self.run.transition(State.COMPLETED)
+            return "done"
+        return self._invalid(invalid, message)
+
+    def _truncated(self) -> str:
+        policy = self.policy.on_truncation
+        if policy == "retry":
+            grown = self._grow_max_tokens()
+            if grown is not None:
+                self.body["max_tokens"] = grown
+                self.body.pop("max_completion_tokens", None)
+                return "retry"
+        if self.structured or policy == "fail":
+            limit = self.attempt.completion_tokens
+            why = "structured output" if self.structured else "on_truncation: fail"
+            self.run.transition(State.INVALID_OUTPUT, kind="truncated", reason=why)
+            self.error = ApiError(
+                502,
+                f"the answer was cut off at the token limit ({limit} tokens); "
+                f"not returned as a success ({why})",
+                type="invalid_output",
+                code="truncated",
+            )
+            return "fail"
+        self.run.transition(State.TRUNCATED, policy=policy)
+        return "done"
+
+    def _grow_max_tokens(self) -> int | None:
+        if len(self.run.attempts) >= self.policy.max_attempts:
+            return None
+        current = self.body.get("max_tokens") or self.body.get("max_completion_tokens")
+        used = self.attempt.completion_tokens
+        grown = max(2 * int(current or 0), 2 * used, 16)
+        left = tokens_left(self.policy.budget, self.run)
+        if left is not None:
+            grown = min(grown, left - self.attempt.prompt_tokens)
+        if grown <= int(current or used):
+            return None
+        return grown
+
+    def _invalid(self, invalid: Invalid, message: dict[str, Any] | None) -> str:
+        attrs = {"kind": invalid.kind, "error": invalid.message}
+        self.attempt.error = invalid.kind
+        can_reask = (
+            self.reask_allowed
+            and self.policy.on_invalid_output == "retry"
+            and self.reasks < self.policy.max_reasks
+            and len(self.run.attempts) < self.policy.max_attempts
+        )
+        if can_reask:
+            over = budget_left(self.policy.budget, self.run)
+            if over is not None:
+                self._budget_exceeded(over)
+                return "fail"
+            self.reasks += 1
+            self.run.transition(State.REASKING, reask=self.reasks, **attrs)
+            self._feed_back(invalid, message)
+            return "reask"
+        self.run.transition(State.INVALID_OUTPUT, **attrs)
+        self.error = ApiError(
+            502,
+            f"the model's answer was invalid ({invalid.kind}): {invalid.message}",
+            type="invalid_output",
+            code=invalid.kind,
+        )
+        return "fail"
+
+    def _feed_back(self, invalid: Invalid, message: dict[str, Any] | None) -> None:
+        """Re-ask: the bad answer and what was wrong with it join the conversation."""
+        if message is None:
+            return  # a text completion has no conversation: the same prompt is tried again
+        body = self.body
+        body["messages"] = messages = list(body["messages"])
+        said = {"role": "assistant", "content": message.get("content")}
+        calls = message.get("tool_calls")
+        if calls:
+            said["tool_calls"] = calls
+            messages.append(said)
+            for call in calls:
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.get("id") or "",
+                        "content": f"Error: {invalid.message}. Call the tool again correctly.",
+                    }
+                )
+            return
+        messages.append(said)
+        messages.append(
+            {
+                "role": "user",
+                "content": f"Your previous answer was not valid: {invalid.message}. "
+                "Answer again, correcting this.",
+            }
+        )
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-turnout-attempts": str(len(self.run.attempts))}
+        if self.run.attempts:
+            h["x-turnout-deployment"] = self.attempt.deployment
+        if self.run.outcome is not None:
+            h["x-turnout-outcome"] = self.run.outcome.value
+        return h
+
+
+def fresh_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy the journey may change (re-asks, max_tokens) without touching the client's."""
+    out = dict(body)
+    if "messages" in out:
+        out["messages"] = copy.copy(out["messages"])
+    return out

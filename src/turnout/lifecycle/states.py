@@ -1,0 +1,85 @@
+"""Lifecycle states and the one transition table that says which may follow which."""
+
+from __future__ import annotations
+
+import enum
+
+
+class State(enum.StrEnum):
+    RECEIVED = "received"
+    ROUTED = "routed"
+    ATTEMPTING = "attempting"
+    STREAMING = "streaming"
+    VALIDATING = "validating"
+    BACKOFF = "backoff"
+    FALLBACK = "fallback"
+    REASKING = "reasking"
+    # terminal: exactly one per request
+    COMPLETED = "completed"
+    TRUNCATED = "truncated"
+    REJECTED = "rejected"
+    INVALID_OUTPUT = "invalid_output"
+    FAILED_UPSTREAM = "failed_upstream"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    BLOCKED = "blocked"
+    SHED = "shed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {
+        State.COMPLETED,
+        State.TRUNCATED,
+        State.REJECTED,
+        State.INVALID_OUTPUT,
+        State.FAILED_UPSTREAM,
+        State.BUDGET_EXCEEDED,
+        State.BLOCKED,
+        State.SHED,
+        State.CANCELLED,
+    }
+)
+
+S = State
+# Every request may be cancelled (client gone) from any live state.
+_ANY_LIVE = {S.CANCELLED}
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.RECEIVED: frozenset({S.ROUTED, S.REJECTED, S.BLOCKED, S.SHED, S.FAILED_UPSTREAM}),
+    S.ROUTED: frozenset({S.ATTEMPTING, S.FAILED_UPSTREAM, S.BUDGET_EXCEEDED, S.SHED}),
+    S.ATTEMPTING: frozenset(
+        {
+            S.STREAMING,  # first bytes go to the client; no invisible retry after this
+            S.VALIDATING,
+            S.BACKOFF,
+            S.FALLBACK,
+            S.FAILED_UPSTREAM,
+            S.BUDGET_EXCEEDED,
+        }
+    ),
+    S.STREAMING: frozenset({S.VALIDATING, S.FAILED_UPSTREAM}),
+    S.VALIDATING: frozenset(
+        {
+            S.COMPLETED,
+            S.TRUNCATED,
+            S.REASKING,
+            S.INVALID_OUTPUT,
+            S.ATTEMPTING,  # truncated under `retry`: again at once, with more room
+            S.BUDGET_EXCEEDED,
+        }
+    ),
+    S.BACKOFF: frozenset({S.ATTEMPTING, S.FAILED_UPSTREAM, S.BUDGET_EXCEEDED}),
+    S.FALLBACK: frozenset({S.ATTEMPTING, S.FAILED_UPSTREAM, S.BUDGET_EXCEEDED}),
+    S.REASKING: frozenset({S.ATTEMPTING, S.INVALID_OUTPUT, S.BUDGET_EXCEEDED}),
+}
+TRANSITIONS = {state: (nexts | _ANY_LIVE) for state, nexts in TRANSITIONS.items()} | {
+    state: frozenset() for state in TERMINAL
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A transition the table does not allow: always a bug in turnout, never the client's fault."""

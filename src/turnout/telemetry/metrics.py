@@ -1,0 +1,76 @@
+"""Prometheus metrics: one registry per gateway, so several gateways can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from turnout.lifecycle.run import Run
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
+        )
+        self.attempts = Counter(
+            "turnout_attempts",
+            "Upstream attempts by deployment and result (ok, or the failure class)",
+            ["model", "deployment", "result"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "turnout_tokens",
+            "Tokens across all attempts",
+            ["model", "deployment", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "turnout_cost_usd", "Cost across all attempts", ["model", "deployment"], registry=r
+        )
+        self.latency = Histogram(
+            "turnout_request_duration_seconds",
+            "Request latency by outcome",
+            ["model", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "turnout_time_to_first_token_seconds",
+            "Time to first token of streamed answers",
+            ["model", "deployment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "turnout_requests_in_flight", "Requests not yet finished", ["model"], registry=r
+        )
+        self.records_dropped = Gauge(
+            "turnout_records_dropped",
+            "Records dropped because the write queue was full",
+            registry=r,
+        )
+        self.records_pending = Gauge(
+            "turnout_records_pending", "Records waiting to be written", registry=r
+        )
+
+    def observe(self, run: Run) -> None:
+        outcome = run.outcome.value if run.outcome else "unfinished"
+        self.requests.labels(run.model, outcome).inc()
+        if run.latency_s is not None:
+            self.latency.labels(run.model, outcome).observe(run.latency_s)
+        for a in run.attempts:
+            self.attempts.labels(run.model, a.deployment, a.error or "ok").inc()
+            if a.prompt_tokens:
+                self.tokens.labels(run.model, a.deployment, "prompt").inc(a.prompt_tokens)
+            if a.completion_tokens:
+                self.tokens.labels(run.model, a.deployment, "completion").inc(a.completion_tokens)
+            if a.cost_usd:
+                self.cost.labels(run.model, a.deployment).inc(a.cost_usd)
+            if a.ttft_s is not None:
+                self.ttft.labels(run.model, a.deployment).observe(a.ttft_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
