@@ -170,33 +170,36 @@ class OpenAIHTTPBackend:
         hard_stop = started + t.total_s
         finished = False
         got_any = False
+        resp: aiohttp.ClientResponse | None = None
         try:
-            async with self._post(request, body, t.total_s) as resp:
-                await self._raise_for_status(resp)
-                content = resp.content
-                data_lines: list[bytes] = []
-                while True:
-                    wait = t.idle_s if got_any else t.first_token_s
-                    deadline = min(hard_stop, loop.time() + wait if got_any else started + wait)
-                    async with asyncio.timeout_at(deadline):
-                        line = await content.readline()
-                    if not line:
-                        break
-                    line = line.rstrip(b"\r\n")
-                    if line.startswith(b"data:"):
-                        data_lines.append(line[5:].lstrip())
-                        continue
-                    if line or not data_lines:
-                        continue  # comments, event names, keep-alives
-                    payload = b"\n".join(data_lines)
-                    data_lines = []
-                    if payload == b"[DONE]":
-                        return
-                    chunk = self._parse_chunk(payload)
-                    got_any = True
-                    if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
-                        finished = True
-                    yield StreamChunk(chunk, b"data: " + payload + b"\n\n")
+            async with asyncio.timeout_at(min(hard_stop, started + t.first_token_s)):
+                resp = await self._post(request, body, t.total_s)
+            await self._raise_for_status(resp)
+            content = resp.content
+            data_lines: list[bytes] = []
+            while True:
+                wait = t.idle_s if got_any else t.first_token_s
+                deadline = min(hard_stop, loop.time() + wait if got_any else started + wait)
+                async with asyncio.timeout_at(deadline):
+                    line = await content.readline()
+                if not line:
+                    break
+                line = line.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    data_lines.append(line[5:].lstrip())
+                    continue
+                if line or not data_lines:
+                    continue  # comments, event names, keep-alives
+                payload = b"\n".join(data_lines)
+                data_lines = []
+                if payload == b"[DONE]":
+                    resp.release()  # read to the end: the connection can be reused
+                    return
+                chunk = self._parse_chunk(payload)
+                got_any = True
+                if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
+                    finished = True
+                yield StreamChunk(chunk, b"data: " + payload + b"\n\n")
         except UpstreamError:
             raise
         except TimeoutError:
@@ -207,6 +210,9 @@ class OpenAIHTTPBackend:
         except aiohttp.ClientError as exc:
             failure = Failure.BROKEN_STREAM if got_any else Failure.CONNECTION_ERROR
             raise UpstreamError(failure, f"upstream connection: {exc}") from None
+        finally:
+            if resp is not None:
+                resp.close()  # no-op after release(); otherwise the connection is not reusable
         if not finished:
             raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before it finished")
 

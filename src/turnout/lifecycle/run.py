@@ -68,7 +68,7 @@ class Run:
     def __post_init__(self) -> None:
         self.events.append(Event(State.RECEIVED, self.started, {}))
 
-    def transition(self, to: State, **attrs: Any) -> None:
+    def transition(self, to: State, /, **attrs: Any) -> None:
         if to not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state.value} → {to.value} (run {self.id})")
         self.state = to
