@@ -41,7 +41,9 @@ def spans_of(request_id: str) -> list[ReadableSpan]:
 
 
 class RunningGateway:
-    def __init__(self, gateway: Gateway, port: int, server: uvicorn.Server, thread: threading.Thread):
+    def __init__(
+        self, gateway: Gateway, port: int, server: uvicorn.Server, thread: threading.Thread
+    ):
         self.gateway = gateway
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -51,8 +53,10 @@ class RunningGateway:
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        return self.http.post(path, json=body, **kw) if body is not None else self.http.post(
-            path, **kw
+        return (
+            self.http.post(path, json=body, **kw)
+            if body is not None
+            else self.http.post(path, **kw)
         )
 
     def chat(self, **body: Any) -> httpx.Response:

@@ -29,41 +29,104 @@ CASES = [
     (b"[1, 2]", 400, "invalid_json", None, "JSON object"),
     (b"", 400, "invalid_json", None, "empty"),
     (b'{"model": "assistant", "messages": "hi"}', 400, "invalid_value", "messages", "list"),
-    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "invalid_value", "model",
-     "required"),
-    (b'{"model": "assistant", "messages": [{"role": "wizard", "content": "x"}]}', 400,
-     "invalid_value", "messages[0].role", "role"),
-    (b'{"model": "assistant", "messages": [{"role": "user"}]}', 400, "invalid_value",
-     "messages[0].content", "required"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}',
-     400, "invalid_value", "max_tokens", "positive integer"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "temperature": 7}',
-     400, "invalid_value", "temperature", "between"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
-     400, "invalid_value", "stream", "bool"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], '
-     b'"response_format": {"type": "json_schema", "json_schema": {"name": "n", '
-     b'"schema": {"type": "objekt"}}}}', 400, "invalid_value",
-     "response_format.json_schema.schema", "JSON Schema"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], '
-     b'"tools": [{"type": "function", "function": {}}]}', 400, "invalid_value",
-     "tools[0].function.name", "required"),
-    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404,
-     "model_not_found", "model", "does not exist"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400,
-     "invalid_encoding", None, "UTF-8"),
-    (b'{"model": "assistant", "messages": [{"role": "user", "content": "' + b"x" * 3000 + b'"}]}',
-     413, "body_too_large", None, "exceeds 2000 bytes"),
+    (
+        b'{"messages": [{"role": "user", "content": "x"}]}',
+        400,
+        "invalid_value",
+        "model",
+        "required",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "wizard", "content": "x"}]}',
+        400,
+        "invalid_value",
+        "messages[0].role",
+        "role",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user"}]}',
+        400,
+        "invalid_value",
+        "messages[0].content",
+        "required",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}',
+        400,
+        "invalid_value",
+        "max_tokens",
+        "positive integer",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "temperature": 7}',
+        400,
+        "invalid_value",
+        "temperature",
+        "between",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+        400,
+        "invalid_value",
+        "stream",
+        "bool",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], '
+        b'"response_format": {"type": "json_schema", "json_schema": {"name": "n", '
+        b'"schema": {"type": "objekt"}}}}',
+        400,
+        "invalid_value",
+        "response_format.json_schema.schema",
+        "JSON Schema",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], '
+        b'"tools": [{"type": "function", "function": {}}]}',
+        400,
+        "invalid_value",
+        "tools[0].function.name",
+        "required",
+    ),
+    (
+        b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
+        404,
+        "model_not_found",
+        "model",
+        "does not exist",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+        400,
+        "invalid_encoding",
+        None,
+        "UTF-8",
+    ),
+    (
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "'
+        + b"x" * 3000
+        + b'"}]}',
+        413,
+        "body_too_large",
+        None,
+        "exceeds 2000 bytes",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("raw", "status", "code", "param", "words"), CASES)
 def test_bad_request_is_rejected_clearly_and_recorded(
-    gw: RunningGateway, upstream: ScriptedUpstream, raw: bytes, status: int, code: str,
-    param: str | None, words: str,
+    gw: RunningGateway,
+    upstream: ScriptedUpstream,
+    raw: bytes,
+    status: int,
+    code: str,
+    param: str | None,
+    words: str,
 ) -> None:
-    r = gw.http.post("/v1/chat/completions", content=raw,
-                     headers={"content-type": "application/json"})
+    r = gw.http.post(
+        "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status
     err = r.json()["error"]
     assert err["code"] == code

@@ -58,20 +58,38 @@ def test_empty_config_is_the_embedded_default() -> None:
         ("store: {record_bodies: some}", "store.record_bodies", "full, redacted, none"),
         ("deployments: {a: {kind: magic, model: m}}", "deployments.a.kind", "one of"),
         ("deployments: {a: {kind: openai, model: m}}", "deployments.a.base_url", "missing"),
-        ("deployments: {a: {kind: openai, base_url: ftp://x, model: m}}",
-         "deployments.a.base_url", "http://"),
-        ("deployments: {a: {kind: embedded, model: m, max_concurrency: 0}}",
-         "deployments.a.max_concurrency", "≥ 1"),
-        ("deployments: {a: {kind: embedded, model: m, colour: red}}", "deployments.a.colour",
-         "unknown key"),
-        ("deployments: {a: {kind: embedded, model: m}}\nmodels: {x: {deployments: [b]}}",
-         "models.x.deployments[0]", "unknown deployment 'b'"),
-        ("deployments: {a: {kind: embedded, model: m}}\n"
-         "models: {x: {deployments: [a], lifecycle: {on_truncation: maybe}}}",
-         "models.x.lifecycle.on_truncation", "accept, retry, fail"),
-        ("deployments: {a: {kind: embedded, model: m}}\n"
-         "models: {x: {deployments: [a], lifecycle: {budget: {max_cost_usd: -1}}}}",
-         "models.x.lifecycle.budget.max_cost_usd", "≥ 0"),
+        (
+            "deployments: {a: {kind: openai, base_url: ftp://x, model: m}}",
+            "deployments.a.base_url",
+            "http://",
+        ),
+        (
+            "deployments: {a: {kind: embedded, model: m, max_concurrency: 0}}",
+            "deployments.a.max_concurrency",
+            "≥ 1",
+        ),
+        (
+            "deployments: {a: {kind: embedded, model: m, colour: red}}",
+            "deployments.a.colour",
+            "unknown key",
+        ),
+        (
+            "deployments: {a: {kind: embedded, model: m}}\nmodels: {x: {deployments: [b]}}",
+            "models.x.deployments[0]",
+            "unknown deployment 'b'",
+        ),
+        (
+            "deployments: {a: {kind: embedded, model: m}}\n"
+            "models: {x: {deployments: [a], lifecycle: {on_truncation: maybe}}}",
+            "models.x.lifecycle.on_truncation",
+            "accept, retry, fail",
+        ),
+        (
+            "deployments: {a: {kind: embedded, model: m}}\n"
+            "models: {x: {deployments: [a], lifecycle: {budget: {max_cost_usd: -1}}}}",
+            "models.x.lifecycle.budget.max_cost_usd",
+            "≥ 0",
+        ),
         ("models: [1, 2]", "models", "mapping"),
     ],
 )
@@ -93,8 +111,9 @@ def test_yaml_syntax_errors_give_line_and_column(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "turnout", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "turnout", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_config_check_command(tmp_path: Path) -> None:

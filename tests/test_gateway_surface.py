@@ -44,19 +44,20 @@ def test_client_leaving_cancels_the_request_and_its_upstream_work(
 ) -> None:
     upstream.script(Step(delay_s=10))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{gw.url}/v1/chat/completions", timeout=0.5,
-                   json={"model": "assistant", "messages": [{"role": "user", "content": "x"}]})
+        httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            timeout=0.5,
+            json={"model": "assistant", "messages": [{"role": "user", "content": "x"}]},
+        )
     rec = _wait_for_outcome(gw, "cancelled")
-    assert [e["state"] for e in rec["events"]] == ["received", "routed", "attempting",
-                                                   "cancelled"]
+    assert [e["state"] for e in rec["events"]] == ["received", "routed", "attempting", "cancelled"]
     assert rec["attempt_log"][0]["error"] == "cancelled"
     upstream.wait_for_disconnects(1, timeout=5)
 
 
 def test_client_leaving_mid_stream_cancels(gw: RunningGateway, upstream: ScriptedUpstream) -> None:
     upstream.script(Step(content="a b c d e f g h i j", chunk_delay_s=0.3))
-    body = {"model": "assistant", "stream": True,
-            "messages": [{"role": "user", "content": "x"}]}
+    body = {"model": "assistant", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=body, timeout=5) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
@@ -84,12 +85,14 @@ def test_metrics_count_outcomes_attempts_tokens_and_cost(
     text = gw.http.get("/metrics").text
     assert 'turnout_requests_total{model="assistant",outcome="completed"} 1.0' in text
     assert 'turnout_requests_total{model="",outcome="rejected"} 1.0' in text
-    assert 'turnout_attempts_total{deployment="a",model="assistant",result="server_error"} 1.0' \
-        in text
+    assert (
+        'turnout_attempts_total{deployment="a",model="assistant",result="server_error"} 1.0' in text
+    )
     assert 'turnout_tokens_total{deployment="a",kind="completion",model="assistant"} 1000.0' in text
     assert 'turnout_cost_usd_total{deployment="a",model="assistant"} 0.001' in text
-    assert 'turnout_request_duration_seconds_count{model="assistant",outcome="completed"} 1.0' \
-        in text
+    assert (
+        'turnout_request_duration_seconds_count{model="assistant",outcome="completed"} 1.0' in text
+    )
     assert "turnout_records_dropped 0.0" in text
 
 

@@ -13,7 +13,9 @@ Factory = Callable[[str], RunningGateway]
 FAST = "backoff: {base_s: 0.01, max_s: 2.0}"
 
 
-def config(deps: dict[str, str], lifecycle: str = FAST, timeouts: str = "", cooldown: str = "") -> str:
+def config(
+    deps: dict[str, str], lifecycle: str = FAST, timeouts: str = "", cooldown: str = ""
+) -> str:
     lines = ["deployments:"]
     for name, url in deps.items():
         extra = "".join(f", {x}" for x in (timeouts, cooldown) if x)
@@ -30,9 +32,18 @@ def test_rate_limit_waits_for_retry_after_then_succeeds(
     upstream.script(Step(status=429, headers={"Retry-After": "1"}))
     r = gw.chat(model="assistant")
     rec = check_run(
-        gw, r, outcome="completed",
-        path=["received", "routed", "attempting", "backoff", "attempting", "validating",
-              "completed"],
+        gw,
+        r,
+        outcome="completed",
+        path=[
+            "received",
+            "routed",
+            "attempting",
+            "backoff",
+            "attempting",
+            "validating",
+            "completed",
+        ],
         attempts=[("a", "rate_limited"), ("a", "ok")],
     )
     backoff = rec["events"][3]["attrs"]
@@ -48,7 +59,10 @@ def test_retry_after_beyond_backoff_cap_is_passed_to_the_client(
     upstream.script(Step(status=429, headers={"Retry-After": "30"}))
     r = gw.chat(model="assistant")
     check_run(
-        gw, r, outcome="failed_upstream", status=429,
+        gw,
+        r,
+        outcome="failed_upstream",
+        status=429,
         path=["received", "routed", "attempting", "failed_upstream"],
         attempts=[("a", "rate_limited")],
     )
@@ -56,8 +70,9 @@ def test_retry_after_beyond_backoff_cap_is_passed_to_the_client(
     assert r.json()["error"]["code"] == "rate_limited"
 
 
-@pytest.mark.parametrize(("status", "failure"), [(500, "server_error"), (502, "server_error"),
-                                                 (503, "overloaded")])
+@pytest.mark.parametrize(
+    ("status", "failure"), [(500, "server_error"), (502, "server_error"), (503, "overloaded")]
+)
 def test_server_errors_fall_back_to_the_next_deployment(
     upstream: ScriptedUpstream, gateway_factory: Factory, status: int, failure: str
 ) -> None:
@@ -66,9 +81,18 @@ def test_server_errors_fall_back_to_the_next_deployment(
         upstream.script(Step(status=status))
         r = gw.chat(model="assistant")
         rec = check_run(
-            gw, r, outcome="completed",
-            path=["received", "routed", "attempting", "fallback", "attempting", "validating",
-                  "completed"],
+            gw,
+            r,
+            outcome="completed",
+            path=[
+                "received",
+                "routed",
+                "attempting",
+                "fallback",
+                "attempting",
+                "validating",
+                "completed",
+            ],
             attempts=[("a", failure), ("b", "ok")],
         )
         assert r.headers["x-turnout-deployment"] == "b"
@@ -83,33 +107,60 @@ def test_every_attempt_failing_ends_failed_upstream_after_max_attempts(
     upstream.script(Step(status=503), Step(status=503), Step(status=503))
     r = gw.chat(model="assistant")
     check_run(
-        gw, r, outcome="failed_upstream", status=503,
-        path=["received", "routed", "attempting", "backoff", "attempting", "backoff",
-              "attempting", "failed_upstream"],
+        gw,
+        r,
+        outcome="failed_upstream",
+        status=503,
+        path=[
+            "received",
+            "routed",
+            "attempting",
+            "backoff",
+            "attempting",
+            "backoff",
+            "attempting",
+            "failed_upstream",
+        ],
         attempts=[("a", "overloaded")] * 3,
     )
     assert "after 3 attempts" in r.json()["error"]["message"]
     assert len(upstream.requests) == 3
 
 
-def test_connection_refused_falls_back(upstream: ScriptedUpstream, gateway_factory: Factory) -> None:
+def test_connection_refused_falls_back(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     gw = gateway_factory(config({"dead": dead, "live": upstream.base_url}))
     r = gw.chat(model="assistant")
     check_run(
-        gw, r, outcome="completed",
-        path=["received", "routed", "attempting", "fallback", "attempting", "validating",
-              "completed"],
+        gw,
+        r,
+        outcome="completed",
+        path=[
+            "received",
+            "routed",
+            "attempting",
+            "fallback",
+            "attempting",
+            "validating",
+            "completed",
+        ],
         attempts=[("dead", "connection_error"), ("live", "ok")],
     )
 
 
-def test_client_errors_are_not_retried(upstream: ScriptedUpstream, gateway_factory: Factory) -> None:
+def test_client_errors_are_not_retried(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
     gw = gateway_factory(config({"a": upstream.base_url}))
     upstream.script(Step(status=400))
     r = gw.chat(model="assistant")
     check_run(
-        gw, r, outcome="failed_upstream", status=400,
+        gw,
+        r,
+        outcome="failed_upstream",
+        status=400,
         path=["received", "routed", "attempting", "failed_upstream"],
         attempts=[("a", "client_error")],
     )
@@ -121,9 +172,18 @@ def test_malformed_body_is_retried(upstream: ScriptedUpstream, gateway_factory: 
     upstream.script(Step(malformed=True))
     r = gw.chat(model="assistant")
     check_run(
-        gw, r, outcome="completed",
-        path=["received", "routed", "attempting", "backoff", "attempting", "validating",
-              "completed"],
+        gw,
+        r,
+        outcome="completed",
+        path=[
+            "received",
+            "routed",
+            "attempting",
+            "backoff",
+            "attempting",
+            "validating",
+            "completed",
+        ],
         attempts=[("a", "malformed_response"), ("a", "ok")],
     )
     assert r.json()["choices"][0]["message"]["content"] == "Hello from upstream."
@@ -132,19 +192,32 @@ def test_malformed_body_is_retried(upstream: ScriptedUpstream, gateway_factory: 
 def test_slow_first_token_times_out_and_is_retried_invisibly(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:
-    gw = gateway_factory(config({"a": upstream.base_url}, timeouts="timeouts: {first_token_s: 0.3}"))
+    gw = gateway_factory(
+        config({"a": upstream.base_url}, timeouts="timeouts: {first_token_s: 0.3}")
+    )
     upstream.script(Step(delay_s=2.0))
     r = gw.chat(model="assistant", stream=True)
     check_run(
-        gw, r, outcome="completed",
-        path=["received", "routed", "attempting", "backoff", "attempting", "streaming",
-              "validating", "completed"],
+        gw,
+        r,
+        outcome="completed",
+        path=[
+            "received",
+            "routed",
+            "attempting",
+            "backoff",
+            "attempting",
+            "streaming",
+            "validating",
+            "completed",
+        ],
         attempts=[("a", "timeout"), ("a", "ok")],
     )
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
-    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1]
-                   if e["choices"])
+    text = "".join(
+        e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]
+    )
     assert text == "Hello from upstream."
 
 
@@ -155,7 +228,9 @@ def test_stream_breaking_after_bytes_ends_with_an_error_event(
     upstream.script(Step(content="one two three four five six", break_after_chunks=2))
     r = gw.chat(model="assistant", stream=True)
     check_run(
-        gw, r, outcome="failed_upstream",
+        gw,
+        r,
+        outcome="failed_upstream",
         path=["received", "routed", "attempting", "streaming", "failed_upstream"],
         attempts=[("a", "broken_stream")],
     )
@@ -173,7 +248,9 @@ def test_stream_stalling_after_bytes_times_out_with_an_error_event(
     upstream.script(Step(content="one two three", stall_after_chunks=1))
     r = gw.chat(model="assistant", stream=True)
     rec = check_run(
-        gw, r, outcome="failed_upstream",
+        gw,
+        r,
+        outcome="failed_upstream",
         path=["received", "routed", "attempting", "streaming", "failed_upstream"],
         attempts=[("a", "timeout")],
     )
@@ -196,7 +273,9 @@ def test_breaker_rests_a_failing_deployment(
             assert gw.chat(model="assistant").headers["x-turnout-deployment"] == "b"
         r = gw.chat(model="assistant")
         rec = check_run(
-            gw, r, outcome="completed",
+            gw,
+            r,
+            outcome="completed",
             path=["received", "routed", "attempting", "validating", "completed"],
             attempts=[("b", "ok")],
         )
@@ -208,14 +287,23 @@ def test_all_deployments_cooling_down_fails_fast(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:
     gw = gateway_factory(
-        config({"a": upstream.base_url}, lifecycle="max_attempts: 1",
-               cooldown="cooldown: {failures: 1, seconds: 60}")
+        config(
+            {"a": upstream.base_url},
+            lifecycle="max_attempts: 1",
+            cooldown="cooldown: {failures: 1, seconds: 60}",
+        )
     )
     upstream.script(Step(status=500))
     assert gw.chat(model="assistant").status_code == 502
     r = gw.chat(model="assistant")
-    check_run(gw, r, outcome="failed_upstream", status=503,
-              path=["received", "failed_upstream"], attempts=[])
+    check_run(
+        gw,
+        r,
+        outcome="failed_upstream",
+        status=503,
+        path=["received", "failed_upstream"],
+        attempts=[],
+    )
     assert int(r.headers["retry-after"]) > 50
     assert len(upstream.requests) == 1
 

@@ -20,7 +20,8 @@ FLUSH_S = 0.1
 def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "turnout", "serve", "--config", str(config), "--port", str(port)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -58,8 +59,13 @@ models:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
                 while not stop.is_set():
                     try:
-                        r = client.post("/v1/chat/completions", json={
-                            "model": "assistant", "messages": [{"role": "user", "content": "x"}]})
+                        r = client.post(
+                            "/v1/chat/completions",
+                            json={
+                                "model": "assistant",
+                                "messages": [{"role": "user", "content": "x"}],
+                            },
+                        )
                     except httpx.HTTPError:
                         return
                     answered.append((r.headers["x-turnout-request-id"], time.monotonic()))

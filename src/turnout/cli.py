@@ -151,6 +151,23 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+# Capability packages add their own sub-commands: each module has `register(subparsers)`.
+_EXTENSIONS = ("turnout.plan.cli", "turnout.mcp.cli", "turnout.testing.cli")
+
+
+def _register_extensions(sub: Any) -> None:
+    import importlib
+
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that capability is not part of this build
+            raise
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="turnout", description="A control plane for LLM traffic.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -182,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--model")
         else:
             cmd.add_argument("id", help="request id (or a unique prefix)")
+    _register_extensions(sub)
     return p
 
 

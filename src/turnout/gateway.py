@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from turnout.backends.base import Backend, Operation
@@ -45,7 +46,14 @@ def new_request_id() -> str:
 
 
 class Gateway:
-    def __init__(self, config: Config, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        rng: random.Random | None = None,
+        wrap_backend: Callable[[str, Backend], Backend] | None = None,
+    ) -> None:
+        """`wrap_backend(name, backend)` may put a layer around each backend (record, replay, …)."""
         self.config = config
         self.metrics = Metrics()
         store = config.store
@@ -56,6 +64,8 @@ class Gateway:
         self.backends: dict[str, Backend] = {
             name: make_backend(dep) for name, dep in config.deployments.items() if name in used
         }
+        if wrap_backend is not None:
+            self.backends = {name: wrap_backend(name, b) for name, b in self.backends.items()}
         self.breakers = {name: Breaker(dep.cooldown) for name, dep in config.deployments.items()}
         fleet = Fleet(config.deployments, self.backends, self.breakers, rng or random.Random())
         self.engine = Engine(fleet, self._finished)
