@@ -1,0 +1,421 @@
+"""An in-process llama.cpp model (llama-cpp-python) answering as a Backend.
+
+A `Llama` is not thread-safe, so the backend holds one per concurrency slot and lends each to one
+request at a time; generation runs in worker threads, never on the event loop. The pool is guarded
+by a thread lock rather than asyncio primitives so one backend serves any event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import json
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jinja2
+import llama_cpp
+from llama_cpp import Llama, LlamaGrammar
+from llama_cpp.llama_grammar import JSON_GBNF
+
+from .base import Completion, Failure, Operation, StreamChunk, UpstreamError, UpstreamRequest, Usage
+from .gguf import resolve_model
+
+_Item = tuple[str, Any]  # worker → loop messages: ("chunk" | "done" | "error", payload)
+_Emit = Callable[[_Item], None]
+_INT_PARAMS = ("n", "seed", "top_k", "max_tokens", "max_completion_tokens")
+_NUMBER_PARAMS = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_p",
+    "repeat_penalty",
+)
+
+
+class _Slot(Llama):
+    """A pooled Llama that counts its tokens and stops between two tokens when told to."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_event = threading.Event()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def generate(  # type: ignore[override]
+        self, tokens: Sequence[int], *args: Any, **kwargs: Any
+    ) -> Generator[int, Any, None]:
+        # Every completion path of llama-cpp-python runs through here, so this is the one place
+        # where a cancelled request is noticed per token, and where streamed usage is counted.
+        self.prompt_tokens, self.completion_tokens = len(tokens), 0
+        if self.stop_event.is_set():
+            return
+        inner = super().generate(tokens, *args, **kwargs)
+        try:
+            for token in inner:
+                if self.stop_event.is_set():
+                    return
+                # End-of-generation tokens are not counted, matching llama's own usage.
+                if not llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
+                    self.completion_tokens += 1
+                yield token
+        finally:
+            inner.close()
+
+
+def _bad_request(message: str) -> UpstreamError:
+    return UpstreamError(Failure.CLIENT_ERROR, message, status=400)
+
+
+def _param(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """body[key] if it is absent, null or of `kind` (bools are not numbers); else a 400."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+        raise _bad_request(f"{key!r} must be {what}")
+    return value
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_grammar(schema_json: str) -> LlamaGrammar:
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def _grammar(response_format: Any) -> LlamaGrammar | None:
+    """A grammar enforcing `response_format`, built here because llama-cpp-python ignores
+    type "json_schema" and silently falls back to any-JSON when a schema fails to convert."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise _bad_request("'response_format' must be an object")
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":  # "schema" here is llama-cpp-python's own extension
+        schema = response_format.get("schema")
+        if schema is None:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    elif kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+    else:
+        raise _bad_request(f"response_format type {kind!r} is not supported")
+    if not isinstance(schema, dict):
+        raise _bad_request("response_format needs a JSON schema object")
+    try:
+        return _schema_grammar(json.dumps(schema, sort_keys=True))
+    except Exception as exc:  # the converter raises AssertionError, KeyError, …
+        raise _bad_request(f"response_format schema is not supported: {exc}") from exc
+
+
+def _text_content(content: Any) -> str:
+    # Chat templates concatenate strings: null (assistant tool calls) and text parts must be str.
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    raise _bad_request("message content must be a string or a list of text parts")
+
+
+def _classify(exc: BaseException) -> UpstreamError:
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, ValueError) and "exceed context window" in str(exc):
+        return _bad_request(f"prompt too long: {exc}")
+    # llama-cpp-python raises ValueError for what the request asks (unknown tool_choice,
+    # logprobs without logits_all, a template's raise_exception); a template may fail too.
+    if isinstance(exc, ValueError | jinja2.TemplateError):
+        return _bad_request(f"{type(exc).__name__}: {exc}")
+    return UpstreamError(Failure.SERVER_ERROR, f"llama.cpp failed: {type(exc).__name__}: {exc}")
+
+
+class EmbeddedBackend:
+    """A GGUF model run in-process by llama.cpp, `max_concurrency` requests at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        max_concurrency: int = 1,
+        max_queue: int = 64,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        model_alias: str | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.model_name = model_alias or model
+        self._max_concurrency = max(1, max_concurrency)
+        self._max_queue = max(0, max_queue)
+        self._n_ctx = n_ctx
+        # The slots share the cores, less one for the event loop: llama.cpp's threads spin while
+        # they wait for each other, so oversubscribed cores slow generation down many times over.
+        cores = max(1, (os.cpu_count() or 1) - 1)
+        self._n_threads = n_threads or max(1, cores // self._max_concurrency)
+        self._slots: list[_Slot] = []
+        self._free: list[_Slot] = []
+        self._waiters: collections.deque[asyncio.Future[_Slot]] = collections.deque()
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._ready = False
+        self._has_chat_template = False
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        if self._ready:
+            return
+        self._slots = await asyncio.to_thread(self._load)
+        self._free = list(self._slots)
+        # Without a template llama-cpp-python silently formats chats as llama-2: wrong for most.
+        self._has_chat_template = "tokenizer.chat_template" in self._slots[0].metadata
+        self._executor = ThreadPoolExecutor(self._max_concurrency, f"embedded-{self.name}")
+        self._ready = True
+
+    def _load(self) -> list[_Slot]:
+        path, n = str(resolve_model(self.model)), self._n_threads
+        kwargs = {"n_ctx": self._n_ctx, "n_threads": n, "n_threads_batch": n, "verbose": False}
+        return [_Slot(path, **kwargs) for _ in range(self._max_concurrency)]
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        self._ready = False
+        with self._lock:
+            waiters, self._waiters = list(self._waiters), collections.deque()
+            for slot in self._slots:
+                slot.stop_event.set()
+        for fut in waiters:
+            with contextlib.suppress(RuntimeError):  # that waiter's loop is already closed
+                fut.get_loop().call_soon_threadsafe(_fail, fut, "backend closed")
+        # Freeing a Llama that a thread still uses would crash: wait for the workers to let go.
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self._free) < len(self._slots) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for slot in self._free:
+            slot.close()
+        self._slots, self._free = [], []
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    # -- the pool ---------------------------------------------------------------------------
+
+    async def _acquire(self) -> _Slot:
+        with self._lock:
+            if self._free:  # a free slot implies no waiters: _release hands over first
+                return self._free.pop()
+            if len(self._waiters) >= self._max_queue:
+                raise UpstreamError(
+                    Failure.OVERLOADED, f"{self.name}: {len(self._waiters)} requests already queued"
+                )
+            fut: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            with self._lock:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(fut.result())  # handed a slot just as we were cancelled
+            raise
+
+    def _release(self, slot: _Slot) -> None:
+        """Give `slot` to the oldest waiter, else back to the pool; callable from any thread."""
+        with self._lock:
+            while self._waiters:
+                fut = self._waiters.popleft()
+                try:
+                    fut.get_loop().call_soon_threadsafe(self._hand_over, fut, slot)
+                    return
+                except RuntimeError:  # that waiter's loop is closed
+                    continue
+            self._free.append(slot)
+
+    def _hand_over(self, fut: asyncio.Future[_Slot], slot: _Slot) -> None:
+        if fut.done():  # cancelled meanwhile: pass the slot on
+            self._release(slot)
+        else:
+            fut.set_result(slot)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def complete(self, request: UpstreamRequest) -> Completion:
+        async with contextlib.aclosing(self._run(request, stream=False)) as items:
+            async for kind, payload in items:
+                if kind == "done":
+                    body: dict[str, Any] = payload
+                    return Completion(body=body, usage=Usage.from_body(body.get("usage")))
+        raise UpstreamError(Failure.SERVER_ERROR, "llama.cpp returned nothing")
+
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
+        last: dict[str, Any] = {}
+        # aclosing: when our consumer goes away, _run's cleanup (stopping the worker) runs now,
+        # not whenever the garbage collector finalizes it.
+        async with contextlib.aclosing(self._run(request, stream=True)) as items:
+            async for kind, payload in items:
+                if kind == "chunk":
+                    last = payload
+                    yield StreamChunk(data=payload)
+                    continue
+                yield StreamChunk(
+                    data={
+                        "id": last.get("id", request.request_id),
+                        "object": last.get("object", "chat.completion.chunk"),
+                        "created": last.get("created", 0),
+                        "model": self.model_name,
+                        "choices": [],
+                        "usage": payload,
+                    }
+                )
+
+    async def _run(self, request: UpstreamRequest, *, stream: bool) -> AsyncIterator[_Item]:
+        """Run one request on a slot in a worker thread, relaying what it reports."""
+        if not self._ready:
+            raise UpstreamError(Failure.SERVER_ERROR, f"{self.name}: model not loaded", status=503)
+        call = self._prepare(request, stream=stream)
+        slot = await self._acquire()
+        stop = threading.Event()  # per request: setting it late cannot touch the slot's next user
+        slot.stop_event = stop
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
+
+        def emit(item: _Item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone, so is the client
+                stop.set()
+
+        try:
+            if self._executor is None:
+                raise RuntimeError("no executor")
+            self._executor.submit(self._work, slot, call, emit, stream)
+        except RuntimeError as exc:  # close() ran while we waited for the slot
+            self._release(slot)
+            raise UpstreamError(Failure.SERVER_ERROR, f"{self.name}: closed", status=503) from exc
+        try:
+            while True:
+                kind, payload = await queue.get()
+                if kind == "error":
+                    raise _classify(payload)
+                yield kind, payload
+                if kind == "done":
+                    return
+        finally:
+            stop.set()  # consumer gone (closed, cancelled) or finished: the worker stops
+
+    def _work(self, slot: _Slot, call: Callable[[_Slot], Any], emit: _Emit, stream: bool) -> None:
+        # The slot goes back before the last message, so whoever sees "done" can reuse it.
+        final: _Item
+        try:
+            if stream:
+                chunks: Iterable[dict[str, Any]] = call(slot)
+                try:
+                    for chunk in chunks:
+                        if slot.stop_event.is_set():
+                            break
+                        emit(("chunk", chunk))
+                finally:
+                    getattr(chunks, "close", lambda: None)()
+                n_in, n_out = slot.prompt_tokens, slot.completion_tokens
+                usage = {"prompt_tokens": n_in, "completion_tokens": n_out}
+                final = ("done", {**usage, "total_tokens": n_in + n_out})
+            else:
+                final = ("done", call(slot))
+            if slot.stop_event.is_set():
+                # Stopped: either the consumer left (nobody reads this) or close() cut the answer
+                # short, which must not look like a normal finish.
+                final = (
+                    "error",
+                    UpstreamError(Failure.SERVER_ERROR, "closed mid-answer", status=503),
+                )
+        except Exception as exc:
+            final = ("error", exc)
+        finally:
+            self._release(slot)
+        emit(final)
+
+    def _prepare(self, request: UpstreamRequest, *, stream: bool) -> Callable[[_Slot], Any]:
+        """Map an OpenAI body to a call on a slot; invalid parameters become a 400 here."""
+        body = request.body
+        for key in _INT_PARAMS:
+            _param(body, key, int, "an integer")
+        for key in _NUMBER_PARAMS:
+            _param(body, key, (int, float), "a number")
+        _param(body, "logit_bias", dict, "an object")
+        if (body.get("n") or 1) != 1:
+            raise _bad_request("only n=1 is supported")
+        max_tokens = body.get("max_completion_tokens")
+        max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
+        if max_tokens is not None and max_tokens < 1:
+            raise _bad_request("'max_tokens' must be at least 1")
+        stop = body.get("stop")
+        if not isinstance(stop, str | None) and not (
+            isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+        ):
+            raise _bad_request("'stop' must be a string or a list of strings")
+        keys = (*_NUMBER_PARAMS, "top_k", "logit_bias", "stop")
+        kwargs: dict[str, Any] = {k: body[k] for k in keys if body.get(k) is not None}
+        kwargs.setdefault("temperature", 1.0)  # OpenAI's defaults, not llama-cpp-python's
+        kwargs.setdefault("top_p", 1.0)
+        seed = body.get("seed")
+        # Unseeded requests should differ, as OpenAI's do; llama would reuse one fixed seed.
+        kwargs["seed"] = random.getrandbits(31) if seed is None else seed
+        kwargs.update(stream=stream, model=self.model_name)
+        kwargs["grammar"] = _grammar(body.get("response_format"))
+
+        if request.operation is Operation.COMPLETION:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                prompt = prompt[0]
+            if not isinstance(prompt, str) and not (
+                isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)
+            ):
+                raise _bad_request("'prompt' must be a string or a list of token ids")
+            # OpenAI's legacy default is 16 tokens; no chat template: base models have none.
+            kwargs.update(prompt=prompt, max_tokens=16 if max_tokens is None else max_tokens)
+            return lambda slot: slot.create_completion(**kwargs)
+
+        if not self._has_chat_template:
+            raise _bad_request(
+                f"{self.model} has no chat template (a base model?): use completions"
+            )
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _bad_request("'messages' must be a non-empty list")
+        if not all(isinstance(m, dict) for m in messages):
+            raise _bad_request("each message must be an object")
+        kwargs["messages"] = [{**m, "content": _text_content(m.get("content"))} for m in messages]
+        kwargs["max_tokens"] = max_tokens
+        for key in ("tools", "tool_choice", "functions", "function_call"):
+            if body.get(key) is not None:
+                kwargs[key] = body[key]
+        tools = body.get("tools")
+        if (
+            body.get("tool_choice") == "required"
+            and isinstance(tools, list)
+            and len(tools) == 1
+            and isinstance(tools[0], dict)
+            and "function" in tools[0]
+        ):
+            # llama forces a call only for a named tool (by grammar); "required" with one tool
+            # names it, else it would be ignored like "auto".
+            kwargs["tool_choice"] = {"type": "function", "function": tools[0]["function"]}
+        return lambda slot: slot.create_chat_completion(**kwargs)
+
+
+def _fail(fut: asyncio.Future[Any], message: str) -> None:
+    if not fut.done():
+        fut.set_exception(UpstreamError(Failure.SERVER_ERROR, message, status=503))
