@@ -279,7 +279,8 @@ def test_breaker_rests_a_failing_deployment(
             path=["received", "routed", "attempting", "validating", "completed"],
             attempts=[("b", "ok")],
         )
-        assert rec["events"][1]["attrs"]["cooling_down"] == ["a"]
+        candidates = rec["events"][1]["attrs"]["candidates"]
+        assert candidates[0]["rejected"] == "cooling down after repeated failures"
         assert len(upstream.requests) == 2  # the third request never reached `a`
 
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import yaml
 
-ROUTINGS = ("ordered",)
+ROUTINGS = ("ordered", "policy", "cascade")
+OBJECTIVES = ("cheapest_within_slo", "fastest", "local_only", "cloud_only")
+PRIVACY_MODES = ("block", "redact", "off")
+TRUSTED_TAGS = frozenset({"local", "trusted"})
 TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
@@ -89,6 +92,16 @@ class DeploymentConfig:
     price: Price = field(default_factory=Price)
     timeouts: Timeouts = field(default_factory=Timeouts)
     cooldown: Cooldown = field(default_factory=Cooldown)
+    context_window: int | None = None  # tokens; None: unknown, assumed to fit
+    supports_tools: bool = True
+    supports_structured_output: bool = True
+    hourly_usd: float | None = None  # amortised hardware cost, for edge deployments
+    rtt_probe_s: float = 15.0  # how often an idle HTTP deployment's round trip is measured
+
+    @property
+    def trusted(self) -> bool:
+        """May see sensitive data: tagged `local` or `trusted`. Anything else is treated as cloud."""
+        return not TRUSTED_TAGS.isdisjoint(self.tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +127,31 @@ class LifecyclePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeCheck:
+    """Beyond the lifecycle validators: what a cheap answer must show to be kept."""
+
+    must_match: str | None = None
+    min_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     deployments: tuple[str, ...]
     routing: str = "ordered"
     lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
+    objective: str = "cheapest_within_slo"
+    privacy: str = "off"
+    latency_budget_ms: float | None = None
+    cascade: CascadeCheck = field(default_factory=CascadeCheck)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    patterns: dict[str, str] = field(default_factory=dict)  # name → regex
+    terms: tuple[str, ...] = ()
+    presidio: bool = False
+    sticky_conversations: int = 100_000  # how many sensitive conversation ids to remember
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +161,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
     models: dict[str, ModelConfig] = field(default_factory=dict)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "<default>"
 
 
@@ -254,13 +288,14 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     store = _store(root.child("store"))
     telemetry = _telemetry(root.child("telemetry"))
     _state(root.child("state"))
+    privacy = _privacy(root.child("privacy"))
     deployments = _deployments(root.child("deployments"))
     models = _models(root.child("models"), deployments)
     root.done()
     if not deployments and not models:
         base = default_config()
         deployments, models = base.deployments, base.models
-    return Config(server, store, telemetry, deployments, models, source)
+    return Config(server, store, telemetry, deployments, models, privacy, source)
 
 
 def _server(r: _Reader) -> ServerConfig:
@@ -309,6 +344,32 @@ def _state(r: _Reader) -> None:
     r.done()
 
 
+def _privacy(r: _Reader) -> PrivacyConfig:
+    import re
+
+    patterns = r.get("patterns", dict, {})
+    for name, regex in patterns.items():
+        if not isinstance(regex, str):
+            raise r.error(
+                f"expected a regular expression string, got {_kind(regex)}", f"patterns.{name}"
+            )
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise r.error(f"invalid regular expression: {exc}", f"patterns.{name}") from None
+    d = PrivacyConfig()
+    cfg = PrivacyConfig(
+        patterns={str(k): v for k, v in patterns.items()},
+        terms=r.strings("terms"),
+        presidio=r.get("presidio", bool, False),
+        sticky_conversations=r.number(
+            "sticky_conversations", d.sticky_conversations, minimum=0, integer=True
+        ),
+    )
+    r.done()
+    return cfg
+
+
 def _deployments(r: _Reader) -> dict[str, DeploymentConfig]:
     out: dict[str, DeploymentConfig] = {}
     for name in r.data:
@@ -346,6 +407,13 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         price=_price(r.child("price")),
         timeouts=_timeouts(r.child("timeouts")),
         cooldown=_cooldown(r.child("cooldown")),
+        context_window=r.number(
+            "context_window", dd.n_ctx if kind == "embedded" else None, minimum=1, integer=True
+        ),
+        supports_tools=r.get("supports_tools", bool, kind != "embedded"),
+        supports_structured_output=r.get("supports_structured_output", bool, True),
+        hourly_usd=r.number("hourly_usd", None, minimum=0),
+        rtt_probe_s=r.number("rtt_probe_s", dd.rtt_probe_s, minimum=0),
     )
     r.done()
     return cfg
@@ -393,15 +461,37 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             if dep not in deployments:
                 known = ", ".join(sorted(deployments)) or "none defined"
                 raise m.error(f"unknown deployment {dep!r} (known: {known})", f"deployments[{i}]")
+        routing = m.choice("routing", ROUTINGS, "ordered")
         out[str(name)] = ModelConfig(
             name=str(name),
             deployments=names,
-            routing=m.choice("routing", ROUTINGS, "ordered"),
+            routing=routing,
             lifecycle=_lifecycle(m.child("lifecycle")),
+            objective=m.choice("objective", OBJECTIVES, "cheapest_within_slo"),
+            # Placement by policy is where privacy matters most: it fails closed by default.
+            privacy=m.choice("privacy", PRIVACY_MODES, "off" if routing == "ordered" else "block"),
+            latency_budget_ms=m.number("latency_budget_ms", None, minimum=1),
+            cascade=_cascade(m.child("cascade")),
         )
         m.done()
     r.done()
     return out
+
+
+def _cascade(r: _Reader) -> CascadeCheck:
+    import re
+
+    must_match = r.get("must_match", str, None)
+    if must_match is not None:
+        try:
+            re.compile(must_match)
+        except re.error as exc:
+            raise r.error(f"invalid regular expression: {exc}", "must_match") from None
+    cfg = CascadeCheck(
+        must_match=must_match, min_chars=r.number("min_chars", 0, minimum=0, integer=True)
+    )
+    r.done()
+    return cfg
 
 
 def _lifecycle(r: _Reader) -> LifecyclePolicy:

@@ -16,6 +16,8 @@ from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
+from turnout.routing.estimates import Estimates
+from turnout.routing.router import Router, StickyConversations
 from turnout.store.sqlite import RecordWriter
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
@@ -67,7 +69,17 @@ class Gateway:
         if wrap_backend is not None:
             self.backends = {name: wrap_backend(name, b) for name, b in self.backends.items()}
         self.breakers = {name: Breaker(dep.cooldown) for name, dep in config.deployments.items()}
-        fleet = Fleet(config.deployments, self.backends, self.breakers, rng or random.Random())
+        self.estimates = Estimates(config.deployments)
+        self.router = Router(
+            config.deployments,
+            self.breakers,
+            self.estimates,
+            StickyConversations(config.privacy.sticky_conversations),
+            scan=None,
+        )
+        fleet = Fleet(
+            config.deployments, self.backends, self.breakers, rng or random.Random(), self.router
+        )
         self.engine = Engine(fleet, self._finished)
         self.started = False
 
@@ -110,6 +122,8 @@ class Gateway:
     def _finished(self, run: Run) -> None:
         self.metrics.in_flight.labels(run.model).dec()
         self.metrics.observe(run)
+        for attempt in run.attempts:
+            self.estimates.observe_attempt(attempt)
         self.writer.submit(run)
         if tracing_enabled():
             emit_spans(run, self.config.deployments, run.client)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +51,14 @@ class Engine:
         return Reply(error.status, error.body(), {"x-turnout-outcome": "rejected", **error.headers})
 
     async def complete(
-        self, run: Run, model: ModelConfig, body: dict[str, Any], op: Operation
+        self,
+        run: Run,
+        model: ModelConfig,
+        body: dict[str, Any],
+        op: Operation,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        j = Journey(self.fleet, run, model, fresh_body(body), op)
+        j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
         try:
             reply = await self._complete(j)
         except BaseException as exc:
@@ -86,7 +91,7 @@ class Engine:
             verdict = j.judge(message, choice.get("text"), finish)
             if verdict == "done":
                 j.run.response_body = done.body
-                return Reply(200, done.body, j.headers())
+                return Reply(200, done.body, j.reply_headers())
             if verdict == "fail":
                 j.run.response_body = done.body
                 break
@@ -98,10 +103,15 @@ class Engine:
         return _error_reply(j)
 
     async def stream(
-        self, run: Run, model: ModelConfig, body: dict[str, Any], op: Operation
+        self,
+        run: Run,
+        model: ModelConfig,
+        body: dict[str, Any],
+        op: Operation,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
         """Yields a Reply (the request failed before any byte), or a StreamHead then bytes."""
-        j = Journey(self.fleet, run, model, fresh_body(body), op)
+        j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
         try:
             async for item in self._stream(j, _wants_usage(body)):
                 yield item
@@ -148,7 +158,7 @@ class Engine:
         j.attempt.ttft_s = run.ttft_s
         run.transition(State.STREAMING, deployment=j.attempt.deployment, attempt=j.attempt.number)
         run.http_status = 200
-        yield StreamHead(j.headers())
+        yield StreamHead(j.reply_headers())
         acc = Accumulator(j.operation)
         for chunk in held:
             if acc.add(chunk.data) or wants_usage:
@@ -213,7 +223,7 @@ def _event(data: dict[str, Any]) -> bytes:
 def _error_reply(j: Journey) -> Reply:
     err = j.error or ApiError(502, "request ended without an answer", type="upstream_error")
     j.run.error = err.message
-    return Reply(err.status, err.body(), {**j.headers(), **err.headers})
+    return Reply(err.status, err.body(), {**j.reply_headers(), **err.headers})
 
 
 def _abandon(j: Journey, exc: BaseException) -> None:

@@ -19,6 +19,8 @@ from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
 from turnout.lifecycle.validate import Invalid, is_structured, validate_message, validate_text
+from turnout.routing.policy import Decision
+from turnout.routing.router import Router
 
 _FAILURE_STATUS = {
     Failure.RATE_LIMITED: 429,
@@ -35,15 +37,25 @@ class Fleet:
     backends: Mapping[str, Backend]
     breakers: Mapping[str, Breaker]
     rng: random.Random
+    router: Router
 
 
 class Journey:
     """Mutable per-request state for the decisions; the Run is the record of them."""
 
     def __init__(
-        self, fleet: Fleet, run: Run, model: ModelConfig, body: dict[str, Any], op: Operation
+        self,
+        fleet: Fleet,
+        run: Run,
+        model: ModelConfig,
+        body: dict[str, Any],
+        op: Operation,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.fleet = fleet
+        self.client_headers = headers or {}
+        self.order: tuple[str, ...] = model.deployments
+        self.decision: Decision | None = None
         self.run = run
         self.model = model
         self.policy = model.lifecycle
@@ -59,21 +71,54 @@ class Journey:
     # -- routing ---------------------------------------------------------------------------
 
     def route(self) -> str | None:
-        """Ordered routing: the first deployment whose breaker lets traffic through."""
-        order = self.model.deployments
-        breakers = self.fleet.breakers
-        available = [d for d in order if breakers[d].available()]
-        skipped = [d for d in order if d not in available]
-        if not available:
-            return self._all_cooling(order)
-        self.run.transition(
-            State.ROUTED,
-            routing=self.model.routing,
-            candidates=list(order),
-            chosen=available[0],
-            **({"cooling_down": skipped} if skipped else {}),
+        """Decide where the request may run, in preference order, and record why."""
+        router = self.fleet.router
+        try:
+            req = router.features(self.model, self.body, self.client_headers)
+        except ApiError as exc:
+            self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
+            self.error = exc
+            return None
+        self.decision = decision = router.plan(self.model, req)
+        self.order = decision.order
+        attrs: dict[str, Any] = {
+            "routing": self.model.routing,
+            "rule": decision.rule,
+            "candidates": [v.as_dict() for v in decision.verdicts],
+        }
+        if self.model.routing == "policy":
+            attrs["objective"] = self.model.objective
+        if req.sensitive:
+            attrs["sensitive"] = req.sensitive
+        if req.sticky_local:
+            attrs["sticky_local"] = True
+        if decision.refusal == "cooling":
+            return self._all_cooling(self.model.deployments)
+        if decision.refusal is not None:
+            return self._refuse(decision.refusal, attrs)
+        self.run.transition(State.ROUTED, chosen=decision.order[0], **attrs)
+        return decision.order[0]
+
+    def _refuse(self, refusal: str, attrs: dict[str, Any]) -> None:
+        reasons = "; ".join(
+            f"{v.name}: {v.reason}" for v in self.decision.verdicts if v.reason
         )
-        return available[0]
+        if refusal == "blocked":
+            self.run.transition(State.BLOCKED, **attrs)
+            self.error = ApiError(
+                403,
+                f"no deployment of {self.model.name!r} may take this request ({reasons})",
+                type="blocked",
+                code="blocked_by_policy",
+            )
+        else:
+            self.run.transition(State.REJECTED, **attrs)
+            self.error = ApiError(
+                400,
+                f"no deployment of {self.model.name!r} can serve this request ({reasons})",
+                code="no_capable_deployment",
+            )
+        return None
 
     def _all_cooling(self, order: tuple[str, ...]) -> None:
         wait = min(self.fleet.breakers[d].remaining_s() for d in order)
@@ -143,7 +188,7 @@ class Journey:
         if len(self.run.attempts) >= self.policy.max_attempts:
             return self._fail_upstream(err, why, reason="attempts exhausted")
         self.failed.add(dep)
-        order = self.model.deployments
+        order = self.order
         breakers = self.fleet.breakers
         after = order[order.index(dep) + 1 :]
         fallback = next(
@@ -310,8 +355,10 @@ class Journey:
 
     # -- replies ------------------------------------------------------------------------------
 
-    def headers(self) -> dict[str, str]:
+    def reply_headers(self) -> dict[str, str]:
         h = {"x-turnout-attempts": str(len(self.run.attempts))}
+        if self.decision is not None and self.decision.chosen is not None:
+            h["x-turnout-route"] = f"{self.decision.chosen}; rule={self.decision.rule}"
         if self.run.attempts:
             h["x-turnout-deployment"] = self.attempt.deployment
         if self.run.outcome is not None:

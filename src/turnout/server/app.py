@@ -173,22 +173,23 @@ class App:
         run = gw.new_run(
             model_name if isinstance(model_name, str) else "", operation, stream is True, body
         )
-        for key, value in scope["headers"]:
-            if key == b"traceparent" or key == b"tracestate":
-                run.client[key.decode()] = value.decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        for key in ("traceparent", "tracestate"):
+            if key in headers:
+                run.client[key] = headers[key]
         rid = {"x-turnout-request-id": run.id}
         if error is not None:
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
         assert body is not None
         if stream is True:
-            return await self._stream(run, receive, send, body, operation, rid)
+            return await self._stream(run, receive, send, body, operation, rid, headers)
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, task, gone))
         try:
-            reply = await gw.engine.complete(run, gw.models[run.model], body, operation)
+            reply = await gw.engine.complete(run, gw.models[run.model], body, operation, headers)
         except asyncio.CancelledError:
             if gone.is_set():
                 task.uncancel()
@@ -206,13 +207,14 @@ class App:
         body: dict[str, Any],
         operation: Operation,
         rid: dict[str, str],
+        headers: dict[str, str],
     ) -> None:
         gw = self.gateway
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, task, gone))
-        events = gw.engine.stream(run, gw.models[run.model], body, operation)
+        events = gw.engine.stream(run, gw.models[run.model], body, operation, headers)
         started = False
         try:
             async for item in events:

@@ -1,0 +1,1 @@
+"""Where a request runs: pure decisions over estimates, capabilities and privacy."""

@@ -1,0 +1,164 @@
+"""Gathers what a decision needs — estimates, capabilities, a privacy scan — and asks `decide`."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from turnout.config import DeploymentConfig, ModelConfig
+from turnout.lifecycle.policy import Breaker
+from turnout.routing.estimates import Estimates
+from turnout.routing.policy import Candidate, Decision, RequestFeatures, decide
+
+LATENCY_BUDGET_HEADER = "x-turnout-latency-budget-ms"
+CONVERSATION_HEADER = "x-turnout-conversation-id"
+
+
+class StickyConversations:
+    """Conversation ids that carried sensitive data: they stay local. Bounded, oldest forgotten."""
+
+    def __init__(self, capacity: int, ttl_s: float = 24 * 3600) -> None:
+        self.capacity = capacity
+        self.ttl_s = ttl_s
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def mark(self, conversation: str) -> None:
+        if self.capacity <= 0:
+            return
+        self._seen[conversation] = time.monotonic()
+        self._seen.move_to_end(conversation)
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+    def __contains__(self, conversation: str) -> bool:
+        at = self._seen.get(conversation)
+        return at is not None and time.monotonic() - at < self.ttl_s
+
+
+def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = body.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def conversation_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    value = headers.get(CONVERSATION_HEADER) or _metadata(body).get("conversation_id")
+    return str(value) if value else None
+
+
+def latency_budget_s(
+    model: ModelConfig, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> float | None:
+    raw = headers.get(LATENCY_BUDGET_HEADER) or _metadata(body).get("latency_budget_ms")
+    if raw is not None:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        if value <= 0:
+            from turnout.errors import ApiError
+
+            raise ApiError(400, f"latency budget must be a positive number of ms, got {raw!r}",
+                           code="invalid_value", param=LATENCY_BUDGET_HEADER)
+        return value / 1000
+    return None if model.latency_budget_ms is None else model.latency_budget_ms / 1000
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """~4 characters a token: cheap, and the context check only needs the order of magnitude."""
+    chars = 0
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        chars += len(prompt)
+    return chars // 4 + 1
+
+
+def max_output_tokens(body: Mapping[str, Any]) -> int | None:
+    value = body.get("max_tokens") or body.get("max_completion_tokens")
+    return int(value) if isinstance(value, int) else None
+
+
+def predicted_cost(
+    dep: DeploymentConfig, est_tokens_per_s: float, prompt_tokens: int, output_tokens: float
+) -> float:
+    price = dep.price
+    if price.input_per_mtok or price.output_per_mtok:
+        return price.cost(prompt_tokens, int(output_tokens))
+    if dep.hourly_usd:
+        # Owned hardware: the hour's cost spread over the tokens it can produce.
+        per_token = dep.hourly_usd / 3600 / max(est_tokens_per_s, 1e-9)
+        return per_token * output_tokens
+    return 0.0
+
+
+class Router:
+    def __init__(
+        self,
+        deployments: Mapping[str, DeploymentConfig],
+        breakers: Mapping[str, Breaker],
+        estimates: Estimates,
+        sticky: StickyConversations,
+        scan: Any = None,  # (body) -> dict[kind, count]; None when no scanner is configured
+    ) -> None:
+        self.deployments = deployments
+        self.breakers = breakers
+        self.estimates = estimates
+        self.sticky = sticky
+        self.scan = scan
+
+    def features(
+        self, model: ModelConfig, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> RequestFeatures:
+        conversation = conversation_id(body, headers)
+        sensitive: dict[str, int] = {}
+        leaves = any(not self.deployments[d].trusted for d in model.deployments)
+        if model.privacy != "off" and leaves and self.scan is not None:
+            sensitive = self.scan(body)
+        sticky = conversation is not None and conversation in self.sticky
+        if sensitive and conversation is not None:
+            self.sticky.mark(conversation)
+        return RequestFeatures(
+            prompt_tokens=estimate_prompt_tokens(body),
+            max_output_tokens=max_output_tokens(body),
+            needs_tools=bool(body.get("tools")),
+            needs_structured_output=isinstance(body.get("response_format"), dict)
+            and body["response_format"].get("type") in ("json_object", "json_schema"),
+            sensitive=sensitive,
+            sticky_local=sticky and model.privacy != "off",
+            latency_budget_s=latency_budget_s(model, body, headers),
+        )
+
+    def candidates(self, model: ModelConfig, req: RequestFeatures) -> list[Candidate]:
+        out = []
+        for name in model.deployments:
+            dep = self.deployments[name]
+            est = self.estimates[name]
+            latency, parts = est.predict(req.max_output_tokens)
+            cost = predicted_cost(dep, est.tokens_per_s(), req.prompt_tokens, parts["output_tokens"])
+            out.append(
+                Candidate(
+                    name=name,
+                    trusted=dep.trusted,
+                    available=self.breakers[name].available(),
+                    latency_s=latency,
+                    cost_usd=cost,
+                    context_window=dep.context_window,
+                    supports_tools=dep.supports_tools,
+                    supports_structured_output=dep.supports_structured_output,
+                    latency_parts=parts,
+                )
+            )
+        return out
+
+    def plan(self, model: ModelConfig, req: RequestFeatures) -> Decision:
+        return decide(
+            self.candidates(model, req), req, model.objective, model.privacy,
+            keep_order=model.routing != "policy",
+        )
