@@ -148,6 +148,7 @@ class ScriptedUpstream:
 
     def __init__(self, default: Step | None = None) -> None:
         self.default: Step = default if default is not None else Step()
+        self.rtt_s: float = 0.0  # added to every request, /models included: a network round trip
         self.requests: list[Received] = []
         self.port: int = 0
         self.base_url: str = ""
@@ -300,6 +301,8 @@ class ScriptedUpstream:
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
+        if self.rtt_s:
+            await asyncio.sleep(self.rtt_s)
         self._inflight[id(request)] = request
         try:
             return await self._handle(request, at)
@@ -394,6 +397,8 @@ class ScriptedUpstream:
         return resp
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.rtt_s:
+            await asyncio.sleep(self.rtt_s)
         model = {
             "id": MODEL_ID,
             "object": "model",

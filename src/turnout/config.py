@@ -469,13 +469,21 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             lifecycle=_lifecycle(m.child("lifecycle")),
             objective=m.choice("objective", OBJECTIVES, "cheapest_within_slo"),
             # Placement by policy is where privacy matters most: it fails closed by default.
-            privacy=m.choice("privacy", PRIVACY_MODES, "off" if routing == "ordered" else "block"),
+            privacy=_privacy_mode(m, "off" if routing == "ordered" else "block"),
             latency_budget_ms=m.number("latency_budget_ms", None, minimum=1),
             cascade=_cascade(m.child("cascade")),
         )
         m.done()
     r.done()
     return out
+
+
+def _privacy_mode(r: _Reader, default: str) -> str:
+    # YAML 1.1 reads a bare `off` as false; that is what the user meant.
+    if r.data.get("privacy") is False:
+        r.used.add("privacy")
+        return "off"
+    return r.choice("privacy", PRIVACY_MODES, default)
 
 
 def _cascade(r: _Reader) -> CascadeCheck:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -82,6 +83,7 @@ class Gateway:
         )
         self.engine = Engine(fleet, self._finished)
         self.started = False
+        self._probes: list[asyncio.Task[None]] = []
 
     @property
     def models(self) -> dict[str, ModelConfig]:
@@ -93,9 +95,25 @@ class Gateway:
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
         for backend in self.backends.values():
             await backend.start()
+        self._probes = [
+            asyncio.create_task(self._probe_rtt(name, backend, dep.rtt_probe_s))
+            for name, backend in self.backends.items()
+            if (dep := self.config.deployments[name]).rtt_probe_s > 0
+            and hasattr(backend, "probe_rtt")
+        ]
         self.started = True
 
+    async def _probe_rtt(self, name: str, backend: Any, every_s: float) -> None:
+        """The network part of latency, measured apart from the model's part."""
+        while True:
+            rtt = await backend.probe_rtt()
+            if rtt is not None:
+                self.estimates[name].rtt_s.update(rtt)
+            await asyncio.sleep(every_s)
+
     async def close(self) -> None:
+        for probe in self._probes:
+            probe.cancel()
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()

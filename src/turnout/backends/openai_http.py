@@ -122,6 +122,22 @@ class OpenAIHTTPBackend:
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeouts.connect_s),
         )
 
+    async def probe_rtt(self) -> float | None:
+        """Seconds for a round trip to the API (GET /models; any answer counts), None if down."""
+        assert self._session is not None, "backend not started"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with self._session.get(
+                self.base_url + "/models",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeouts.connect_s + 5),
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        return loop.time() - started
+
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status < 300:
             return

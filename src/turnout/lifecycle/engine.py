@@ -95,6 +95,9 @@ class Engine:
             if verdict == "fail":
                 j.run.response_body = done.body
                 break
+            if verdict == "escalate":
+                dep, why = j.escalate_to, {"reason": "escalate"}
+                continue
             why = (
                 {"reason": "truncated", "max_tokens": j.body["max_tokens"]}
                 if (verdict == "retry")
@@ -154,8 +157,9 @@ class Engine:
         self, j: Journey, source: Any, held: list[StreamChunk], wants_usage: bool
     ) -> AsyncIterator[StreamHead | bytes]:
         run = j.run
-        run.ttft_s = run.now() - run.started
-        j.attempt.ttft_s = run.ttft_s
+        now = run.now()
+        run.ttft_s = now - run.started
+        j.attempt.ttft_s = now - j.attempt.started
         run.transition(State.STREAMING, deployment=j.attempt.deployment, attempt=j.attempt.number)
         run.http_status = 200
         yield StreamHead(j.reply_headers())
@@ -228,6 +232,7 @@ def _error_reply(j: Journey) -> Reply:
 
 def _abandon(j: Journey, exc: BaseException) -> None:
     """The client went away (or turnout failed) before a terminal state."""
+    j.release()
     run = j.run
     if run.outcome is not None:
         return

@@ -18,7 +18,13 @@ from turnout.errors import ApiError
 from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
-from turnout.lifecycle.validate import Invalid, is_structured, validate_message, validate_text
+from turnout.lifecycle.validate import (
+    Invalid,
+    cascade_check,
+    is_structured,
+    validate_message,
+    validate_text,
+)
 from turnout.routing.policy import Decision
 from turnout.routing.router import Router
 
@@ -65,6 +71,8 @@ class Journey:
         self.retries = 0
         self.reasks = 0
         self.reask_allowed = True
+        self.escalate_to: str | None = None
+        self.holding: str | None = None  # the deployment the current attempt occupies
         self.failed: set[str] = set()
         self.error: ApiError | None = None
 
@@ -100,9 +108,7 @@ class Journey:
         return decision.order[0]
 
     def _refuse(self, refusal: str, attrs: dict[str, Any]) -> None:
-        reasons = "; ".join(
-            f"{v.name}: {v.reason}" for v in self.decision.verdicts if v.reason
-        )
+        reasons = "; ".join(f"{v.name}: {v.reason}" for v in self.decision.verdicts if v.reason)
         if refusal == "blocked":
             self.run.transition(State.BLOCKED, **attrs)
             self.error = ApiError(
@@ -148,9 +154,18 @@ class Journey:
         number = len(self.run.attempts) + 1
         self.run.transition(State.ATTEMPTING, attempt=number, deployment=deployment, **why)
         self.run.attempts.append(Attempt(number, deployment, started=self.run.now()))
+        self.fleet.router.estimates[deployment].in_flight += 1
+        self.holding = deployment
         return True
 
+    def release(self) -> None:
+        """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
+        if self.holding is not None:
+            self.fleet.router.estimates[self.holding].in_flight -= 1
+            self.holding = None
+
     def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
+        self.release()
         a = self.attempt
         a.ended = self.run.now()
         a.ok = True
@@ -165,6 +180,7 @@ class Journey:
         a.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
 
     def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
+        self.release()
         a = self.attempt
         a.ended = self.run.now()
         a.error = err.failure.value
@@ -256,10 +272,34 @@ class Journey:
             if message is not None
             else (validate_text(text))
         )
+        cascading = self.model.routing == "cascade" and self.reask_allowed
+        if invalid is None and cascading:
+            invalid = cascade_check(self.model.cascade, message, text)
         if invalid is None:
             self.run.transition(State.COMPLETED)
             return "done"
+        if cascading and self._escalate(invalid):
+            return "escalate"
         return self._invalid(invalid, message)
+
+    def _escalate(self, invalid: Invalid) -> bool:
+        """Cascade: a cheap answer that fails its checks goes up to the next deployment."""
+        dep = self.attempt.deployment
+        later = self.order[self.order.index(dep) + 1 :]
+        nxt = next((d for d in later if self.fleet.breakers[d].available()), None)
+        if nxt is None or len(self.run.attempts) >= self.policy.max_attempts:
+            return False
+        self.attempt.error = invalid.kind
+        self.run.transition(
+            State.FALLBACK,
+            reason="escalate",
+            to=nxt,
+            deployment=dep,
+            kind=invalid.kind,
+            error=invalid.message,
+        )
+        self.escalate_to = nxt
+        return True
 
     def _truncated(self) -> str:
         policy = self.policy.on_truncation

@@ -69,6 +69,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
             S.REASKING,
             S.INVALID_OUTPUT,
             S.ATTEMPTING,  # truncated under `retry`: again at once, with more room
+            S.FALLBACK,  # cascade: a cheap answer failed its checks; escalate
             S.BUDGET_EXCEEDED,
         }
     ),

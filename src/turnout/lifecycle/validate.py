@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,3 +119,21 @@ def _check_tool_calls(body: dict[str, Any], calls: list[Any]) -> Invalid | None:
                     "bad_tool_call", f"arguments of {name!r} violate its schema {problem}"
                 )
     return None
+
+
+def cascade_check(check: Any, message: dict[str, Any] | None, text: Any) -> Invalid | None:
+    """The configured bar a cheap answer must clear before a cascade keeps it."""
+    content = (message or {}).get("content") if message is not None else text
+    if (message or {}).get("tool_calls"):
+        return None
+    content = content if isinstance(content, str) else ""
+    if check.min_chars and len(content.strip()) < check.min_chars:
+        return Invalid("cascade_check", f"the answer is shorter than {check.min_chars} characters")
+    if check.must_match and not _compiled(check.must_match).search(content):
+        return Invalid("cascade_check", f"the answer does not match {check.must_match!r}")
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)

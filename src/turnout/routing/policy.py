@@ -91,8 +91,9 @@ def _judge(c: Candidate, req: RequestFeatures, objective: str, privacy: str) -> 
             return no("privacy: this conversation carried sensitive data; it stays local")
         if req.sensitive:
             if privacy == "block":
-                return no(f"privacy: {_sensitive_words(req.sensitive)} may not leave trusted "
-                          "deployments")
+                return no(
+                    f"privacy: {_sensitive_words(req.sensitive)} may not leave trusted deployments"
+                )
             redact = True
     if not c.available:
         return no("cooling down after repeated failures")
@@ -100,8 +101,12 @@ def _judge(c: Candidate, req: RequestFeatures, objective: str, privacy: str) -> 
 
 
 def decide(
-    candidates: Sequence[Candidate], req: RequestFeatures, objective: str, privacy: str,
-    *, keep_order: bool = False,
+    candidates: Sequence[Candidate],
+    req: RequestFeatures,
+    objective: str,
+    privacy: str,
+    *,
+    keep_order: bool = False,
 ) -> Decision:
     """Allowed deployments in preference order, with the reason for every one left out.
 

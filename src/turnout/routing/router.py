@@ -59,8 +59,12 @@ def latency_budget_s(
         if value <= 0:
             from turnout.errors import ApiError
 
-            raise ApiError(400, f"latency budget must be a positive number of ms, got {raw!r}",
-                           code="invalid_value", param=LATENCY_BUDGET_HEADER)
+            raise ApiError(
+                400,
+                f"latency budget must be a positive number of ms, got {raw!r}",
+                code="invalid_value",
+                param=LATENCY_BUDGET_HEADER,
+            )
         return value / 1000
     return None if model.latency_budget_ms is None else model.latency_budget_ms / 1000
 
@@ -141,7 +145,9 @@ class Router:
             dep = self.deployments[name]
             est = self.estimates[name]
             latency, parts = est.predict(req.max_output_tokens)
-            cost = predicted_cost(dep, est.tokens_per_s(), req.prompt_tokens, parts["output_tokens"])
+            cost = predicted_cost(
+                dep, est.tokens_per_s(), req.prompt_tokens, parts["output_tokens"]
+            )
             out.append(
                 Candidate(
                     name=name,
@@ -159,6 +165,9 @@ class Router:
 
     def plan(self, model: ModelConfig, req: RequestFeatures) -> Decision:
         return decide(
-            self.candidates(model, req), req, model.objective, model.privacy,
+            self.candidates(model, req),
+            req,
+            model.objective,
+            model.privacy,
             keep_order=model.routing != "policy",
         )

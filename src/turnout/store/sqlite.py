@@ -137,6 +137,7 @@ class RecordWriter:
         self.failed_batches = 0
         self._queue: collections.deque[Run] = collections.deque()
         self._wake = threading.Event()
+        self._flushing = threading.Lock()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -174,6 +175,12 @@ class RecordWriter:
         self._flush()
 
     def _flush(self) -> None:
+        # One batch at a time: a caller of flush() must not return while the writer thread
+        # still holds records it took from the queue.
+        with self._flushing:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         batch: list[Run] = []
         while self._queue:
             batch.append(self._queue.popleft())
