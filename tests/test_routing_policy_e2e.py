@@ -108,8 +108,10 @@ def test_cascade_escalates_when_the_cheap_answer_fails_its_checks(
     with ScriptedUpstream() as strong:
         gw = gateway_factory(f"""
 deployments:
-  cheap: {{kind: openai, base_url: "{upstream.base_url}", model: small, price: {{output_per_mtok: 1}}}}
-  strong: {{kind: openai, base_url: "{strong.base_url}", model: big, price: {{output_per_mtok: 30}}}}
+  cheap:
+    {{kind: openai, base_url: "{upstream.base_url}", model: small, price: {{output_per_mtok: 1}}}}
+  strong:
+    {{kind: openai, base_url: "{strong.base_url}", model: big, price: {{output_per_mtok: 30}}}}
 models:
   answer:
     deployments: [cheap, strong]

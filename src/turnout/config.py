@@ -86,7 +86,7 @@ class DeploymentConfig:
     base_url: str | None = None
     api_key_env: str | None = None
     tags: tuple[str, ...] = ()
-    max_concurrency: int = 2
+    max_concurrency: int | None = 2  # None: no gateway-side cap (the default for HTTP APIs)
     max_queue: int = 64
     n_ctx: int = 2048
     price: Price = field(default_factory=Price)
@@ -100,7 +100,7 @@ class DeploymentConfig:
 
     @property
     def trusted(self) -> bool:
-        """May see sensitive data: tagged `local` or `trusted`. Anything else is treated as cloud."""
+        """May see sensitive data: tagged `local` or `trusted`; anything else counts as cloud."""
         return not TRUSTED_TAGS.isdisjoint(self.tags)
 
 
@@ -143,7 +143,16 @@ class ModelConfig:
     objective: str = "cheapest_within_slo"
     privacy: str = "off"
     latency_budget_ms: float | None = None
+    deadline_ms: float | None = None  # shed a request predicted to finish later than this
     cascade: CascadeCheck = field(default_factory=CascadeCheck)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    priority: str = "normal"  # high | normal | low
+    weight: float = 1.0  # share of tokens under contention
+    api_key_sha256: tuple[str, ...] = ()  # clients whose key hashes to one of these
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,7 @@ class Config:
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    tenants: dict[str, Tenant] = field(default_factory=dict)
     source: str = "<default>"
 
 
@@ -289,13 +299,14 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     telemetry = _telemetry(root.child("telemetry"))
     _state(root.child("state"))
     privacy = _privacy(root.child("privacy"))
+    tenants = _tenants(root.child("tenants"))
     deployments = _deployments(root.child("deployments"))
     models = _models(root.child("models"), deployments)
     root.done()
     if not deployments and not models:
         base = default_config()
         deployments, models = base.deployments, base.models
-    return Config(server, store, telemetry, deployments, models, privacy, source)
+    return Config(server, store, telemetry, deployments, models, privacy, tenants, source)
 
 
 def _server(r: _Reader) -> ServerConfig:
@@ -342,6 +353,28 @@ def _state(r: _Reader) -> None:
     if url is not None:
         raise r.error("shared routing state is not supported yet; leave it null", "url")
     r.done()
+
+
+def _tenants(r: _Reader) -> dict[str, Tenant]:
+    out: dict[str, Tenant] = {}
+    for name in r.data:
+        t = r.child(name)
+        hashes = t.strings("api_key_sha256")
+        for i, h in enumerate(hashes):
+            if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+                raise t.error(
+                    "expected a SHA-256 hex digest (64 lowercase hex characters)",
+                    f"api_key_sha256[{i}]",
+                )
+        out[str(name)] = Tenant(
+            name=str(name),
+            priority=t.choice("priority", ("high", "normal", "low"), "normal"),
+            weight=t.number("weight", 1.0, minimum=0.001),
+            api_key_sha256=hashes,
+        )
+        t.done()
+    r.done()
+    return out
 
 
 def _privacy(r: _Reader) -> PrivacyConfig:
@@ -401,7 +434,12 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         base_url=base_url.rstrip("/") if base_url else None,
         api_key_env=key_env,
         tags=r.strings("tags"),
-        max_concurrency=r.number("max_concurrency", dd.max_concurrency, minimum=1, integer=True),
+        max_concurrency=r.number(
+            "max_concurrency",
+            dd.max_concurrency if kind == "embedded" else None,
+            minimum=1,
+            integer=True,
+        ),
         max_queue=r.number("max_queue", dd.max_queue, minimum=0, integer=True),
         n_ctx=r.number("n_ctx", dd.n_ctx, minimum=64, integer=True),
         price=_price(r.child("price")),
@@ -471,6 +509,7 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             # Placement by policy is where privacy matters most: it fails closed by default.
             privacy=_privacy_mode(m, "off" if routing == "ordered" else "block"),
             latency_budget_ms=m.number("latency_budget_ms", None, minimum=1),
+            deadline_ms=m.number("deadline_ms", None, minimum=1),
             cascade=_cascade(m.child("cascade")),
         )
         m.done()

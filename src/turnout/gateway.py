@@ -17,6 +17,9 @@ from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
+from turnout.privacy.findings import summary
+from turnout.privacy.scanner import Scanner
+from turnout.routing.admission import Gate
 from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
 from turnout.store.sqlite import RecordWriter
@@ -70,20 +73,43 @@ class Gateway:
         if wrap_backend is not None:
             self.backends = {name: wrap_backend(name, b) for name, b in self.backends.items()}
         self.breakers = {name: Breaker(dep.cooldown) for name, dep in config.deployments.items()}
+        self.scanner = self._make_scanner(config)
         self.estimates = Estimates(config.deployments)
         self.router = Router(
             config.deployments,
             self.breakers,
             self.estimates,
             StickyConversations(config.privacy.sticky_conversations),
-            scan=None,
+            scan=None if self.scanner is None else self._scan,
         )
         fleet = Fleet(
-            config.deployments, self.backends, self.breakers, rng or random.Random(), self.router
+            config.deployments,
+            self.backends,
+            self.breakers,
+            rng or random.Random(),
+            self.router,
+            self.scanner,
+            gates={
+                name: Gate(dep.max_concurrency, dep.max_queue)
+                for name, dep in config.deployments.items()
+                if dep.max_concurrency is not None
+            },
+            tenants=config.tenants,
         )
         self.engine = Engine(fleet, self._finished)
         self.started = False
         self._probes: list[asyncio.Task[None]] = []
+
+    @staticmethod
+    def _make_scanner(config: Config) -> Scanner | None:
+        if all(m.privacy == "off" for m in config.models.values()):
+            return None
+        p = config.privacy
+        return Scanner(custom_patterns=p.patterns, terms=list(p.terms), use_presidio=p.presidio)
+
+    def _scan(self, body: dict[str, Any]) -> dict[str, int]:
+        assert self.scanner is not None
+        return summary(self.scanner.scan_request(body))
 
     @property
     def models(self) -> dict[str, ModelConfig]:

@@ -13,6 +13,7 @@ from turnout.backends.base import Operation, StreamChunk, UpstreamError, Upstrea
 from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle.journey import Fleet, Journey, fresh_body
+from turnout.lifecycle.redaction import StreamRestorer
 from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
 from turnout.lifecycle.stream import Accumulator, error_event
@@ -73,15 +74,19 @@ class Engine:
         dep = j.route()
         why: dict[str, Any] = {}
         while dep is not None:
-            if not j.start_attempt(dep, **why):
+            if not await j.begin(dep, **why):
                 break
             why = {}
             backend = self.fleet.backends[dep]
+            request = UpstreamRequest(j.operation, j.upstream_body(dep), j.run.id)
             try:
-                done = await backend.complete(UpstreamRequest(j.operation, j.body, j.run.id))
+                done = await backend.complete(request)
             except UpstreamError as err:
                 dep = await j.after_failure(err)
                 continue
+            redaction = j.redaction_for(dep)
+            if redaction is not None:
+                redaction.restore_response(done.body)
             choice = done.body["choices"][0] if isinstance(done.body["choices"][0], dict) else {}
             finish = choice.get("finish_reason")
             j.attempt_succeeded(done.usage, finish)
@@ -129,9 +134,13 @@ class Engine:
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
         dep = j.route()
         while dep is not None:
-            if not j.start_attempt(dep):
+            if not await j.begin(dep):
                 break
-            source = self.fleet.backends[dep].stream(UpstreamRequest(j.operation, j.body, j.run.id))
+            request = UpstreamRequest(j.operation, j.upstream_body(dep), j.run.id)
+            source = self.fleet.backends[dep].stream(request)
+            redaction = j.redaction_for(dep)
+            if redaction is not None:
+                source = _restoring(source, redaction.stream())
             held: list[StreamChunk] = []
             try:
                 # Hold chunks until the first token: failures before it can still be retried.
@@ -203,6 +212,15 @@ class Engine:
                 yield error_event(run.error, "invalid_output", j.error.code if j.error else None)
                 return
         yield DONE
+
+
+async def _restoring(source: Any, restorer: StreamRestorer) -> AsyncIterator[StreamChunk]:
+    """The upstream's chunks with the originals put back; re-serialised, since text changed."""
+    try:
+        async for chunk in source:
+            yield StreamChunk(restorer.apply(chunk.data))
+    finally:
+        await source.aclose()
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

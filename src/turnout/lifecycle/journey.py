@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
-from turnout.config import DeploymentConfig, ModelConfig
+from turnout.config import DeploymentConfig, ModelConfig, Tenant
 from turnout.errors import ApiError
 from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
+from turnout.lifecycle.redaction import Redaction
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
 from turnout.lifecycle.validate import (
@@ -25,8 +27,10 @@ from turnout.lifecycle.validate import (
     validate_message,
     validate_text,
 )
+from turnout.privacy.scanner import Scanner
+from turnout.routing.admission import Gate, Shed, Ticket, identify
 from turnout.routing.policy import Decision
-from turnout.routing.router import Router
+from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
 
 _FAILURE_STATUS = {
     Failure.RATE_LIMITED: 429,
@@ -44,6 +48,9 @@ class Fleet:
     breakers: Mapping[str, Breaker]
     rng: random.Random
     router: Router
+    scanner: Scanner | None = None
+    gates: Mapping[str, Gate] = field(default_factory=dict)
+    tenants: Mapping[str, Tenant] = field(default_factory=dict)
 
 
 class Journey:
@@ -73,6 +80,9 @@ class Journey:
         self.reask_allowed = True
         self.escalate_to: str | None = None
         self.holding: str | None = None  # the deployment the current attempt occupies
+        self._redaction: Redaction | None = None
+        self.gated: str | None = None  # the deployment whose admission gate this attempt holds
+        self.ticket = Ticket("anonymous", 1, 1.0, None)
         self.failed: set[str] = set()
         self.error: ApiError | None = None
 
@@ -83,6 +93,17 @@ class Journey:
         router = self.fleet.router
         try:
             req = router.features(self.model, self.body, self.client_headers)
+            self.ticket = identify(
+                self.client_headers,
+                self.fleet.tenants,
+                self.model.deadline_ms,
+                self.body.get("metadata"),
+            )
+        except ValueError as exc:
+            exc = ApiError(400, str(exc), code="invalid_value")
+            self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
+            self.error = exc
+            return None
         except ApiError as exc:
             self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
             self.error = exc
@@ -158,11 +179,84 @@ class Journey:
         self.holding = deployment
         return True
 
+    async def begin(self, deployment: str, **why: Any) -> bool:
+        """Admission, then the attempt; False when the request ended instead (shed, budget)."""
+        if not await self._admit(deployment):
+            return False
+        if not self.start_attempt(deployment, **why):
+            self._leave_gate()
+            return False
+        return True
+
+    async def _admit(self, deployment: str) -> bool:
+        gate = self.fleet.gates.get(deployment)
+        if gate is None:
+            return True
+        t = self.ticket
+        est = self.fleet.router.estimates[deployment]
+        service_s, parts = est.predict(max_output_tokens(self.body))
+        tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
+        first = self.run.state is State.ROUTED  # later attempts wait rather than shed
+        timeout = None
+        if first and t.deadline_s is not None:
+            left = t.deadline_s - (self.run.now() - self.run.started)
+            wait = gate.predicted_wait_s(t.priority, service_s)
+            if wait + service_s > left:
+                return self._shed(
+                    deployment,
+                    f"predicted to finish in {(wait + service_s) * 1000:.0f}"
+                    f" ms, {left * 1000:.0f} ms left of its deadline",
+                    wait,
+                )
+            timeout = left - service_s
+        try:
+            await gate.enter(t.priority, t.tenant, tokens, t.weight, timeout, queue_limit=first)
+        except Shed as shed:
+            return self._shed(deployment, shed.reason, shed.retry_after_s)
+        self.gated = deployment
+        return True
+
+    def _shed(self, deployment: str, reason: str, retry_after_s: float) -> bool:
+        self.run.transition(
+            State.SHED,
+            deployment=deployment,
+            reason=reason,
+            tenant=self.ticket.tenant,
+            priority=self.ticket.priority,
+        )
+        self.error = ApiError(
+            503,
+            f"shed: {reason}",
+            type="overloaded",
+            code="shed",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+        )
+        return False
+
+    def _leave_gate(self) -> None:
+        if self.gated is not None:
+            self.fleet.gates[self.gated].leave()
+            self.gated = None
+
+    def redaction_for(self, deployment: str) -> Redaction | None:
+        """Placeholders for a deployment that may only see the request redacted."""
+        if self.decision is None or deployment not in self.decision.redact:
+            return None
+        if self._redaction is None:
+            assert self.fleet.scanner is not None, "redaction decided without a scanner"
+            self._redaction = Redaction(self.fleet.scanner)
+        return self._redaction
+
+    def upstream_body(self, deployment: str) -> dict[str, Any]:
+        redaction = self.redaction_for(deployment)
+        return self.body if redaction is None else redaction.body(self.body)
+
     def release(self) -> None:
         """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
         if self.holding is not None:
             self.fleet.router.estimates[self.holding].in_flight -= 1
             self.holding = None
+        self._leave_gate()
 
     def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
         self.release()

@@ -1,0 +1,167 @@
+"""Admission control: per-deployment caps, a priority queue with deadlines, fair shares by tokens.
+
+A request waits at the gateway rather than in an overloaded server's queue. Among waiters, a
+higher priority class goes first; within a class, start-time fair queuing over tokens, so one
+tenant's long generations cannot starve the others. A request whose predicted completion misses
+its deadline is shed at once, not left to time out late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+
+
+class Shed(Exception):
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    tag: float  # virtual start time in tokens: fairness within a priority class
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class FairShare:
+    """Virtual token counters per tenant (start-time fair queuing)."""
+
+    def __init__(self) -> None:
+        self._finish: dict[str, float] = {}
+        self.now = 0.0  # the virtual time of the last request let in
+
+    def tag(self, tenant: str, tokens: float, weight: float = 1.0) -> float:
+        start = max(self.now, self._finish.get(tenant, 0.0))
+        self._finish[tenant] = start + tokens / max(weight, 1e-9)
+        if len(self._finish) > 100_000:  # forget tenants that fell behind the present
+            self._finish = {t: f for t, f in self._finish.items() if f > self.now}
+        return start
+
+
+class Gate:
+    """At most `capacity` attempts in flight on one deployment; the rest wait in order."""
+
+    def __init__(self, capacity: int, max_queue: int) -> None:
+        self.capacity = capacity
+        self.max_queue = max_queue
+        self.in_use = 0
+        self._heap: list[_Waiter] = []
+        self._seq = itertools.count()
+        self.fair = FairShare()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._heap if not w.future.done())
+
+    def ahead_of(self, priority: int) -> int:
+        """Waiters that would be served before a new request of this priority."""
+        return sum(1 for w in self._heap if w.priority <= priority and not w.future.done())
+
+    def predicted_wait_s(self, priority: int, service_s: float) -> float:
+        busy = self.in_use + self.ahead_of(priority) - self.capacity + 1
+        return 0.0 if busy <= 0 else busy * service_s / self.capacity
+
+    async def enter(
+        self,
+        priority: int,
+        tenant: str,
+        tokens: float,
+        weight: float,
+        timeout_s: float | None,
+        *,
+        queue_limit: bool = True,
+    ) -> None:
+        tag = self.fair.tag(tenant, tokens, weight)
+        if self.in_use < self.capacity and not self.waiting:
+            self.in_use += 1
+            self.fair.now = tag
+            return
+        if queue_limit and self.waiting >= self.max_queue:
+            raise Shed(f"the queue is full ({self.max_queue} waiting)", 1.0)
+        waiter = _Waiter(priority, tag, next(self._seq), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._heap, waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
+        except TimeoutError:
+            if waiter.future.done():  # let in just as the deadline passed: keep the slot
+                return
+            waiter.future.cancel()
+            raise Shed("its deadline passed while it waited", 1.0) from None
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.leave()  # let in, but the client left before using the slot
+            else:
+                waiter.future.cancel()
+            raise
+
+    def leave(self) -> None:
+        self.in_use -= 1
+        while self._heap and self.in_use < self.capacity:
+            waiter = heapq.heappop(self._heap)
+            if waiter.future.done():
+                continue  # gave up waiting
+            self.in_use += 1
+            self.fair.now = waiter.tag
+            waiter.future.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Who is asking, how urgently, and by when."""
+
+    tenant: str
+    priority: int
+    weight: float
+    deadline_s: float | None  # seconds after the request arrived
+
+
+def identify(
+    headers: dict[str, str] | Any, tenants: Any, model_deadline_ms: float | None, metadata: Any
+) -> Ticket:
+    """Tenant, priority and deadline from headers, the API key and config.
+
+    A configured tenant's priority is a ceiling: a client may lower its own priority by header,
+    never raise it.
+    """
+    import hashlib
+
+    named = headers.get(TENANT_HEADER)
+    tenant = tenants.get(named) if named else None
+    if tenant is None and not named:
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer ") and len(auth) > 7:
+            digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
+            tenant = next((t for t in tenants.values() if digest in t.api_key_sha256), None)
+            named = tenant.name if tenant else f"key:{digest[:12]}"
+    name = tenant.name if tenant else (named or "anonymous")
+    asked = headers.get(PRIORITY_HEADER)
+    if asked is not None and asked not in PRIORITIES:
+        raise ValueError(f"{PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}; got {asked!r}")
+    ceiling = PRIORITIES[tenant.priority] if tenant else 0
+    priority = max(ceiling, PRIORITIES[asked]) if asked else (ceiling if tenant else 1)
+    meta = metadata if isinstance(metadata, dict) else {}
+    raw = headers.get(DEADLINE_HEADER) or meta.get("deadline_ms")
+    deadline = model_deadline_ms / 1000 if model_deadline_ms else None
+    if raw is not None:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        if value <= 0:
+            raise ValueError(f"{DEADLINE_HEADER} must be a positive number of ms; got {raw!r}")
+        deadline = value / 1000
+    return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline)
+
+
+TENANT_HEADER = "x-turnout-tenant"
+PRIORITY_HEADER = "x-turnout-priority"
+DEADLINE_HEADER = "x-turnout-deadline-ms"
