@@ -40,8 +40,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     models = ", ".join(f"{m} → {'/'.join(c.deployments)}" for m, c in config.models.items())
     logging.getLogger("turnout").info("config %s; models: %s", config.source, models)
+    wrap = None
+    if args.record or args.cassette_mode:
+        from turnout.testing.serve import cassette_wrapper
+
+        wrap = cassette_wrapper(args.record, args.cassette_mode)
     uvicorn.run(
-        App(Gateway(config)),
+        App(Gateway(config, wrap_backend=wrap)),
         host=host,
         port=port,
         loop="uvloop",
@@ -176,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (default: $TURNOUT_CONFIG, else embedded)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--record", metavar="DIR", help="record model calls to a cassette in DIR (or a .json file)"
+    )
+    serve.add_argument(
+        "--cassette-mode",
+        choices=("none", "once", "new_episodes", "all"),
+        help="with --record: none replays only; the others record (default: new_episodes)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     config = sub.add_parser("config", help="config files")
