@@ -1,271 +1,39 @@
-"""Typed configuration: every default in one place; errors name file, key path and reason."""
+"""Reading a config file: YAML in, typed `Config` out, or a `ConfigError` that says where."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-ROUTINGS = ("ordered", "policy", "cascade")
-OBJECTIVES = ("cheapest_within_slo", "fastest", "local_only", "cloud_only")
-PRIVACY_MODES = ("block", "redact", "off")
-TRUSTED_TAGS = frozenset({"local", "trusted"})
-TRUNCATION_POLICIES = ("accept", "retry", "fail")
-INVALID_OUTPUT_POLICIES = ("retry", "fail")
-RECORD_BODIES = ("full", "redacted", "none")
-DEPLOYMENT_KINDS = ("embedded", "openai")
-
-
-class ConfigError(Exception):
-    """A config problem, located: `file: key.path: what is wrong`."""
-
-    def __init__(self, source: str, path: str, message: str) -> None:
-        self.source = source
-        self.path = path
-        self.message = message
-        where = f"{source}: {path}" if path else source
-        super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8700
-    max_body_bytes: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    url: str = "sqlite:///turnout.db"
-    record_bodies: str = "full"
-    flush_interval_s: float = 0.2
-    queue_size: int = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetryConfig:
-    otlp_endpoint: str | None = None
-    service_name: str = "turnout"
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
-        ) / 1e6
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect_s: float = 2.0
-    first_token_s: float = 20.0
-    idle_s: float = 20.0
-    total_s: float = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """Circuit breaker: after `failures` consecutive failures the deployment rests `seconds`."""
-
-    failures: int = 3
-    seconds: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentConfig:
-    name: str
-    kind: str
-    model: str
-    base_url: str | None = None
-    api_key_env: str | None = None
-    tags: tuple[str, ...] = ()
-    max_concurrency: int | None = 2  # None: no gateway-side cap (the default for HTTP APIs)
-    max_queue: int = 64
-    n_ctx: int = 2048
-    price: Price = field(default_factory=Price)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    cooldown: Cooldown = field(default_factory=Cooldown)
-    context_window: int | None = None  # tokens; None: unknown, assumed to fit
-    supports_tools: bool = True
-    supports_structured_output: bool = True
-    hourly_usd: float | None = None  # amortised hardware cost, for edge deployments
-    rtt_probe_s: float = 15.0  # how often an idle HTTP deployment's round trip is measured
-
-    @property
-    def trusted(self) -> bool:
-        """May see sensitive data: tagged `local` or `trusted`; anything else counts as cloud."""
-        return not TRUSTED_TAGS.isdisjoint(self.tags)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    base_s: float = 0.2
-    max_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    max_total_tokens: int | None = None
-    max_cost_usd: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LifecyclePolicy:
-    max_attempts: int = 3
-    backoff: Backoff = field(default_factory=Backoff)
-    on_truncation: str = "retry"
-    on_invalid_output: str = "retry"
-    max_reasks: int = 1
-    budget: Budget = field(default_factory=Budget)
-
-
-@dataclass(frozen=True, slots=True)
-class CascadeCheck:
-    """Beyond the lifecycle validators: what a cheap answer must show to be kept."""
-
-    must_match: str | None = None
-    min_chars: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelConfig:
-    name: str
-    deployments: tuple[str, ...]
-    routing: str = "ordered"
-    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
-    objective: str = "cheapest_within_slo"
-    privacy: str = "off"
-    latency_budget_ms: float | None = None
-    deadline_ms: float | None = None  # shed a request predicted to finish later than this
-    cascade: CascadeCheck = field(default_factory=CascadeCheck)
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    name: str
-    priority: str = "normal"  # high | normal | low
-    weight: float = 1.0  # share of tokens under contention
-    api_key_sha256: tuple[str, ...] = ()  # clients whose key hashes to one of these
-
-
-@dataclass(frozen=True, slots=True)
-class PrivacyConfig:
-    patterns: dict[str, str] = field(default_factory=dict)  # name → regex
-    terms: tuple[str, ...] = ()
-    presidio: bool = False
-    sticky_conversations: int = 100_000  # how many sensitive conversation ids to remember
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
-    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
-    models: dict[str, ModelConfig] = field(default_factory=dict)
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    tenants: dict[str, Tenant] = field(default_factory=dict)
-    source: str = "<default>"
-
-
-def default_config() -> Config:
-    """The zero-config gateway: one logical model `local` on the embedded SmolLM2-135M."""
-    edge = DeploymentConfig(
-        name="edge", kind="embedded", model="smollm2-135m", tags=("local",), max_concurrency=2
-    )
-    return Config(
-        deployments={"edge": edge},
-        models={"local": ModelConfig(name="local", deployments=("edge",))},
-    )
-
-
-class _Reader:
-    """Walks a parsed YAML mapping, keeping the key path for error messages."""
-
-    def __init__(self, source: str, data: Any, path: str = "") -> None:
-        self.source = source
-        self.path = path
-        if not isinstance(data, dict):
-            raise self.error(f"expected a mapping, got {_kind(data)}")
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def error(self, message: str, key: str | None = None) -> ConfigError:
-        return ConfigError(self.source, self._join(key) if key else self.path, message)
-
-    def _join(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def child(self, key: str) -> _Reader:
-        self.used.add(key)
-        value = self.data.get(key)
-        return _Reader(self.source, {} if value is None else value, self._join(key))
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(key)
-        value = self.data.get(key)
-        if value is None:
-            return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is an int in Python; a `true` where a number belongs is still a mistake.
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(f"expected {_names(kinds)}, got a boolean", key)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self.error(f"expected {_names(kinds)}, got {_kind(value)}", key)
-        return value
-
-    def number(self, key: str, default: Any, *, minimum: float, integer: bool = False) -> Any:
-        value = self.get(key, int if integer else float, default)
-        if value is not None and value < minimum:
-            raise self.error(f"must be ≥ {minimum}, got {value}", key)
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value: str = self.get(key, str, default)
-        if value not in choices:
-            raise self.error(f"must be one of {', '.join(choices)}; got {value!r}", key)
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.get(key, list, [])
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.error(f"expected a string, got {_kind(item)}", f"{key}[{i}]")
-        return tuple(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error("unknown key", unknown[0])
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else f"a {type(value).__name__}"
-    )
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    words = {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        list: "a list",
-        bool: "a boolean",
-    }
-    return " or ".join(words.get(k, k.__name__) for k in kinds)
+from turnout.config.reader import ConfigError, _kind, _Reader
+from turnout.config.schema import (
+    DEPLOYMENT_KINDS,
+    INVALID_OUTPUT_POLICIES,
+    OBJECTIVES,
+    PRIVACY_MODES,
+    RECORD_BODIES,
+    ROUTINGS,
+    TRUNCATION_POLICIES,
+    Backoff,
+    Budget,
+    CascadeCheck,
+    Config,
+    Cooldown,
+    DeploymentConfig,
+    LifecyclePolicy,
+    ModelConfig,
+    Price,
+    PrivacyConfig,
+    ServerConfig,
+    StoreConfig,
+    TelemetryConfig,
+    Tenant,
+    Timeouts,
+    default_config,
+)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -378,8 +146,6 @@ def _tenants(r: _Reader) -> dict[str, Tenant]:
 
 
 def _privacy(r: _Reader) -> PrivacyConfig:
-    import re
-
     patterns = r.get("patterns", dict, {})
     for name, regex in patterns.items():
         if not isinstance(regex, str):
@@ -526,8 +292,6 @@ def _privacy_mode(r: _Reader, default: str) -> str:
 
 
 def _cascade(r: _Reader) -> CascadeCheck:
-    import re
-
     must_match = r.get("must_match", str, None)
     if must_match is not None:
         try:

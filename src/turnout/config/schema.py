@@ -1,0 +1,170 @@
+"""The config's shape: typed, frozen, and every default written down here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROUTINGS = ("ordered", "policy", "cascade")
+OBJECTIVES = ("cheapest_within_slo", "fastest", "local_only", "cloud_only")
+PRIVACY_MODES = ("block", "redact", "off")
+TRUSTED_TAGS = frozenset({"local", "trusted"})
+TRUNCATION_POLICIES = ("accept", "retry", "fail")
+INVALID_OUTPUT_POLICIES = ("retry", "fail")
+RECORD_BODIES = ("full", "redacted", "none")
+DEPLOYMENT_KINDS = ("embedded", "openai")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = "sqlite:///turnout.db"
+    record_bodies: str = "full"
+    flush_interval_s: float = 0.2
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    otlp_endpoint: str | None = None
+    service_name: str = "turnout"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 2.0
+    first_token_s: float = 20.0
+    idle_s: float = 20.0
+    total_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """Circuit breaker: after `failures` consecutive failures the deployment rests `seconds`."""
+
+    failures: int = 3
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    name: str
+    kind: str
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tags: tuple[str, ...] = ()
+    max_concurrency: int | None = 2  # None: no gateway-side cap (the default for HTTP APIs)
+    max_queue: int = 64
+    n_ctx: int = 2048
+    price: Price = field(default_factory=Price)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    cooldown: Cooldown = field(default_factory=Cooldown)
+    context_window: int | None = None  # tokens; None: unknown, assumed to fit
+    supports_tools: bool = True
+    supports_structured_output: bool = True
+    hourly_usd: float | None = None  # amortised hardware cost, for edge deployments
+    rtt_probe_s: float = 15.0  # how often an idle HTTP deployment's round trip is measured
+
+    @property
+    def trusted(self) -> bool:
+        """May see sensitive data: tagged `local` or `trusted`; anything else counts as cloud."""
+        return not TRUSTED_TAGS.isdisjoint(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 0.2
+    max_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    on_truncation: str = "retry"
+    on_invalid_output: str = "retry"
+    max_reasks: int = 1
+    budget: Budget = field(default_factory=Budget)
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeCheck:
+    """Beyond the lifecycle validators: what a cheap answer must show to be kept."""
+
+    must_match: str | None = None
+    min_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    deployments: tuple[str, ...]
+    routing: str = "ordered"
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
+    objective: str = "cheapest_within_slo"
+    privacy: str = "off"
+    latency_budget_ms: float | None = None
+    deadline_ms: float | None = None  # shed a request predicted to finish later than this
+    cascade: CascadeCheck = field(default_factory=CascadeCheck)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    priority: str = "normal"  # high | normal | low
+    weight: float = 1.0  # share of tokens under contention
+    api_key_sha256: tuple[str, ...] = ()  # clients whose key hashes to one of these
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    patterns: dict[str, str] = field(default_factory=dict)  # name → regex
+    terms: tuple[str, ...] = ()
+    presidio: bool = False
+    sticky_conversations: int = 100_000  # how many sensitive conversation ids to remember
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    source: str = "<default>"
+
+
+def default_config() -> Config:
+    """The zero-config gateway: one logical model `local` on the embedded SmolLM2-135M."""
+    edge = DeploymentConfig(
+        name="edge", kind="embedded", model="smollm2-135m", tags=("local",), max_concurrency=2
+    )
+    return Config(
+        deployments={"edge": edge},
+        models={"local": ModelConfig(name="local", deployments=("edge",))},
+    )
