@@ -17,6 +17,7 @@ from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Us
 from turnout.config import DeploymentConfig, ModelConfig, Tenant
 from turnout.errors import ApiError
 from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
+from turnout.lifecycle.reask import reask_messages
 from turnout.lifecycle.redaction import Redaction
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
@@ -447,7 +448,8 @@ class Journey:
                 return "fail"
             self.reasks += 1
             self.run.transition(State.REASKING, reask=self.reasks, **attrs)
-            self._feed_back(invalid, message)
+            if message is not None:  # a text completion is simply asked again
+                self.body["messages"] = reask_messages(self.body["messages"], invalid, message)
             return "reask"
         self.run.transition(State.INVALID_OUTPUT, **attrs)
         self.error = ApiError(
@@ -457,35 +459,6 @@ class Journey:
             code=invalid.kind,
         )
         return "fail"
-
-    def _feed_back(self, invalid: Invalid, message: dict[str, Any] | None) -> None:
-        """Re-ask: the bad answer and what was wrong with it join the conversation."""
-        if message is None:
-            return  # a text completion has no conversation: the same prompt is tried again
-        body = self.body
-        body["messages"] = messages = list(body["messages"])
-        said = {"role": "assistant", "content": message.get("content")}
-        calls = message.get("tool_calls")
-        if calls:
-            said["tool_calls"] = calls
-            messages.append(said)
-            for call in calls:
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.get("id") or "",
-                        "content": f"Error: {invalid.message}. Call the tool again correctly.",
-                    }
-                )
-            return
-        messages.append(said)
-        messages.append(
-            {
-                "role": "user",
-                "content": f"Your previous answer was not valid: {invalid.message}. "
-                "Answer again, correcting this.",
-            }
-        )
 
     # -- replies ------------------------------------------------------------------------------
 
