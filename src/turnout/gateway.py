@@ -36,7 +36,7 @@ def make_backend(dep: DeploymentConfig) -> Backend:
         return EmbeddedBackend(
             dep.name,
             dep.model,
-            max_concurrency=dep.max_concurrency,
+            max_concurrency=dep.max_concurrency or 1,
             max_queue=dep.max_queue,
             n_ctx=dep.n_ctx,
         )

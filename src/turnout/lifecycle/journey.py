@@ -100,10 +100,9 @@ class Journey:
                 self.model.deadline_ms,
                 self.body.get("metadata"),
             )
-        except ValueError as exc:
-            exc = ApiError(400, str(exc), code="invalid_value")
-            self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
-            self.error = exc
+        except ValueError as bad:
+            self.error = ApiError(400, str(bad), code="invalid_value")
+            self.run.transition(State.REJECTED, status=400, error=str(bad))
             return None
         except ApiError as exc:
             self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
@@ -123,13 +122,16 @@ class Journey:
         if req.sticky_local:
             attrs["sticky_local"] = True
         if decision.refusal == "cooling":
-            return self._all_cooling(self.model.deployments)
+            self._all_cooling(self.model.deployments)
+            return None
         if decision.refusal is not None:
-            return self._refuse(decision.refusal, attrs)
+            self._refuse(decision.refusal, attrs)
+            return None
         self.run.transition(State.ROUTED, chosen=decision.order[0], **attrs)
         return decision.order[0]
 
     def _refuse(self, refusal: str, attrs: dict[str, Any]) -> None:
+        assert self.decision is not None
         reasons = "; ".join(f"{v.name}: {v.reason}" for v in self.decision.verdicts if v.reason)
         if refusal == "blocked":
             self.run.transition(State.BLOCKED, **attrs)
@@ -291,13 +293,19 @@ class Journey:
         """Decide what follows a failed attempt: fallback, backoff, or the end."""
         self.attempt_failed(err)
         dep = self.attempt.deployment
-        why = {"deployment": dep, "failure": err.failure.value, "error": err.message}
+        why: dict[str, Any] = {
+            "deployment": dep,
+            "failure": err.failure.value,
+            "error": err.message,
+        }
         if err.status is not None:
             why["status"] = err.status
         if not err.failure.retryable:
-            return self._fail_upstream(err, why, reason="not retryable")
+            self._fail_upstream(err, why, reason="not retryable")
+            return None
         if len(self.run.attempts) >= self.policy.max_attempts:
-            return self._fail_upstream(err, why, reason="attempts exhausted")
+            self._fail_upstream(err, why, reason="attempts exhausted")
+            return None
         self.failed.add(dep)
         order = self.order
         breakers = self.fleet.breakers
@@ -310,11 +318,13 @@ class Journey:
             return fallback
         target = next((d for d in order if breakers[d].available()), None)
         if target is None:
-            return self._all_cooling(order)
+            self._all_cooling(order)
+            return None
         retry_after = err.retry_after_s if target == dep else None
         if retry_after is not None and retry_after > self.policy.backoff.max_s:
             why["retry_after_s"] = retry_after
-            return self._fail_upstream(err, why, reason="Retry-After exceeds backoff.max_s")
+            self._fail_upstream(err, why, reason="Retry-After exceeds backoff.max_s")
+            return None
         delay = backoff_delay(self.policy.backoff, self.retries, retry_after, self.fleet.rng)
         self.retries += 1
         self.run.transition(

@@ -141,7 +141,9 @@ class App:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _error(self, send: Send, error: ApiError, headers: dict[str, str] | None = None):
+    async def _error(
+        self, send: Send, error: ApiError, headers: dict[str, str] | None = None
+    ) -> None:
         await _send_json(send, error.status, error.body(), {**error.headers, **(headers or {})})
 
     async def _completion(
@@ -222,8 +224,8 @@ class App:
                     await _send_json(send, item.status, item.body, {**rid, **item.headers})
                     return
                 if isinstance(item, StreamHead):
-                    headers = _SSE_HEADERS + _headers({**rid, **item.headers})
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    start = _SSE_HEADERS + _headers({**rid, **item.headers})
+                    await send({"type": "http.response.start", "status": 200, "headers": start})
                     started = True
                     continue
                 await send({"type": "http.response.body", "body": item, "more_body": True})

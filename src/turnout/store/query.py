@@ -38,7 +38,8 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
 def list_requests(
     url: str, *, limit: int = 20, outcome: str | None = None, model: str | None = None
 ) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if outcome:
         where.append("outcome = ?")
         args.append(outcome)
