@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from conftest import RunningGateway, spans_of
+from gateway_harness import RunningGateway, spans_of
 
 
 def check_run(

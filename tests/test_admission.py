@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from upstream import ScriptedUpstream, Step
 
 from turnout.routing.admission import Gate, Shed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import RunningGateway, start_gateway
+from gateway_harness import RunningGateway, start_gateway
 from lifecycle_helpers import check_run
 
 EMBEDDED = """

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from upstream import ScriptedUpstream, Step
 
 Factory = Callable[[str], RunningGateway]
@@ -97,7 +97,7 @@ def test_metrics_count_outcomes_attempts_tokens_and_cost(
 
 
 def test_incoming_trace_context_is_continued(gw: RunningGateway) -> None:
-    from conftest import spans_of
+    from gateway_harness import spans_of
 
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     r = gw.http.post(

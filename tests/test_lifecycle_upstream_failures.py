@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from lifecycle_helpers import check_run, sse_events
 from upstream import ScriptedUpstream, Step, free_port
 

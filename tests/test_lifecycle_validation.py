@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from lifecycle_helpers import check_run, sse_events
 from upstream import ScriptedUpstream, Step
 

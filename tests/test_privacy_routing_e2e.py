@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from lifecycle_helpers import sse_events
 from upstream import ScriptedUpstream, Step
 

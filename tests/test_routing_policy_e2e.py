@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from conftest import RunningGateway
+from gateway_harness import RunningGateway
 from upstream import ScriptedUpstream, Step
 
 Factory = Callable[[str], RunningGateway]

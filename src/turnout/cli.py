@@ -157,7 +157,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 # Capability packages add their own sub-commands: each module has `register(subparsers)`.
-_EXTENSIONS = ("turnout.plan.cli", "turnout.mcp.cli", "turnout.testing.cli")
+_EXTENSIONS = (
+    "turnout.plan.cli",
+    "turnout.mcp.cli",
+    "turnout.testing.cli",
+    "turnout.sim.cli",
+    "turnout.fingerprint.cli",
+)
 
 
 def _register_extensions(sub: Any) -> None:

@@ -1,6 +1,7 @@
 """Detectors for identifiers with letters in them: email addresses, IBANs, IPv6 addresses, and
 the patterns and terms a user declares. Digit-only identifiers live in `numeric`, credentials in
-`secrets`. Each detector returns at once when a cheap test says the text cannot hold its kind.
+`secrets`. Each detector starts from something cheap to find (an "@", two colons, two capitals
+and two digits) and does the expensive checks only there.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from turnout.privacy.findings import Finding
 from turnout.privacy.validators import IBAN_LENGTHS, iban_valid, ipv6_valid
 
 # An address is found from its "@" outwards: far cheaper than trying a match at every letter.
-# RFC 5322 allows more characters in the local part; these are the ones addresses use.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*$")
+# The local part is matched on the reversed text before the "@", so each "@" costs at most 64
+# characters of work whatever the text around it. RFC 5322 allows more characters in a local
+# part; these are the ones addresses use.
+_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9_%+.\-]{1,64}")
 _DOMAIN = re.compile(r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w\-]|\.[^\W_])")
-_LOCAL_MAX = 64
 
 # Starts with a plain class (no lookbehind) so the engine can skip ahead fast; the character
 # before is checked in Python.
@@ -25,19 +27,25 @@ _WORDISH = re.compile(r"[\w\-]")
 # IPv6 is found from a colon that has another within four hex digits, then widened both ways.
 _IPV6_TRIGGER = re.compile(r":(?=[0-9A-Fa-f]{0,4}:)")
 _IPV6_LEFT = re.compile(r"[0-9A-Fa-f:]*$")
-_IPV6_RIGHT = re.compile(r"[0-9A-Fa-f:]*(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?")
+_IPV6_RIGHT = re.compile(
+    r":(?:[0-9A-Fa-f]{0,4}:)*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])|[0-9A-Fa-f]{1,4})?"
+)
 _IPV6_AFTER = re.compile(r"[\w:]|\.\w")
 
 
 def find_emails(text: str) -> Iterator[Finding]:
     at = text.find("@")
     while at != -1:
-        local = _LOCAL_PART.search(text, max(0, at - _LOCAL_MAX), at)
-        domain = _DOMAIN.match(text, at + 1) if local else None
-        if local and domain:
-            start = local.start()
-            yield Finding("email", start, domain.end(), text[start : domain.end()])
-            at = text.find("@", domain.end())
+        found = None
+        local = _LOCAL_REVERSED.match(text[max(0, at - 64) : at][::-1])
+        if local:
+            name = local.group()[::-1].lstrip(".")
+            domain = _DOMAIN.match(text, at + 1)
+            if domain and name and not name.endswith(".") and ".." not in name:
+                found = Finding("email", at - len(name), domain.end(), name + "@" + domain.group())
+        if found:
+            yield found
+            at = text.find("@", found.end)
         else:
             at = text.find("@", at + 1)
 
@@ -67,10 +75,11 @@ def find_ipv6(text: str) -> Iterator[Finding]:
     while trigger := _IPV6_TRIGGER.search(text, pos):
         left = _IPV6_LEFT.search(text, max(0, trigger.start() - 40), trigger.start())
         start = left.start() if left else trigger.start()
-        end = _IPV6_RIGHT.match(text, trigger.start()).end()  # type: ignore[union-attr]
+        right = _IPV6_RIGHT.match(text, trigger.start())
+        end = right.end() if right else trigger.end()
         pos = end
         value = text[start:end]
-        if start and _WORDISH.match(text, start - 1) or _IPV6_AFTER.match(text, end):
+        if (start and _WORDISH.match(text, start - 1)) or _IPV6_AFTER.match(text, end):
             continue
         if value not in ("::", "::1") and ipv6_valid(value):
             yield Finding("ip_address", start, end, value)

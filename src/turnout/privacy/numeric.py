@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from turnout.privacy.context import Context
 from turnout.privacy.findings import Finding
 from turnout.privacy.validators import ipv4_valid, payment_card_valid, us_ssn_valid
 
@@ -19,7 +20,8 @@ from turnout.privacy.validators import ipv4_valid, payment_card_valid, us_ssn_va
 # the check for what comes before a run is done in `find_numbers`.
 _RUN = re.compile(
     r"""
-    [+(0-9](?:(?<=[0-9])|(?<=\+)[ ]?[0-9]|(?<=\()\+?[0-9])   # "+", "(" or a digit, then digits
+    [+(0-9](?=[0-9 ().\-/x]{5})        # at least six more characters that a run is made of
+    (?:(?<=[0-9])|(?<=\+)[ ]?[0-9]|(?<=\()\+?[0-9])   # "+", "(" or a digit, then digits
     [0-9]*+
     (?:(?:[ ]?\([0-9]{1,5}\)[ ]?|\)[ .\-]?|[ .\-]{1,2}|/(?=[0-9]))[0-9]+)*+   # separated groups
     (?P<ext>[ ]?(?:x|ext\.?)[ ]?[0-9]{1,6})?+                  # a phone extension
@@ -27,7 +29,7 @@ _RUN = re.compile(
     """,
     re.VERBOSE,
 )
-_BEFORE_RUN = re.compile(r"[\w+\-.(/@]")  # a run right after one of these is part of a token
+_BEFORE_RUN = re.compile(r"[\w+\-./]")  # a run right after one of these is part of a token
 _NON_DIGIT = re.compile(r"\D")
 # Groups of four (13–19 digits), or the 4-6-5 / 4-6-4 of American Express and Diners Club.
 _CARD_SHAPE = re.compile(
@@ -40,90 +42,99 @@ _DATE = re.compile(
     r"(?:[ T]\d{1,2}(?:[.:]\d{2}){0,2})?"
 )
 _NANP = re.compile(r"(?:\+?1[ .\-]?)?(?:\(\d{3}\)[ ]?|\d{3}([ .\-]))\d{3}(?(1)\1|[ .\-])\d{4}")
+_BRAZIL = re.compile(r"(?:\(\d{2}\)|\d{2}) 9?\d{4}-\d{4}")  # the national format: (11) 91234-5678
 _THOUSANDS = re.compile(r"\d{1,3}(?:([ .,])\d{3})(?:\1\d{3})*")
 
-# Words just before a number that say what it is; the nearest one decides.
-_CONTEXT = re.compile(
-    r"""(?ix)
-    (?P<neg>\b(?:order|invoice|inv|tracking|track|shipment|parcel|package|ref|reference|ticket
-        |case|id|no|nr|num|account|acct|sku|serial|s/n|transaction|txn|confirmation|booking
-        |reservation|policy|claim|member|isbn|issn|build|version|ver|release|patch|commit|po
-        |lot|batch|item|part|product|model|zip|postal|postcode|code|pin|otp|amount|total|price
-        |balance|usd|eur|gbp|\$|€|£)\b|\#)
-    |(?P<ssn>\b(?:ssn|social\ security|soc\.?\ sec|ss\#))
-    |(?P<pos>\b(?:phone|tel|telephone|call|calling|mobile|cell|cellphone|fax|whatsapp|sms|text
-        |ring|dial|reach|contact|hotline|landline|number\ is|my\ number|telefon|telefonnummer
-        |handy|mobil|rufnummer|t[ée]l[ée]phone|t[ée]l|portable|appelez|tel[ée]fono|m[óo]vil
-        |llamar|cellulare|chiamare|telefoon|mobiel|bel|telefone|celular|ligar|contato)\b
-        |電話|携帯|☎|📞)
-    """
-)
-_CONTEXT_WINDOW = 32
 _MIN_RUN = 7  # "1.1.1.1" is the shortest identifier here
-
-
-def _context(text: str, start: int) -> str | None:
-    """'neg', 'pos' or 'ssn': the group of the keyword nearest before `start`, if any."""
-    found = _CONTEXT.findall(text, max(0, start - _CONTEXT_WINDOW), start)
-    if not found:
-        return None
-    neg, ssn, _pos = found[-1]
-    return "neg" if neg else "ssn" if ssn else "pos"
+_MAX_PARTS = 8  # a run with more space-separated parts is a table of numbers, not one identifier
 
 
 def find_numbers(text: str) -> Iterator[Finding]:
+    floor = 0  # a keyword before the previous number speaks about that one, not this one
     for m in _RUN.finditer(text):
-        start = m.start()
-        if m.end() - start < _MIN_RUN or (start and _BEFORE_RUN.match(text, start - 1)):
+        start, previous_end, floor = m.start(), floor, m.end()
+        if m.end() - start < _MIN_RUN:
             continue
-        core = text[start : m.start("ext")] if m.group("ext") else m.group()
-        digits = _NON_DIGIT.sub("", core)
-        kind = _classify(core, digits, text, m.start())
-        if kind == "phone":
-            yield Finding("phone", m.start(), m.end(), m.group())
-        elif kind == "ip_address":
-            address = core.partition("/")[0]
-            yield Finding(kind, m.start(), m.start() + len(address), address)
-        elif kind is not None:
-            yield Finding(kind, m.start(), m.start() + len(core), core)
+        end = m.start("ext") if m.group("ext") else m.end()
+        if text[start] == "(" and ")" not in text[start:end]:
+            start += 1  # "(123-45-6789)": the parenthesis belongs to the sentence
+        glued = start > 0 and _BEFORE_RUN.match(text, start - 1) is not None
+        if not glued:
+            core = text[start:end]
+            kind = _classify(core, _NON_DIGIT.sub("", core), Context(text, start, previous_end))
+            if kind is not None:
+                yield _finding(kind, text, start, end, m.end())
+                continue
+        if " " in text[start:end]:
+            yield from _parts(text, start, end, glued)
 
 
-def _classify(core: str, digits: str, text: str, start: int) -> str | None:
+def _finding(kind: str, text: str, start: int, end: int, ext_end: int) -> Finding:
+    if kind == "phone":
+        return Finding(kind, start, ext_end, text[start:ext_end])
+    if kind == "ip_address":
+        end = start + text[start:end].find("/") if "/" in text[start:end] else end
+    return Finding(kind, start, end, text[start:end])
+
+
+def _parts(text: str, start: int, end: int, glued: bool) -> Iterator[Finding]:
+    """Addresses and SSNs inside a run that is not one identifier as a whole: "at 435
+    192.168.1.7" is one run of digits and spaces; its last part is an address."""
+    at = start
+    for i, part in enumerate(text[start:end].split(" ", _MAX_PARTS)[:_MAX_PARTS]):
+        if part and not (glued and i == 0) and (_IPV4.fullmatch(part) or _SSN.fullmatch(part)):
+            kind = _classify(part, _NON_DIGIT.sub("", part), Context(text, at, at))
+            if kind in ("ip_address", "us_ssn"):
+                yield _finding(kind, text, at, at + len(part), at + len(part))
+        at += len(part) + 1
+
+
+def _classify(core: str, digits: str, context: Context) -> str | None:
     n = len(digits)
-    if 12 <= n <= 19 and _CARD_SHAPE.fullmatch(core) and payment_card_valid(digits):
+    # Unbroken digits after "order", "ref", "FedEx"… are that; grouped ones look like a card.
+    if (
+        12 <= n <= 19
+        and _CARD_SHAPE.fullmatch(core)
+        and payment_card_valid(digits)
+        and (n < len(core) or context() not in ("neg", "ver"))
+    ):
         return "payment_card"
     if n == 9 and (ssn := _SSN.fullmatch(core)) and us_ssn_valid(ssn[1], ssn[3], ssn[4]):
         return "us_ssn"
     if "." in core and (ip := _IPV4.fullmatch(core)):
-        return "ip_address" if _ipv4_identifies(ip[1], text, start) else None
-    context = _context(text, start)
-    if context == "ssn" and n == 9 and us_ssn_valid(digits[:3], digits[3:5], digits[5:]):
+        return "ip_address" if _ipv4_identifies(ip[1], context) else None
+    if n == 9 and context() == "ssn" and us_ssn_valid(digits[:3], digits[3:5], digits[5:]):
         return "us_ssn"
     return "phone" if _is_phone(core, digits, context) else None
 
 
-def _ipv4_identifies(core: str, text: str, start: int) -> bool:
-    if not ipv4_valid(core):
+def _ipv4_identifies(address: str, context: Context) -> bool:
+    # Unspecified, loopback and netmasks name no one; "1.2.0.4" is a version far more often
+    # than one of the few addresses whose octets are all single digits.
+    nobody = address == "0.0.0.0" or address.startswith(("127.", "255."))
+    if nobody or len(address) <= 7 or not ipv4_valid(address):
         return False
-    # Unspecified, loopback and netmasks name no one; "version 1.2.0.0" is not an address.
-    if core == "0.0.0.0" or core.startswith(("127.", "255.")):
-        return False
-    return _context(text, start) != "neg"
+    return context() != "ver"
 
 
-def _is_phone(core: str, digits: str, context: str | None) -> bool:
+def _is_phone(core: str, digits: str, context: Context) -> bool:
     n = len(digits)
     if not 7 <= n <= 15 or _DATE.fullmatch(core):
         return False
+    if "." in core and " " in core:
+        return False  # dots and spaces mixed: two numbers side by side ("12:30:04 10.1.2.3")
     if core[0] == "+" or core.startswith("(+"):
         return n >= 8  # E.164: a country code and a subscriber number, at most 15 digits
-    if context == "neg":
+    said = context()
+    if said in ("neg", "ver"):
         return False
-    if context == "pos":
+    if said == "pos":
         return True
     # No word says what it is: accept only the shapes that phone numbers have and counts lack.
-    if _NANP.fullmatch(core):
+    if _NANP.fullmatch(core) or _BRAZIL.fullmatch(core):
         return True
+    if digits.startswith("00") and digits[2] != "0" and 10 <= n <= 15 and len(core) > n:
+        return True  # "00" or "001-" dialled from abroad, then a country code
     if digits[0] == "0" and 9 <= n <= 12:  # a national number with its trunk prefix
         separated = len(core) > n
         if separated:

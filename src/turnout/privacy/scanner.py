@@ -13,8 +13,9 @@ from turnout.privacy.texts import map_messages, map_request
 
 BUILTIN_KINDS = ("secret", "payment_card", "iban", "us_ssn", "email", "ip_address", "phone")
 
-# Where two findings overlap, the one with the stronger evidence wins: a checksum or an issuer's
-# prefix beats a shape. Declared patterns and terms beat phone; Presidio's extras come last.
+# Where two findings overlap, the wider one wins (an IBAN over the Luhn-valid digits inside it);
+# of two as wide, the one with the stronger evidence: a checksum or an issuer's prefix beats a
+# shape. Declared patterns and terms beat phone; Presidio's extras come last.
 _RANK = {kind: i for i, kind in enumerate(BUILTIN_KINDS[:-1])}
 _RANK_CUSTOM, _RANK_TERM, _RANK_PHONE, _RANK_OTHER = 10, 11, 12, 13
 
@@ -97,9 +98,9 @@ def _collect(scan: Callable[[str], list[Finding]], into: list[Finding]) -> Calla
 
 
 def _settle(found: list[Finding]) -> list[Finding]:
-    """Non-overlapping findings in text order, the strongest kind and then the longest first."""
+    """Non-overlapping findings in text order: the widest first, then the strongest kind."""
     kept: list[Finding] = []
-    for f in sorted(found, key=lambda f: (_rank(f.kind), f.start - f.end, f.start)):
+    for f in sorted(found, key=lambda f: (f.start - f.end, _rank(f.kind), f.start)):
         if not any(f.start < k.end and k.start < f.end for k in kept):
             kept.append(f)
     kept.sort(key=lambda f: f.start)

@@ -34,23 +34,25 @@ _PEM = re.compile(
 _WORDISH = re.compile(r"[\w\-]")
 
 # `name = value`, `"name": "value"`, `name: value`, `NAME=value`, `Authorization: Bearer value`.
-_NAME_BEFORE = re.compile(
-    r"(?i)(?:api[_\-]?key|apikey|access[_\-]?key|secret|token|passw(?:or)?d|passwd|pwd"
-    r"|passphrase|credentials?|auth\w*|private[_\-]?key|(?<![a-z])key)[\w.\-]*[\"']?[ \t]*$"
-)
+# Names are found with str.find on the lower-cased text (linear, fast) rather than with a
+# case-insensitive regex tried at every position; the rest of the name and the operator follow.
+_NAME_WORDS = ("passw", "passphrase", "pwd", "secret", "token", "auth", "credential", "key")
+_PASSWORD_WORDS = ("passw", "passphrase", "pwd")
+_KEY_PREFIXES = ("api", "access", "private")  # "apikey" is a name, "monkey" is not
+_NAME_REST = re.compile(r"[\w.\-]*+")
+_OPERATOR = re.compile(r"[\"']?[ \t]*(?::=|=>|[:=])")
 _VALUE_AFTER = re.compile(
-    r"""[=>]?[ \t]*(?:
+    r"""[ \t]*(?:
         "(?P<dq>[^"\n]{6,256})"|'(?P<sq>[^'\n]{6,256})'|`(?P<bq>[^`\n]{6,256})`
         |(?:(?:Bearer|Basic|Token)[ \t]+)?(?P<bare>[^\s"'`,;<>(){}\[\]]{6,})(?P<call>[(\[])?
     )""",
     re.VERBOSE,
 )
-_NAME_WINDOW = 48
 # Templates, environment references and dummies stand where a secret would, but are not one.
 _PLACEHOLDER = re.compile(
-    r"(?i)(?:\$\{.*|\$[a-z_]\w*|<[^>]*>|\{\{.*|%\(.*|\*+|x{4,}.*|\.\.\.|null|none|nil|true|false"
-    r"|undefined|required|optional|string|str|int|bool|env|secret|password|redacted|changeme"
-    r"|example|your[_\-].*)$"
+    r"(?i)(?:\$\{.*|(?-i:\$[A-Z_][A-Z0-9_]*)|<[^>]*>|\{\{.*|%\(.*|\*+|x{4,}.*|\.\.\."
+    r"|null|none|nil|true|false|undefined|required|optional|string|str|int|bool|env|secret"
+    r"|password|redacted|changeme|example|your[_\-].*)$"
 )
 _CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+")  # settings.DB_PASSWORD, os.environ
 _IDENTIFIER = re.compile(r"[A-Za-z]+\d*(?:[_.\-][A-Za-z]+\d*)+")
@@ -85,25 +87,44 @@ def _prefixed(text: str) -> Iterator[Finding]:
 
 
 def _assigned(text: str) -> Iterator[Finding]:
-    for op in ":=":
-        i = text.find(op)
-        while i != -1:
-            value = _VALUE_AFTER.match(text, i + 1)
-            name = value and _NAME_BEFORE.search(text, max(0, i - _NAME_WINDOW), i)
-            if value and name and (found := _secret_value(name.group(), value)) is not None:
-                yield found
-            i = text.find(op, i + 1)
+    if "=" not in text and ":" not in text:
+        return
+    lower = text.lower()
+    names = sorted((i, word) for word in _NAME_WORDS for i in _occurrences(lower, word))
+    done = 0
+    for i, word in names:
+        if i < done:
+            continue  # inside a name already looked at ("secret_token")
+        if (
+            word == "key"
+            and i
+            and lower[i - 1].isalpha()
+            and not lower.endswith(_KEY_PREFIXES, 0, i)
+        ):
+            continue
+        rest = _NAME_REST.match(text, i + len(word))
+        done = rest.end() if rest else i + len(word)
+        op = _OPERATOR.match(text, done)
+        value = _VALUE_AFTER.match(text, op.end()) if op else None
+        if value is not None and (found := _secret_value(word, value)) is not None:
+            yield found
 
 
-def _secret_value(name: str, m: re.Match[str]) -> Finding | None:
+def _occurrences(text: str, word: str) -> Iterator[int]:
+    i = text.find(word)
+    while i != -1:
+        yield i
+        i = text.find(word, i + len(word))
+
+
+def _secret_value(name_word: str, m: re.Match[str]) -> Finding | None:
     group = m.lastgroup if m.lastgroup in ("dq", "sq", "bq") else "bare"
     value = m.group(group)
     if _PLACEHOLDER.match(value):
         return None
     if group == "bare" and (m.group("call") or _CODE_REFERENCE.fullmatch(value)):
         return None  # `password = get_password()`: code that fetches a secret, not a secret
-    name = name.lower()
-    password = "pass" in name or "pwd" in name
+    password = name_word in _PASSWORD_WORDS
     if (password and len(value) >= 6) or _looks_random(value):
         return Finding("secret", m.start(group), m.end(group), value)
     return None

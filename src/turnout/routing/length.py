@@ -127,6 +127,8 @@ class DecayingHistogram:
     total: float = 0.0
     weighted_sum: float = 0.0
     n: int = 0
+    points: list[float] | None = None  # POINT_LEVELS quantiles as of `points_at` answers
+    points_at: int = 0
 
     def add(self, tokens: float) -> None:
         self.n += 1
@@ -153,21 +155,24 @@ class DecayingHistogram:
         """Levels ascending; geometric interpolation inside a bucket."""
         out: list[float] = []
         targets = [q * self.total for q in levels]
+        n = len(targets)
         k = 0
         cum = 0.0
         for i, c in enumerate(self.counts):
             if c <= 0:
                 continue
-            while k < len(targets) and cum + c >= targets[k]:
+            nxt = cum + c
+            while k < n and nxt >= targets[k]:
                 lo, hi = _BOUNDS[i]
                 frac = (targets[k] - cum) / c
                 out.append(lo + (hi - lo) * frac if i == 0 else lo * (hi / lo) ** frac)
                 k += 1
-            cum += c
-            if k == len(targets):
+            if k == n:
                 break
-        last = _MIDS[max((i for i, c in enumerate(self.counts) if c > 0), default=0)]
-        out.extend([last] * (len(targets) - len(out)))
+            cum = nxt
+        if len(out) < len(targets):  # rounding left the top levels unmet: the top bucket
+            top = max((i for i, c in enumerate(self.counts) if c > 0), default=0)
+            out.extend([_MIDS[top]] * (len(targets) - len(out)))
         return out
 
 
@@ -253,7 +258,11 @@ class FamilyQuantiles:
         return LengthForecast(guess, (guess,), cap, "prior")
 
     def _forecast(self, h: DecayingHistogram, cap: int | None, source: str) -> LengthForecast:
-        points = _capped(h.quantiles(POINT_LEVELS), cap)
+        # A histogram moves little per answer: its points are recomputed every few answers.
+        if h.points is None or h.n - h.points_at >= min(8, 1 + h.points_at // 16):
+            h.points = h.quantiles(POINT_LEVELS)
+            h.points_at = h.n
+        points = _capped(h.points, cap)
         mean = h.mean() if cap is None else min(h.mean(), float(cap))
         return LengthForecast(mean, points, cap, source)
 

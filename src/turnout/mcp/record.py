@@ -1,0 +1,103 @@
+"""Each proxied tool call is one `Run` in the request record, like an LLM request.
+
+received → routed → attempting → validating → completed; `blocked` when the guard or the policy
+refuses, `rejected` for arguments that break the tool's schema, `failed_upstream` when the server
+answers with an error (a JSON-RPC error or a result flagged `isError`), `cancelled` when the client
+withdraws the call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from turnout.lifecycle.run import Attempt, Run
+from turnout.lifecycle.states import State
+from turnout.store.sqlite import RecordWriter
+
+
+def new_run_id() -> str:
+    """Sortable by time, like the gateway's request ids: milliseconds, then randomness."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+
+
+class ToolCallRecord:
+    """The Run of one tool call, with the few moves the proxy makes on it."""
+
+    def __init__(self, server: str, tool: str, params: dict[str, Any], client: dict[str, Any]):
+        self.server = server
+        self.run = Run(
+            id=new_run_id(),
+            model=f"mcp:{server}/{tool}",
+            operation="tool_call",
+            request_body=params,
+            client=client,
+        )
+        self.attempt: Attempt | None = None
+
+    def refuse(self, state: State, reason: str, message: str) -> None:
+        self.run.error = f"{reason}: {message}"
+        self.run.transition(state, reason=reason)
+
+    def forward(self) -> None:
+        self.run.transition(State.ROUTED, server=self.server)
+        self.attempt = Attempt(number=1, deployment=self.server, started=self.run.now())
+        self.run.attempts.append(self.attempt)
+        self.run.transition(State.ATTEMPTING, attempt=1)
+
+    def failed(self, error: str, **attrs: Any) -> None:
+        self._end_attempt(error)
+        self.run.error = error
+        self.run.transition(State.FAILED_UPSTREAM, **attrs)
+
+    def answered(self, result: dict[str, Any], egress_refused: list[str]) -> None:
+        """An answer: an error result fails the call; any other has its behaviour checked."""
+        self.run.response_body = result
+        if result.get("isError"):
+            error = "tool_error" + (
+                f"; egress refused: {egress_refused[0]}" if egress_refused else ""
+            )
+            self.failed(error, is_error=True)
+            return
+        self._end_attempt(None)
+        self.run.transition(State.VALIDATING)
+        if egress_refused:
+            # The lifecycle has no validating → blocked; a call whose behaviour broke its pin is
+            # recorded as output that failed validation.
+            self.run.error = f"egress_refused: {egress_refused[0]}"
+            self.run.transition(State.INVALID_OUTPUT, egress_refused=len(egress_refused))
+        else:
+            self.run.transition(State.COMPLETED)
+
+    def cancelled(self, reason: str | None) -> None:
+        if not self.run.state.terminal:
+            self._end_attempt("cancelled")
+            self.run.transition(State.CANCELLED, **({"reason": reason} if reason else {}))
+
+    def _end_attempt(self, error: str | None) -> None:
+        if self.attempt is not None and self.attempt.ended is None:
+            self.attempt.ended = self.run.now()
+            self.attempt.ok = error is None
+            self.attempt.error = error
+
+
+class Recorder:
+    """Where finished runs go: the shared SQLite record, through its batch writer."""
+
+    def __init__(self, url: str, record_bodies: str, flush_interval_s: float = 0.2):
+        self.writer = RecordWriter(url, record_bodies, flush_interval_s, queue_size=10_000)
+        self._open = False
+
+    def open(self) -> None:
+        if not self._open:
+            self.writer.open()
+            self._open = True
+
+    def submit(self, record: ToolCallRecord) -> None:
+        self.writer.submit(record.run)
+
+    def close(self) -> None:
+        if self._open:
+            self.writer.close()
+            self._open = False
