@@ -1098,7 +1098,8 @@ def verdicts(result: dict[str, Any]) -> list[list[str]]:
                 ratio_s = f"{a:g} vs {b:g} req/s = {a / b:.1f}×"
                 ok = a / b >= 3
             elif a and not b:
-                ratio_s = f"{a:g} req/s vs none ≥ {result['settings']['rate_floor']:g} req/s"
+                lowest = min(st["rate"] for st in ll["steps"])
+                ratio_s = f"{a:g} req/s vs none (LiteLLM failed down to {lowest:g} req/s)"
                 ok = True
             else:
                 ratio_s = f"{a or 'none'} vs {b or 'none'}"
@@ -1224,7 +1225,7 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
             "gw CPU ms/req",
             "upstream CPU ms/req",
             "errors",
-            "unattr. CPU %",
+            "other CPU %",
         ]
         trs = []
         for r in rows:
@@ -1243,7 +1244,7 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
                     fmt(r["gateway_cpu_ms_per_req"], 3),
                     fmt(r["upstream_cpu_ms_per_req"], 3),
                     str(r["error_total"]),
-                    fmt(r["unattributed_cpu_pct"], 1),
+                    fmt(r["other_procs_cpu_pct"], 1),
                 ]
             )
         md += [md_table(header, trs), ""]
@@ -1272,7 +1273,9 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
                 [
                     sr["mode"],
                     sr["target"],
-                    f"{sr['max_rate']:g}" if sr["max_rate"] else f"none ≥ {s['rate_floor']:g}",
+                    f"{sr['max_rate']:g}"
+                    if sr["max_rate"]
+                    else f"none (tried down to {min(st['rate'] for st in sr['steps']):g})",
                     f"{sr['first_failing_rate']:g}" if sr["first_failing_rate"] else "–",
                     fmt(at["latency_ms"]["p50"]) if at else "–",
                     fmt(at["latency_ms"]["p99"]) if at else "–",
@@ -1385,6 +1388,10 @@ def write_soak(result: dict[str, Any], out: Path) -> None:
                 f"{r['rate']:g}",
                 str(r["requests"]),
                 str(r["error_total"]),
+                "{}/{}".format(
+                    (r.get("open_loop") or {}).get("late", "–"),
+                    (r.get("open_loop") or {}).get("slots", "–"),
+                ),
                 fmt(r["latency_ms"]["p50"]),
                 fmt(r["latency_ms"]["p99"]),
                 fmt(r["cpu_ms_per_req"], 3),
@@ -1403,6 +1410,7 @@ def write_soak(result: dict[str, Any], out: Path) -> None:
                 "rate req/s",
                 "requests",
                 "errors",
+                "late sends",
                 "p50 ms",
                 "p99 ms",
                 "CPU ms/req",
@@ -1430,6 +1438,9 @@ def soak_notes(result: dict[str, Any]) -> list[str]:
         "turnout gets --soak-rate; LiteLLM gets min(--soak-rate, half its closed-loop "
         "c=32 non-streaming throughput) so that it is loaded but not overloaded — a "
         "gateway pushed past capacity grows queues, which is not a leak.",
+        "Late sends = requests that were due while every connection of that gateway's "
+        "wrk was busy (see overhead.md): many late sends mean the gateway could not keep "
+        "up with its rate; in-flight requests stay bounded by the connection count.",
         "RSS = resident set of the gateway process plus any child processes "
         "(/proc/PID/statm); turnout's SQLite record grows on disk, not in memory.",
     ]
