@@ -98,6 +98,7 @@ class Gateway:
         )
         self.engine = Engine(fleet, self._finished)
         self.started = False
+        self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
 
     @staticmethod
@@ -127,6 +128,10 @@ class Gateway:
             if (dep := self.config.deployments[name]).rtt_probe_s > 0
             and hasattr(backend, "probe_rtt")
         ]
+        if os.environ.get("TURNOUT_FINGERPRINT_WATCH"):
+            from turnout.fingerprint import start_watch
+
+            self.fingerprint_watch = await start_watch(self)
         self.started = True
 
     async def _probe_rtt(self, name: str, backend: Any, every_s: float) -> None:
@@ -138,6 +143,8 @@ class Gateway:
             await asyncio.sleep(every_s)
 
     async def close(self) -> None:
+        if self.fingerprint_watch is not None:
+            await self.fingerprint_watch.stop()
         for probe in self._probes:
             probe.cancel()
         for backend in self.backends.values():

@@ -1,0 +1,300 @@
+"""The watch: scheduled checks of each deployment against its baseline, and passive monitoring.
+
+Each watched deployment gets a loop: probe within the budget, compare with the baseline, store
+the check, and feed the verdict to its Streak; two rejections in a row raise an alarm (a record,
+metrics, a log line, and, if configured, the deployment leaves rotation until a check passes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from turnout.backends.base import Backend
+from turnout.config import Price
+from turnout.fingerprint.alarms import (
+    PASSIVE,
+    RAISED,
+    BreakerRotation,
+    Rotation,
+    Streak,
+    WatchMetrics,
+)
+from turnout.fingerprint.compare import compare
+from turnout.fingerprint.passive import PassiveMonitor, RouteShift
+from turnout.fingerprint.runner import Budget, ProbeRunner, new_id
+from turnout.fingerprint.samples import ProbeRun
+from turnout.fingerprint.settings import WatchSettings, WatchTarget, load_watch, parse_watch
+from turnout.fingerprint.store import AlarmRecord, CheckRecord, FingerprintStore
+from turnout.fingerprint.suite import Suite, resolve_suite
+
+if TYPE_CHECKING:
+    from turnout.gateway import Gateway
+
+log = logging.getLogger("turnout.fingerprint")
+
+WATCH_ENV = "TURNOUT_FINGERPRINT_WATCH"  # a YAML file with the watch settings
+FIRST_CHECK_S = 10.0  # after start, when a deployment has never been checked
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
+
+
+class Watcher:
+    def __init__(
+        self,
+        settings: WatchSettings,
+        *,
+        backends: Mapping[str, Backend],
+        store: FingerprintStore,
+        prices: Mapping[str, Price] | None = None,
+        concurrency: Mapping[str, int] | None = None,
+        registry: CollectorRegistry | None = None,
+        rotation: Rotation | None = None,
+        record_url: str | None = None,
+        on_alarm: Callable[[AlarmRecord], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """`seed` makes every check's requests and permutations reproducible (drills, tests)."""
+        self.settings = settings
+        self.seed = seed
+        self._cycles = 0
+        self.backends = backends
+        self.store = store
+        self.prices = dict(prices or {})
+        self.concurrency = dict(concurrency or {})
+        self.metrics = WatchMetrics(registry or CollectorRegistry())
+        self.rotation = rotation
+        self.on_alarm = on_alarm
+        self.targets = {t.deployment: t for t in settings.targets}
+        missing = sorted(set(self.targets) - set(backends))
+        if missing:
+            raise ValueError(f"watch: no deployment {missing[0]!r} is served (by this gateway)")
+        self.streaks = {name: Streak(settings.consecutive) for name in self.targets}
+        self.passive = (
+            PassiveMonitor(record_url, settings.passive)
+            if settings.passive is not None and record_url
+            else None
+        )
+        self._suites: dict[str, Suite] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def for_gateway(cls, gateway: Gateway, settings: WatchSettings | None = None) -> Watcher | None:
+        """A watch over the gateway's own backends, or None when nothing is to be watched.
+
+        Settings come from `settings`, else the config's `fingerprint` section (when the config
+        has one), else the YAML file named by $TURNOUT_FINGERPRINT_WATCH.
+        """
+        if settings is None:
+            section = getattr(gateway.config, "fingerprint", None)
+            if isinstance(section, WatchSettings):
+                settings = section
+            elif section is not None:
+                settings = parse_watch(section, gateway.config.source)
+            elif os.environ.get(WATCH_ENV):
+                settings = load_watch(os.environ[WATCH_ENV])
+        if settings is None or not settings.enabled:
+            return None
+        deployments = gateway.config.deployments
+        return cls(
+            settings,
+            backends=gateway.backends,
+            store=FingerprintStore(settings.store or gateway.config.store.url),
+            prices={name: dep.price for name, dep in deployments.items()},
+            concurrency={
+                n: d.max_concurrency or settings.concurrency for n, d in deployments.items()
+            },
+            registry=gateway.metrics.registry,
+            rotation=BreakerRotation(gateway.breakers),
+            record_url=gateway.config.store.url,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for target in self.targets.values():
+            self._tasks.append(
+                asyncio.create_task(self._loop(target), name=f"watch-{target.deployment}")
+            )
+        if self.passive is not None and self.settings.passive is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._passive_loop(self.settings.passive.every_s), name="watch-passive"
+                )
+            )
+        names = ", ".join(self.targets) or "no deployments"
+        log.info(
+            "fingerprint watch: %s%s", names, "; passive monitoring on" if self.passive else ""
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self.store.close()
+
+    def _first_delay(self, target: WatchTarget) -> float:
+        """Keep the schedule across restarts: the next check is due one period after the last."""
+        last = self.store.checks(target.deployment, limit=1)
+        if not last:
+            return min(FIRST_CHECK_S, target.every_s)
+        return min(target.every_s, max(0.0, last[-1].at + target.every_s - time.time()))
+
+    async def _loop(self, target: WatchTarget) -> None:
+        delay = await asyncio.to_thread(self._first_delay, target)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.check(target.deployment)
+            except Exception:
+                # One bad cycle (store busy, baseline missing) must not end the watch.
+                self.metrics.checks.labels(target.deployment, "error").inc()
+                log.exception("fingerprint check of %s failed", target.deployment)
+            delay = target.every_s
+
+    async def _passive_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.scan_passive()
+            except Exception:
+                log.exception("fingerprint: passive monitoring failed")
+
+    # -- one cycle ---------------------------------------------------------------------------
+
+    def _suite(self, target: WatchTarget, baseline: ProbeRun) -> Suite:
+        if target.suite is None and baseline.suite_spec is not None:
+            base = Suite.from_spec(baseline.suite_spec)
+        else:
+            spec = target.suite or "builtin"
+            if spec not in self._suites:
+                self._suites[spec] = resolve_suite(spec)
+            base = self._suites[spec]
+        return base.with_options(samples_per_probe=math.ceil(target.samples / len(base.probes)))
+
+    async def check(self, deployment: str) -> CheckRecord | None:
+        """Probe `deployment` once and judge it against its baseline; None if nothing came back."""
+        target = self.targets[deployment]
+        baseline = await asyncio.to_thread(self.store.baseline, target.baseline)
+        self._cycles += 1
+        seed = None if self.seed is None else self.seed + self._cycles
+        runner = ProbeRunner(
+            self.backends[deployment],
+            self._suite(target, baseline),
+            deployment=deployment,
+            price=self.prices.get(deployment),
+            budget=Budget(max_samples=target.samples, max_cost_usd=target.max_cost_usd),
+            concurrency=self.concurrency.get(deployment, self.settings.concurrency),
+            seed=seed,
+        )
+        run = await runner.run()
+        await asyncio.to_thread(self.store.save_run, run)
+        self.metrics.cost.labels(deployment).inc(run.cost_usd)
+        if not run.completions():
+            self.metrics.checks.labels(deployment, "error").inc()
+            first = next((s.error for s in run.samples if s.error), "no samples")
+            log.warning("fingerprint check of %s: no completions (%s)", deployment, first)
+            return None
+        verdict = await asyncio.to_thread(
+            compare,
+            baseline,
+            run,
+            alpha=self.settings.alpha,
+            permutations=self.settings.permutations,
+            seed=seed,
+        )
+        record = CheckRecord(
+            id=new_id("chk"),
+            at=time.time(),
+            deployment=deployment,
+            baseline=target.baseline,
+            run_id=run.id,
+            changed=verdict.changed,
+            min_p=verdict.min_p,
+            verdict=verdict.as_dict(),
+        )
+        await asyncio.to_thread(self.store.save_check, record)
+        self.metrics.checks.labels(deployment, "changed" if verdict.changed else "unchanged").inc()
+        self.metrics.p_value.labels(deployment).set(verdict.min_p)
+        log.info("fingerprint check of %s: %s", deployment, verdict.summary())
+        await self._after(target, record)
+        return record
+
+    async def _after(self, target: WatchTarget, check: CheckRecord) -> None:
+        streak = self.streaks[target.deployment]
+        since = streak.since if check.changed and streak.count else check.at
+        change = streak.observe(check.changed, check.at)
+        since = streak.since or since
+        if change is None:
+            if streak.alarmed and target.take_out and self.rotation is not None:
+                self.rotation.take_out(target.deployment, 1.5 * target.every_s)
+            return
+        dep = target.deployment
+        if change == RAISED:
+            message = (
+                f"fingerprint ALARM: {dep} no longer behaves like baseline {target.baseline!r}: "
+                f"{streak.count} checks in a row rejected at α={self.settings.alpha:g}, since "
+                f"{_when(since)}; {check.verdict['summary']}"
+            )
+            log.warning(message)
+            self.metrics.alarm.labels(dep).set(1)
+            self.metrics.alarms.labels(dep, RAISED).inc()
+            if target.take_out and self.rotation is not None:
+                self.rotation.take_out(dep, 1.5 * target.every_s)
+                message += "; taken out of rotation"
+        else:
+            message = f"fingerprint: {dep} behaves like baseline {target.baseline!r} again"
+            log.info(message)
+            self.metrics.alarm.labels(dep).set(0)
+            if target.take_out and self.rotation is not None:
+                self.rotation.put_back(dep)
+        detail: dict[str, Any] = {
+            "baseline": target.baseline,
+            "check": check.id,
+            "since": since,
+            "reasons": check.verdict.get("reasons", []),
+        }
+        alarm = AlarmRecord(new_id("alm"), check.at, dep, change, message, detail)
+        await asyncio.to_thread(self.store.save_alarm, alarm)
+        if self.on_alarm is not None:
+            self.on_alarm(alarm)
+
+    async def scan_passive(self) -> list[AlarmRecord]:
+        if self.passive is None:
+            return []
+        shifts: list[RouteShift] = await asyncio.to_thread(self.passive.scan)
+        out = []
+        for s in shifts:
+            message = f"fingerprint passive: {s.describe()}"
+            log.warning(message)
+            self.metrics.alarms.labels(s.deployment, PASSIVE).inc()
+            detail = {
+                "model": s.model,
+                "signal": s.signal,
+                "direction": s.shift.direction,
+                "reference": s.shift.reference,
+                "recent": s.shift.recent,
+                "request_id": s.request_id,
+            }
+            alarm = AlarmRecord(new_id("alm"), s.at, s.deployment, PASSIVE, message, detail)
+            await asyncio.to_thread(self.store.save_alarm, alarm)
+            if self.on_alarm is not None:
+                self.on_alarm(alarm)
+            out.append(alarm)
+        return out
