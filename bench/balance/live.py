@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 import aiohttp  # noqa: E402
 
-from turnout.routing.balance import Ask, LoadTracker  # noqa: E402
+from turnout.routing.balance import Ask  # noqa: E402
 from turnout.routing.length import FamilyQuantiles  # noqa: E402
+from turnout.routing.tracker import LoadTracker  # noqa: E402
 from turnout.sim.report import percentile  # noqa: E402
 from turnout.sim.timing import preset  # noqa: E402
 from turnout.sim.workload import SimRequest, capacity_rps, generate, workload  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from turnout.routing.balance import Ask, LoadTracker
+from turnout.routing.balance import Ask
 from turnout.routing.signals import (
     decode_rate,
     llamacpp_signal,
@@ -13,6 +13,7 @@ from turnout.routing.signals import (
     parse_prometheus,
     vllm_signal,
 )
+from turnout.routing.tracker import LoadTracker
 
 VLLM_V0 = """\
 # HELP vllm:num_requests_running Number of requests currently running on GPU.

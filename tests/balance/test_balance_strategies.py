@@ -8,14 +8,14 @@ from turnout.routing.balance import (
     Ask,
     Flight,
     InstanceState,
-    LoadTracker,
-    ServiceRates,
     affinity_owner,
     completion_s,
     pick,
     rank,
 )
+from turnout.routing.rates import ServiceRates
 from turnout.routing.signals import Signal
+from turnout.routing.tracker import LoadTracker
 
 NOW = 100.0
 

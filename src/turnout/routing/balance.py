@@ -1,9 +1,9 @@
 """Balancing one model's traffic across its instances by the work they still have to do.
 
 Strategies are pure functions of a fleet state (`InstanceState` per instance) and the request
-(`Ask`). `LoadTracker` is the bookkeeping the gateway keeps that state with: a request starts,
-streams tokens and ends; the tracker learns each instance's prefill and decode speed from those
-events, and folds in what the servers themselves report (`signals.Signal`).
+(`Ask`). `tracker.LoadTracker` is the bookkeeping the gateway keeps that state with: a request
+starts, streams tokens and ends; the tracker learns each instance's prefill and decode speed
+(`rates.ServiceRates`) from those events, and folds in what the servers report (`signals.Signal`).
 
 `least_work` plays each instance forward from its outstanding work — prefill tokens not yet
 processed and decode tokens still to come for every request in flight there, at the instance's
@@ -21,104 +21,17 @@ import hashlib
 import heapq
 import math
 import random
-import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from turnout.routing.length import LengthForecast
+from turnout.routing.rates import ServiceRates
 from turnout.routing.signals import Signal
 
 STRATEGIES = ("round_robin", "least_requests", "power_of_two", "least_work")
 DEFAULT_STRATEGY = "least_work"
 
-# Priors until an instance has been observed: a mid-size model on one GPU.
-_PRIOR_PREFILL_TPS = 8000.0
-_PRIOR_STEP = (0.012, 0.0002, 0.00005)  # seconds: fixed, per request, per 1000 tokens of KV
-_RIDGE = (5.0, 5.0 * 16**2, 5.0 * 16**2)  # pull toward the prior, in each coefficient's scale
 _PRIOR_OUTPUT_TOKENS = 256.0
-
-
-def _solve3(m: list[list[float]], v: list[float]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting; None when singular."""
-    a = [[*row, rhs] for row, rhs in zip(m, v, strict=True)]
-    for col in range(3):
-        piv = max(range(col, 3), key=lambda r: abs(a[r][col]))
-        if abs(a[piv][col]) < 1e-15:
-            return None
-        a[col], a[piv] = a[piv], a[col]
-        for r in range(col + 1, 3):
-            f = a[r][col] / a[col][col]
-            for c in range(col, 4):
-                a[r][c] -= f * a[col][c]
-    x = [0.0, 0.0, 0.0]
-    for r in (2, 1, 0):
-        x[r] = (a[r][3] - sum(a[r][c] * x[c] for c in range(r + 1, 3))) / a[r][r]
-    return x
-
-
-@dataclass(slots=True)
-class ServiceRates:
-    """An instance's measured speed: prefill tokens/s, and decode step time as a function of
-    the batch — step = fixed + per_request × batch + per_kv × tokens of context in the batch.
-
-    The step is fitted online by exponentially weighted least squares over finished requests
-    (weighted by how many tokens each decoded), pulled toward the prior until data says
-    otherwise; what it measures is the effective step, prefill stalls included.
-    """
-
-    forget: float = 0.97  # per observation: older requests fade
-    prefill_s_per_token: float = 1 / _PRIOR_PREFILL_TPS
-    prefill_seen: int = 0
-    coef: tuple[float, float, float] = _PRIOR_STEP
-    moments: list[list[float]] = field(default_factory=lambda: [[0.0] * 3 for _ in range(3)])
-    targets: list[float] = field(default_factory=lambda: [0.0] * 3)
-    decode_seen: int = 0
-    output_tokens: float = _PRIOR_OUTPUT_TOKENS  # typical answer here, for requests it can't see
-    fixed: Callable[[int, float], float] | None = None  # a known step function: the oracle's
-
-    @property
-    def prefill_tps(self) -> float:
-        return 1 / self.prefill_s_per_token
-
-    def observe_prefill(self, tokens: float, seconds: float) -> None:
-        if tokens <= 0 or seconds <= 0:
-            return
-        sample = seconds / tokens
-        if self.prefill_seen == 0:
-            self.prefill_s_per_token = sample
-        else:  # a prefill that also waited for room counts as at most 3× slow
-            sample = min(sample, 3 * self.prefill_s_per_token)
-            self.prefill_s_per_token += 0.1 * (sample - self.prefill_s_per_token)
-        self.prefill_seen += 1
-
-    def observe_decode(
-        self, batch: float, kv_tokens: float, seconds_per_token: float, weight: float = 1.0
-    ) -> None:
-        """One request's decode: mean batch and KV while it decoded, and its time per token."""
-        if batch <= 0 or seconds_per_token <= 0 or weight <= 0 or self.fixed is not None:
-            return
-        self.decode_seen += 1
-        x = (1.0, batch, kv_tokens / 1000)
-        m, v = self.moments, self.targets
-        for i in range(3):
-            v[i] = self.forget * v[i] + weight * x[i] * seconds_per_token
-            for j in range(3):
-                m[i][j] = self.forget * m[i][j] + weight * x[i] * x[j]
-        ridged = [[m[i][j] + (_RIDGE[i] if i == j else 0.0) for j in range(3)] for i in range(3)]
-        rhs = [v[i] + _RIDGE[i] * _PRIOR_STEP[i] for i in range(3)]
-        sol = _solve3(ridged, rhs)
-        if sol is not None:
-            self.coef = (max(sol[0], 1e-5), max(sol[1], 0.0), max(sol[2], 0.0))
-
-    def observe_output(self, tokens: int) -> None:
-        self.output_tokens += 0.05 * (tokens - self.output_tokens)
-
-    def step_s(self, batch: int, kv_tokens: float = 0.0) -> float:
-        """Seconds per decode step with `batch` requests holding `kv_tokens` of context."""
-        if self.fixed is not None:
-            return self.fixed(batch, kv_tokens)
-        a, b, c = self.coef
-        return a + b * batch + c * kv_tokens / 1000
 
 
 @dataclass(slots=True)
@@ -490,193 +403,3 @@ def pick(
         stale_after_s=stale_after_s,
         affinity=affinity,
     ).chosen
-
-
-# -- bookkeeping: what the gateway updates as requests start, stream and end ----------------------
-
-
-class LoadTracker:
-    """The gateway's running account of each instance's in-flight work, and what it learned.
-
-    Keys identify one attempt (a request id with its attempt number): a retry elsewhere is a new
-    flight. Calls for keys it does not know (an instance removed meanwhile) are ignored.
-    """
-
-    def __init__(
-        self,
-        names: Iterable[str] = (),
-        *,
-        strategy: str = DEFAULT_STRATEGY,
-        affinity: bool = False,
-        stale_after_s: float = 10.0,
-        max_batch: Mapping[str, int | None] | None = None,
-        kv_tokens: Mapping[str, int | None] | None = None,
-        rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown balancing strategy {strategy!r}")
-        self.strategy = strategy
-        self.affinity = affinity
-        self.stale_after_s = stale_after_s
-        self.rng = rng or random.Random()
-        self.clock = clock
-        self.turn = 0
-        self.instances: dict[str, InstanceState] = {}
-        self._retired: dict[str, ServiceRates] = {}  # what was learned, kept while it is gone
-        self._where: dict[Hashable, str] = {}
-        for name in names:
-            self.add(
-                name, max_batch=(max_batch or {}).get(name), kv_tokens=(kv_tokens or {}).get(name)
-            )
-
-    # -- the fleet ---------------------------------------------------------------------------
-
-    def add(
-        self, name: str, *, max_batch: int | None = None, kv_tokens: int | None = None
-    ) -> InstanceState:
-        """An instance joins, or returns: it comes back with the speed it was learned to have."""
-        if name in self.instances:
-            return self.instances[name]
-        rates = self._retired.pop(name, None) or ServiceRates()
-        inst = InstanceState(
-            name, rates, max_batch=max_batch, kv_tokens=kv_tokens, area_at=self.clock()
-        )
-        self.instances[name] = inst
-        return inst
-
-    def remove(self, name: str) -> None:
-        """An instance is gone: its requests are forgotten, its learned speed kept."""
-        inst = self.instances.pop(name, None)
-        if inst is None:
-            return
-        self._retired[name] = inst.rates
-        for key in inst.flights:
-            self._where.pop(key, None)
-
-    def set_healthy(self, name: str, healthy: bool) -> None:
-        if name in self.instances:
-            self.instances[name].healthy = healthy
-
-    def apply(self, name: str, signal: Signal) -> None:
-        """Fold in a scrape of the instance's own metrics."""
-        inst = self.instances.get(name)
-        if inst is None:
-            return
-        inst.signal = signal
-        if signal.slots is not None:
-            inst.max_batch = signal.slots
-
-    # -- decisions ---------------------------------------------------------------------------
-
-    def rank(
-        self, ask: Ask, names: Iterable[str] | None = None, strategy: str | None = None
-    ) -> Ranking:
-        chosen = (
-            list(self.instances.values())
-            if names is None
-            else [self.instances[n] for n in names if n in self.instances]
-        )
-        self.turn += 1
-        return rank(
-            strategy or self.strategy,
-            chosen,
-            ask,
-            now=self.clock(),
-            rng=self.rng,
-            turn=self.turn,
-            stale_after_s=self.stale_after_s,
-            affinity=self.affinity,
-        )
-
-    def pick(
-        self, ask: Ask, names: Iterable[str] | None = None, strategy: str | None = None
-    ) -> str | None:
-        return self.rank(ask, names, strategy).chosen
-
-    # -- a request's life ----------------------------------------------------------------------
-
-    def start(self, name: str, key: Hashable, ask: Ask, *, streamed: bool = True) -> None:
-        """The attempt was sent to `name`."""
-        inst = self.instances.get(name)
-        if inst is None:
-            return
-        now = self.clock()
-        inst.advance(now)
-        queued = sum(f.prompt_tokens for f in inst.flights.values() if f.first_token_at is None)
-        inst.flights[key] = Flight(
-            prompt_tokens=ask.prompt_tokens,
-            points=ask.points or (ask.output,),
-            cap=ask.cap,
-            started=now,
-            streamed=streamed,
-            prefill_ahead=queued + ask.prompt_tokens,
-            slot_free=(inst.max_batch is None or len(inst.flights) < inst.max_batch)
-            and (
-                inst.kv_tokens is None
-                or inst.context_tokens() + ask.prompt_tokens <= inst.kv_tokens
-            ),
-        )
-        self._where[key] = name
-
-    def _flight(self, key: Hashable) -> tuple[InstanceState, Flight] | None:
-        name = self._where.get(key)
-        inst = self.instances.get(name) if name is not None else None
-        if inst is None or key not in inst.flights:
-            return None
-        return inst, inst.flights[key]
-
-    def first_token(self, key: Hashable) -> None:
-        """The first token arrived: its prefill is done (a whole answer counts as this too)."""
-        found = self._flight(key)
-        if found is None:
-            return
-        inst, f = found
-        if f.first_token_at is not None:
-            return
-        now = self.clock()
-        inst.advance(now)
-        f.first_token_at = now
-        f.generated = max(f.generated, 1)
-        f.area_at_first = inst.area
-        f.kv_area_at_first = inst.kv_area
-        if f.slot_free:
-            inst.rates.observe_prefill(f.prefill_ahead, now - f.started)
-
-    def tokens(self, key: Hashable, n: int = 1) -> None:
-        """`n` more tokens were streamed."""
-        found = self._flight(key)
-        if found is not None:
-            if found[1].first_token_at is None:
-                self.first_token(key)
-                n -= 1
-            found[1].generated += n
-
-    def progress(self, key: Hashable, generated: int) -> None:
-        """Set the tokens generated so far (for callers that count them elsewhere)."""
-        found = self._flight(key)
-        if found is not None:
-            found[1].generated = generated
-
-    def finish(self, key: Hashable, *, output_tokens: int | None = None, ok: bool = True) -> None:
-        """The attempt ended. A successful one teaches the instance's decode speed."""
-        name = self._where.pop(key, None)
-        inst = self.instances.get(name) if name is not None else None
-        if inst is None or key not in inst.flights:
-            return
-        now = self.clock()
-        inst.advance(now)
-        f = inst.flights.pop(key)
-        if not ok or not output_tokens:
-            return
-        inst.rates.observe_output(output_tokens)
-        if f.first_token_at is None or not f.streamed:
-            return  # a whole answer at once: no split between prefill and decode to learn from
-        span = now - f.first_token_at
-        if output_tokens > 1 and span > 0:
-            inst.rates.observe_decode(
-                (inst.area - f.area_at_first) / span,
-                (inst.kv_area - f.kv_area_at_first) / span,
-                span / (output_tokens - 1),
-                weight=min(output_tokens - 1, 256) / 256,  # short answers time noisily
-            )

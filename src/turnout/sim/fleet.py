@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnout.routing.balance import STRATEGIES, Ask, LoadTracker, ServiceRates
+from turnout.routing.balance import STRATEGIES, Ask
 from turnout.routing.length import PREDICTORS, LengthPredictor
+from turnout.routing.rates import ServiceRates
+from turnout.routing.tracker import LoadTracker
 from turnout.sim.timing import Profile
 from turnout.sim.workload import SimRequest
 
