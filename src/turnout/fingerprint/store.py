@@ -315,18 +315,10 @@ class FingerprintStore:
 
     def checks(self, deployment: str | None = None, limit: int = 1000) -> list[CheckRecord]:
         """Oldest first, the last `limit` of them."""
-        sql = "SELECT * FROM fingerprint_checks"
-        args: list[Any] = []
-        if deployment:
-            sql += " WHERE deployment = ?"
-            args.append(deployment)
-        sql += " ORDER BY at DESC LIMIT ?"
-        args.append(limit)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        rows = self._latest("fingerprint_checks", deployment, limit)
         return [
             CheckRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]))
-            for r in reversed(rows)
+            for r in rows
         ]
 
     def save_alarm(self, alarm: AlarmRecord) -> None:
@@ -344,7 +336,12 @@ class FingerprintStore:
             )
 
     def alarms(self, deployment: str | None = None, limit: int = 1000) -> list[AlarmRecord]:
-        sql = "SELECT * FROM fingerprint_alarms"
+        rows = self._latest("fingerprint_alarms", deployment, limit)
+        return [AlarmRecord(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5])) for r in rows]
+
+    def _latest(self, table: str, deployment: str | None, limit: int) -> list[Any]:
+        """The last `limit` rows of a table (one deployment's, if named), oldest first."""
+        sql = f"SELECT * FROM {table}"
         args: list[Any] = []
         if deployment:
             sql += " WHERE deployment = ?"
@@ -353,9 +350,7 @@ class FingerprintStore:
         args.append(limit)
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
-        return [
-            AlarmRecord(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5])) for r in reversed(rows)
-        ]
+        return list(reversed(rows))
 
     def deployments(self) -> list[str]:
         with self._lock:
