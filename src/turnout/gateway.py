@@ -106,7 +106,9 @@ class Gateway:
         if all(m.privacy == "off" for m in config.models.values()):
             return None
         p = config.privacy
-        return Scanner(custom_patterns=p.patterns, terms=list(p.terms), use_presidio=p.presidio)
+        return Scanner(
+            custom_patterns=p.patterns, terms=list(p.terms), use_presidio=p.presidio, memo=256
+        )
 
     def _scan(self, body: dict[str, Any]) -> dict[str, int]:
         assert self.scanner is not None

@@ -99,3 +99,26 @@ def test_kinds_can_be_limited() -> None:
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kinds"):
         Scanner(kinds=["postcode"])
+
+
+def test_remembered_scans_equal_fresh_ones_and_the_memory_is_bounded() -> None:
+    from turnout.privacy.scanner import MEMO_MIN_CHARS
+
+    plain, remembering = Scanner(), Scanner(memo=2)
+    texts = [
+        ("filler text " * 60)[: MEMO_MIN_CHARS + 40]
+        + f" mail me{i}@example.com, card 4111 1111 1111 1111"
+        for i in range(4)
+    ]
+    for _ in range(3):
+        for text in texts:
+            fresh = plain.scan(text)
+            assert [f.kind for f in fresh] == ["email", "payment_card"]
+            assert remembering.scan(text) == fresh
+    assert len(remembering._memo) == 2  # the oldest were forgotten
+    first = remembering.scan(texts[-1])
+    first.clear()  # a caller's list is its own: clearing it leaves the memory intact
+    assert remembering.scan(texts[-1]) == plain.scan(texts[-1])
+    short = "card 4111 1111 1111 1111"
+    assert remembering.scan(short) == plain.scan(short)
+    assert short not in remembering._memo

