@@ -51,7 +51,8 @@ CASES = [
         "required",
     ),
     (
-        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}',
+        b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], '
+        b'"max_tokens": "9"}',
         400,
         "invalid_value",
         "max_tokens",

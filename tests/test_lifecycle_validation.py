@@ -36,7 +36,8 @@ TOOLS = [
 def config(url: str, lifecycle: str = "") -> str:
     return f"""
 deployments:
-  a: {{kind: openai, base_url: "{url}", model: m, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
+  a: {{kind: openai, base_url: "{url}", model: m,
+      price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
 models:
   assistant: {{deployments: [a], lifecycle: {{backoff: {{base_s: 0.01}}, {lifecycle}}}}}
 """
