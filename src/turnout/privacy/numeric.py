@@ -63,7 +63,10 @@ def find_numbers(text: str) -> Iterator[Finding]:
         glued = start > 0 and ((before := text[start - 1]).isalnum() or before in "_+-./")
         if not glued:
             core = text[start:end]
-            kind = _classify(core, _NON_DIGIT.sub("", core), Context(text, start, previous_end))
+            digits = core.replace("-", "")  # most runs are digits and hyphens: no regex needed
+            if not digits.isdigit():
+                digits = _NON_DIGIT.sub("", core)
+            kind = _classify(core, digits, Context(text, start, previous_end))
             if kind is not None:
                 yield _finding(kind, text, start, end, floor)
                 continue
