@@ -6,16 +6,18 @@ per family, heavy-tailed answers whose true length rides in the body's `emulate.
 at a fraction of the fleet's capacity, streaming every answer, and reports p50/p90/p99
 end-to-end latency and TTFT, with 503s (shed) and other failures counted apart.
 
-Two ways to balance:
-  --gateway URL   through a turnout gateway (e.g. http://127.0.0.1:8700/v1, --model fleet):
-                  start it with the config this script prints (`--print-config`);
+Three ways to balance:
+  --serve S       through a turnout gateway this script starts (`turnout serve`, one process)
+                  with `routing: balanced, balance: S` in front of the emulators;
+  --gateway URL   through a running turnout gateway (e.g. http://127.0.0.1:8700/v1, --model
+                  fleet): start it with the config this script prints (`--print-config`);
   --direct S      no gateway: this script balances itself with turnout's `LoadTracker` and
                   strategy S, calling it exactly where the gateway will (start, first token,
                   every token, finish) — a confirmation that needs no integration.
 
 Results: bench/results/balance_live_<label>.{md,json}. Run under the shared benchmark lock:
 
-    flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py --direct least_work
+    flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py --serve least_work
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -119,6 +122,40 @@ def gateway_config(urls: list[str], strategy: str) -> str:
     )
 
 
+def start_gateway(urls: list[str], strategy: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`turnout serve` in front of the emulators; its /v1 URL once it is ready."""
+    folder = Path(tempfile.mkdtemp(prefix="turnout-live-"))
+    config = folder / "gateway.yaml"
+    config.write_text(
+        gateway_config(urls, strategy) + f'store: {{url: "sqlite:///{folder}/turnout.db"}}\n',
+        encoding="utf-8",
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "turnout.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1):
+                return proc, url + "/v1"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start") from None
+            time.sleep(0.1)
+
+
 def body_of(req: SimRequest, model: str) -> dict[str, Any]:
     f = req.features
     messages = []
@@ -177,6 +214,7 @@ async def one(
     try:
         async with session.post(url + "/chat/completions", json=body_of(req, model)) as r:
             out.status = r.status
+            out.target = out.target or r.headers.get("x-turnout-deployment", "")
             if r.status != 200:
                 await r.read()
                 return out
@@ -234,6 +272,7 @@ def main() -> int:
     ap.add_argument("--gateway", help="send through this gateway (its /v1 URL)")
     ap.add_argument("--model", default="fleet", help="the gateway's model name")
     ap.add_argument("--direct", help="balance client-side with this strategy instead")
+    ap.add_argument("--serve", help="start a turnout gateway balancing with this strategy")
     ap.add_argument("--load", type=float, default=0.7, help="fraction of fleet capacity")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
@@ -273,12 +312,21 @@ def main() -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
             return 0
+        if args.serve:
+            gateway, args.gateway = start_gateway(urls, args.serve)
+            procs.append(gateway)
         if not (args.gateway or args.direct):
-            raise SystemExit("live.py: give --gateway URL or --direct STRATEGY")
+            raise SystemExit("live.py: give --serve STRATEGY, --gateway URL or --direct STRATEGY")
         w = workload("mixed")
         capacity = capacity_rps(w, profiles)
         reqs = generate(w, args.load * capacity, args.requests, args.seed)
-        mode = f"direct {args.direct}" if args.direct else f"gateway {args.gateway}"
+        mode = (
+            f"direct {args.direct}"
+            if args.direct
+            else f"gateway {args.serve}"
+            if args.serve
+            else f"gateway {args.gateway}"
+        )
         print(
             f"{len(urls)} instances ({args.preset}), capacity {capacity:.2f} req/s, "
             f"load {args.load:.0%}, {mode}",
@@ -316,7 +364,7 @@ def main() -> int:
         },
         "took_s": took,
     }
-    label = args.label or (args.direct or "gateway") + f"_{round(args.load * 100)}"
+    label = args.label or (args.direct or args.serve or "gateway") + f"_{round(args.load * 100)}"
     command = "flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py " + " ".join(
         sys.argv[1:]
     )
