@@ -23,6 +23,7 @@ from turnout.routing.admission import Gate
 from turnout.routing.balancer import Balancer, log_ratio
 from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
+from turnout.routing.shared import SharedGate, SharedState
 from turnout.store.sqlite import RecordWriter
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
@@ -85,6 +86,9 @@ class Gateway:
             scan=None if self.scanner is None else self._scan,
             balancer=self.balancer,
         )
+        self.shared = (
+            SharedState(config.state, self.metrics) if config.state.url is not None else None
+        )
         fleet = Fleet(
             config.deployments,
             self.backends,
@@ -94,6 +98,8 @@ class Gateway:
             self.scanner,
             gates={
                 name: Gate(dep.max_concurrency, dep.max_queue)
+                if self.shared is None
+                else SharedGate(dep.max_concurrency, dep.max_queue, name, self.shared)
                 for name, dep in config.deployments.items()
                 if dep.max_concurrency is not None
             },
@@ -150,6 +156,8 @@ class Gateway:
             if (dep := self.config.deployments[name]).rtt_probe_s > 0
             and hasattr(backend, "probe_rtt")
         ]
+        if self.shared is not None:
+            await self.shared.start(self.balancer)
         if self.balancer is not None:
             self._probes += [
                 asyncio.create_task(
@@ -176,6 +184,8 @@ class Gateway:
             await self.fingerprint_watch.stop()
         for probe in self._probes:
             probe.cancel()
+        if self.shared is not None:
+            await self.shared.close()
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()
