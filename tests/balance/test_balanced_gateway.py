@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -149,6 +150,41 @@ def test_the_gateways_own_long_streams_count_without_any_scrape(
         gw.stop()
 
 
+class ReportsOverload(BaseHTTPRequestHandler):
+    """A `/metrics` that claims 50 requests running: what a scrape of a busy server says."""
+
+    def do_GET(self) -> None:
+        text = b'vllm:num_requests_running{model_name="emu"} 50\n'
+        self.send_response(200)
+        self.send_header("content-length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_scrape_that_goes_stale_stops_steering(fleet: list[Emulator], tmp_path: Path) -> None:
+    reporter = ThreadingHTTPServer(("127.0.0.1", 0), ReportsOverload)
+    threading.Thread(target=reporter.serve_forever, daemon=True).start()
+    port = reporter.server_address[1]
+    text = config(fleet[:2], "least_work", scrape_s=0.2).replace(
+        "scrape_s: 0.2", f"scrape_s: 0.2, metrics_url: 'http://127.0.0.1:{port}/metrics'", 1
+    )
+    gw = start_gateway(text, tmp_path / "stale.db")
+    try:
+        time.sleep(0.5)
+        steered = spread(gw, fleet[:2], 10)
+        reporter.shutdown()  # its last word was "50 running"; it says nothing more
+        reporter.server_close()
+        time.sleep(gw.gateway.balancer.stale_after_s + 0.3)  # type: ignore[union-attr]
+        after = spread(gw, fleet[:2], 10)
+    finally:
+        gw.stop()
+    assert steered == [0, 10]  # the report kept gpu-0 out while it was fresh
+    assert after[0] >= 3, after  # stale, it no longer counts: both take traffic again
+
+
 def test_a_failed_attempt_falls_back_to_the_next_in_the_ranking(
     fleet: list[Emulator], tmp_path: Path
 ) -> None:
@@ -217,6 +253,26 @@ def test_a_full_deployment_sheds_with_503_and_retry_after(tmp_path: Path) -> Non
         gw.stop()
         for e in emus:
             e.stop()
+
+
+def test_a_request_predicted_to_miss_its_deadline_is_shed_early(
+    fleet: list[Emulator], tmp_path: Path
+) -> None:
+    gw = start_gateway(config(fleet, "least_work"), tmp_path / "deadline.db")
+    try:
+        # Nothing learned yet: a typical answer (~256 tokens) cannot finish within 20 ms.
+        r = gw.post("/v1/chat/completions", short(), headers={"x-turnout-deadline-ms": "20"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "shed"
+        assert int(r.headers["retry-after"]) >= 1
+        rec = gw.record(r.headers["x-turnout-request-id"])
+        assert rec["outcome"] == "shed"
+        assert "deadline" in rec["events"][-1]["attrs"]["reason"]
+        assert not rec["attempts"]  # shed before any instance saw it
+        ok = gw.post("/v1/chat/completions", short(), headers={"x-turnout-deadline-ms": "60000"})
+        assert ok.status_code == 200
+    finally:
+        gw.stop()
 
 
 @pytest.mark.parametrize(

@@ -214,13 +214,26 @@ class Journey:
 
     async def _admit(self, deployment: str) -> bool:
         gate = self.fleet.gates.get(deployment)
+        first = self.run.state is State.ROUTED  # later attempts wait rather than shed
+        deadline = first and self.ticket.deadline_s is not None
+        balanced = self._balanced_completion_s(deployment) if deadline else None
         if gate is None:
+            if balanced is not None and self.ticket.deadline_s is not None:
+                left = self.ticket.deadline_s - (self.run.now() - self.run.started)
+                if balanced > left:
+                    return self._shed(
+                        deployment,
+                        f"predicted to finish in {balanced * 1000:.0f} ms on the least busy"
+                        f" instance, {left * 1000:.0f} ms left of its deadline",
+                        balanced - left,
+                    )
             return True
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
         service_s, parts = est.predict(max_output_tokens(self.body))
+        if balanced is not None:
+            service_s = balanced  # the instance's own queue and batch, not a route average
         tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
-        first = self.run.state is State.ROUTED  # later attempts wait rather than shed
         timeout = None
         if first and t.deadline_s is not None:
             left = t.deadline_s - (self.run.now() - self.run.started)
@@ -239,6 +252,12 @@ class Journey:
             return self._shed(deployment, shed.reason, shed.retry_after_s)
         self.gated = deployment
         return True
+
+    def _balanced_completion_s(self, deployment: str) -> float | None:
+        balancer = self.fleet.router.balancer
+        if self.ask is None or balancer is None:
+            return None
+        return balancer.completion_s(deployment, self.ask)
 
     def _shed(self, deployment: str, reason: str, retry_after_s: float) -> bool:
         self.run.transition(

@@ -18,15 +18,16 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from turnout.config import DeploymentConfig
-from turnout.routing.balance import Ask, Ranking
+from turnout.routing.balance import Ask, Ranking, completion_s
 from turnout.routing.length import FamilyQuantiles, LengthFeatures, features_from_body
 from turnout.routing.signals import Signal, llamacpp_signal, vllm_signal
 from turnout.routing.tracker import LoadTracker
 
 log = logging.getLogger("turnout.balance")
 
-# A scrape older than this is ignored: a stalled server or a broken scrape must not steer.
-STALE_AFTER_S = 5.0
+# A report older than this many scrape intervals (and at least a second) is ignored: a stalled
+# server or a broken scrape must not steer. Other replicas' reports age the same way.
+STALE_SCRAPES = 3
 
 
 def parse_metrics(text: str, at: float, model: str | None) -> Signal:
@@ -49,8 +50,10 @@ class Balancer:
     ) -> None:
         self.deployments = deployments
         self.names = tuple(names)
+        every = [deployments[n].scrape_s for n in self.names if deployments[n].scrape_url]
+        self.stale_after_s = max(1.0, STALE_SCRAPES * max(every, default=1.0))
         self.tracker = LoadTracker(
-            self.names, rng=rng or random.Random(), stale_after_s=STALE_AFTER_S, clock=clock
+            self.names, rng=rng or random.Random(), stale_after_s=self.stale_after_s, clock=clock
         )
         self.predictor = FamilyQuantiles()
         self.on_prediction = on_prediction  # (route, predicted mean, actual): the error metric
@@ -69,6 +72,13 @@ class Balancer:
 
     def rank(self, ask: Ask, names: Iterable[str], strategy: str) -> Ranking:
         return self.tracker.rank(ask, names=names, strategy=strategy)
+
+    def completion_s(self, name: str, ask: Ask) -> float | None:
+        """Predicted seconds until `ask` would finish on `name`, its queue and batch counted."""
+        inst = self.tracker.instances.get(name)
+        if inst is None:
+            return None
+        return completion_s(inst, ask, self.tracker.clock(), self.tracker.stale_after_s)
 
     def start(self, name: str, key: Hashable, ask: Ask, *, streamed: bool) -> None:
         self.tracker.start(name, key, ask, streamed=streamed)
