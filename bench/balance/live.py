@@ -111,8 +111,10 @@ def start_emulators(
 
 
 def gateway_config(urls: list[str], strategy: str) -> str:
+    # The longest answers run for minutes at 90% load: no timeout may cut them short.
+    timeouts = "timeouts: {first_token_s: 600, idle_s: 600, total_s: 3600}"
     deps = "".join(
-        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated}}\n'
+        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, {timeouts}}}\n'
         for k, u in enumerate(urls)
     )
     names = ", ".join(f"gpu-{k + 1}" for k in range(len(urls)))
@@ -223,6 +225,9 @@ async def one(
                 if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
+                if "error" in chunk:  # the stream broke after it began: not a completion
+                    out.status = -2
+                    break
                 choices = chunk.get("choices") or []
                 if choices and (choices[0].get("delta") or {}).get("content"):
                     if out.tokens == 0:
@@ -231,6 +236,10 @@ async def one(
                     if direct is not None:
                         direct.tracker.tokens(req.id)  # 3. first token, then every token
         out.latency = time.monotonic() - sent
+        if out.status != 200:
+            if direct is not None:
+                direct.tracker.finish(req.id, ok=False)
+            return out
         if direct is not None:  # 4. the end: the truth teaches speed and length
             direct.tracker.finish(req.id, output_tokens=out.tokens)
             direct.predictor.observe(req.features, out.tokens)

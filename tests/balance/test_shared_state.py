@@ -194,3 +194,20 @@ def test_replicas_balance_on_each_others_in_flight_work(
         b.stop()
         for e in emus:
             e.stop()
+
+
+def test_replicas_learn_answer_lengths_from_each_other(redis: RedisServer, tmp_path: Path) -> None:
+    with ScriptedUpstream(Step(content="a short answer")) as up:
+        a, b = replicas(capped(up.base_url, redis.url), tmp_path)
+        try:
+            for _ in range(30):
+                assert a.chat(model="fleet").status_code == 200
+            time.sleep(0.3)  # a few syncs
+            r = b.chat(model="fleet")
+            routed = next(e for e in b.record(r.headers["x-turnout-request-id"])["events"]
+                          if e["state"] == "routed")  # fmt: skip
+        finally:
+            a.stop()
+            b.stop()
+    # b answered nothing yet; without a's answers it would assume the prior, 256 tokens.
+    assert routed["attrs"]["predicted_output_tokens"] < 20

@@ -15,13 +15,16 @@ import math
 import random
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.config import DeploymentConfig
 from turnout.routing.balance import Ask, Ranking, completion_s
 from turnout.routing.length import FamilyQuantiles, LengthFeatures, features_from_body
 from turnout.routing.signals import Signal, llamacpp_signal, vllm_signal
 from turnout.routing.tracker import LoadTracker
+
+if TYPE_CHECKING:
+    from turnout.routing.shared import SharedState
 
 log = logging.getLogger("turnout.balance")
 
@@ -58,6 +61,7 @@ class Balancer:
         self.predictor = FamilyQuantiles()
         self.on_prediction = on_prediction  # (route, predicted mean, actual): the error metric
         self.on_scrape_error = on_scrape_error
+        self.shared: SharedState | None = None  # set when replicas share state
 
     # -- a request's life ---------------------------------------------------------------------
 
@@ -94,6 +98,8 @@ class Balancer:
         features: LengthFeatures = features_from_body(route, body)
         predicted = self.predictor.predict(features).mean
         self.predictor.observe(features, output_tokens)
+        if self.shared is not None:
+            self.shared.answered(features, output_tokens)
         if self.on_prediction is not None:
             self.on_prediction(route, predicted, output_tokens)
 

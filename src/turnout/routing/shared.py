@@ -1,6 +1,6 @@
 """Routing state shared by gateway replicas through Redis (`state: {url: redis://…}`).
 
-Two things are shared:
+Three things are shared:
 - **Concurrency leases.** A deployment's `max_concurrency` holds across replicas: an attempt
   holds a lease in a sorted set per deployment, taken by a Lua script that drops expired
   leases and adds one only below the cap, atomically, on Redis's own clock. Leases expire
@@ -8,6 +8,9 @@ Two things are shared:
 - **In-flight work.** Every `sync_s` each replica publishes its own flights per instance (as
   `balance.own_work` gives them, with a short TTL) and reads the others', which the balancer
   counts like its own (`InstanceState.foreign`).
+- **Answer lengths.** Each finished answer's length and family go into a capped Redis stream
+  that every replica reads, so all length predictors learn from all traffic (and a new replica
+  starts from the recent history). Instance speeds are still learned by each replica alone.
 
 When Redis fails, the gateway keeps serving alone: leases are granted by the local gate only,
 other replicas' work is forgotten, `turnout_shared_state_up` drops to 0, a warning is logged
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from turnout.config import StateConfig
 from turnout.routing.admission import Gate, Shed
 from turnout.routing.balance import own_work
+from turnout.routing.length import LengthFeatures
 
 if TYPE_CHECKING:
     from turnout.routing.balancer import Balancer
@@ -94,6 +98,8 @@ class SharedState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.balancer: Balancer | None = None
+        self._lengths: list[dict[str, str]] = []  # answers finished here, not yet published
+        self._lengths_seen = "0"  # the stream id read up to
 
     @property
     def ttl_ms(self) -> int:
@@ -103,6 +109,8 @@ class SharedState:
         import redis.asyncio as aioredis
 
         self.balancer = balancer
+        if balancer is not None:
+            balancer.shared = self
         self._redis = aioredis.Redis.from_url(
             self.config.url,
             socket_timeout=0.25,
@@ -242,8 +250,42 @@ class SharedState:
             except Exception as exc:
                 self._down("sync", exc)
 
+    def answered(self, features: LengthFeatures, tokens: int) -> None:
+        """An answer finished here: published at the next sync (dropped if Redis is away)."""
+        if self.up and len(self._lengths) < 10_000:
+            self._lengths.append(
+                {
+                    "r": self.replica,
+                    "route": features.route,
+                    "sys": features.system_hash or "",
+                    "max": str(features.max_tokens or ""),
+                    "fmt": features.response_format,
+                    "n": str(tokens),
+                }
+            )
+
+    async def _share_lengths(self, balancer: Balancer) -> None:
+        key = self._key("lengths")
+        pending, self._lengths = self._lengths, []
+        if pending:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for fields in pending:
+                    pipe.xadd(key, fields, maxlen=10_000, approximate=True)
+                await pipe.execute()
+        entries = await self._redis.xrange(key, f"({self._lengths_seen}", "+", count=2000)
+        for entry_id, raw in entries:
+            self._lengths_seen = entry_id.decode()
+            f = {k.decode(): v.decode() for k, v in raw.items()}
+            if f.get("r") == self.replica:
+                continue
+            features = LengthFeatures(
+                f["route"], f["sys"] or None, int(f["max"]) if f["max"] else None, f["fmt"]
+            )
+            balancer.predictor.observe(features, int(f["n"]))
+
     async def sync(self, balancer: Balancer) -> None:
         """Publish this replica's flights per instance; fold in the other replicas'."""
+        await self._share_lengths(balancer)
         tracker = balancer.tracker
         now = tracker.clock()
         mine = {name: own_work(inst, now) for name, inst in tracker.instances.items()}
