@@ -111,6 +111,7 @@ class SharedState:
         self.balancer = balancer
         if balancer is not None:
             balancer.shared = self
+        assert self.config.url is not None
         self._redis = aioredis.Redis.from_url(
             self.config.url,
             socket_timeout=0.25,
