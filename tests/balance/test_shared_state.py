@@ -100,6 +100,13 @@ def test_when_redis_goes_away_the_replicas_keep_serving_alone(
         for g in gateways:
             assert metric(g, "turnout_shared_state_up") == 0
             assert metric(g, "turnout_shared_state_errors_total") >= 1
+        back = RedisServer(tmp_path / "redis-again", port=redis.port)
+        try:
+            time.sleep(1.5)  # past the retry pause: the next sync reconnects
+            assert burst(gateways, 1) == [200] * 2
+            assert all(metric(g, "turnout_shared_state_up") == 1 for g in gateways)
+        finally:
+            back.stop()
     finally:
         for g in gateways:
             g.stop()
