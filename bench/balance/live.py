@@ -62,6 +62,7 @@ class Outcome:
     latency: float = math.nan
     tokens: int = 0
     target: str = ""
+    invalid: bool = False
 
 
 def _free_port() -> int:
@@ -225,8 +226,13 @@ async def one(
                 if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
-                if "error" in chunk:  # the stream broke after it began: not a completion
-                    out.status = -2
+                if "error" in chunk:
+                    if chunk["error"].get("type") == "invalid_output":
+                        # The whole answer streamed, then failed the gateway's validation (an
+                        # emulator's words are not the JSON a json-format family asked for).
+                        out.invalid = True
+                        continue
+                    out.status = -2  # the stream broke after it began: not a completion
                     break
                 choices = chunk.get("choices") or []
                 if choices and (choices[0].get("delta") or {}).get("content"):
@@ -363,6 +369,7 @@ def main() -> int:
         "completed": len(ok),
         "shed_503": sum(o.status == 503 for o in outcomes),
         "failed": sum(o.status not in (200, 503) for o in outcomes),
+        "invalid_output": sum(o.invalid for o in outcomes),
         "latency_p50_s": percentile(lat, 0.5),
         "latency_p90_s": percentile(lat, 0.9),
         "latency_p99_s": percentile(lat, 0.99),
@@ -387,12 +394,13 @@ def main() -> int:
         f"{capacity:.2f} req/s; {len(outcomes)} requests, first 10% warm-up left out; "
         f"took {took:.0f} s.",
         "",
-        "| p50 s | p90 s | p99 s | p50 TTFT s | p99 TTFT s | completed | shed (503) | failed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p50 s | p90 s | p99 s | p50 TTFT s | p99 TTFT s | completed | shed (503) | failed "
+        "| answered, invalid JSON (within completed) |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {summary['latency_p50_s']:.2f} | {summary['latency_p90_s']:.2f} "
         f"| {summary['latency_p99_s']:.2f} | {summary['ttft_p50_s']:.2f} "
         f"| {summary['ttft_p99_s']:.2f} | {summary['completed']} | {summary['shed_503']} "
-        f"| {summary['failed']} |",
+        f"| {summary['failed']} | {summary['invalid_output']} |",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"balance_live_{label}.md").write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -27,6 +27,19 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def pair() -> Iterator[list[Emulator]]:
+    fast = ("--step-base-ms", "2", "--step-per-seq-ms", "1", "--prefill-tps", "1000000",
+            "--model", "emu")  # fmt: skip
+    emus: list[Emulator] = []
+    try:
+        emus += [Emulator(*fast) for _ in range(2)]
+        yield emus
+    finally:
+        for e in emus:
+            e.stop()
+
+
+@pytest.fixture
 def slow_upstream() -> Iterator[ScriptedUpstream]:
     with ScriptedUpstream(Step(delay_s=0.3)) as up:
         yield up
@@ -155,11 +168,9 @@ def test_live_leases_are_renewed_past_their_ttl(redis: RedisServer) -> None:
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_replicas_balance_on_each_others_in_flight_work(
-    redis: RedisServer, tmp_path: Path, shared: bool
+    redis: RedisServer, tmp_path: Path, shared: bool, pair: list[Emulator]
 ) -> None:
-    fast = ("--step-base-ms", "2", "--step-per-seq-ms", "1", "--prefill-tps", "1000000",
-            "--model", "emu")  # fmt: skip
-    emus = [Emulator(*fast) for _ in range(2)]
+    emus = pair
     deps = "".join(
         f"  gpu-{k}: {{kind: openai, base_url: '{e.url}/v1', model: emu, scrape_s: 0,"
         " rtt_probe_s: 0}\n"
@@ -199,8 +210,6 @@ def test_replicas_balance_on_each_others_in_flight_work(
     finally:
         a.stop()
         b.stop()
-        for e in emus:
-            e.stop()
 
 
 def test_replicas_learn_answer_lengths_from_each_other(redis: RedisServer, tmp_path: Path) -> None:
