@@ -160,6 +160,7 @@ class ScriptedUpstream:
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self._inflight: dict[int, web.BaseRequest] = {}  # id(request) -> request
+        self.max_inflight = 0  # the most completion requests it ever had at once
 
     # ---- control (test thread) ----
 
@@ -237,6 +238,7 @@ class ScriptedUpstream:
             self._steps.clear()
             self.requests.clear()
             self._disconnects = 0
+            self.max_inflight = 0
 
     # ---- server (loop thread) ----
 
@@ -304,6 +306,7 @@ class ScriptedUpstream:
         if self.rtt_s:
             await asyncio.sleep(self.rtt_s)
         self._inflight[id(request)] = request
+        self.max_inflight = max(self.max_inflight, len(self._inflight))
         try:
             return await self._handle(request, at)
         finally:

@@ -6,16 +6,18 @@ per family, heavy-tailed answers whose true length rides in the body's `emulate.
 at a fraction of the fleet's capacity, streaming every answer, and reports p50/p90/p99
 end-to-end latency and TTFT, with 503s (shed) and other failures counted apart.
 
-Two ways to balance:
-  --gateway URL   through a turnout gateway (e.g. http://127.0.0.1:8700/v1, --model fleet):
-                  start it with the config this script prints (`--print-config`);
+Three ways to balance:
+  --serve S       through a turnout gateway this script starts (`turnout serve`, one process)
+                  with `routing: balanced, balance: S` in front of the emulators;
+  --gateway URL   through a running turnout gateway (e.g. http://127.0.0.1:8700/v1, --model
+                  fleet): start it with the config this script prints (`--print-config`);
   --direct S      no gateway: this script balances itself with turnout's `LoadTracker` and
                   strategy S, calling it exactly where the gateway will (start, first token,
                   every token, finish) — a confirmation that needs no integration.
 
 Results: bench/results/balance_live_<label>.{md,json}. Run under the shared benchmark lock:
 
-    flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py --direct least_work
+    flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py --serve least_work
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -59,6 +62,7 @@ class Outcome:
     latency: float = math.nan
     tokens: int = 0
     target: str = ""
+    invalid: bool = False
 
 
 def _free_port() -> int:
@@ -108,8 +112,10 @@ def start_emulators(
 
 
 def gateway_config(urls: list[str], strategy: str) -> str:
+    # The longest answers run for minutes at 90% load: no timeout may cut them short.
+    timeouts = "timeouts: {first_token_s: 600, idle_s: 600, total_s: 3600}"
     deps = "".join(
-        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated}}\n'
+        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, {timeouts}}}\n'
         for k, u in enumerate(urls)
     )
     names = ", ".join(f"gpu-{k + 1}" for k in range(len(urls)))
@@ -117,6 +123,40 @@ def gateway_config(urls: list[str], strategy: str) -> str:
         f"deployments:\n{deps}models:\n  fleet:\n    deployments: [{names}]\n"
         f"    routing: balanced\n    balance: {strategy}\n"
     )
+
+
+def start_gateway(urls: list[str], strategy: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`turnout serve` in front of the emulators; its /v1 URL once it is ready."""
+    folder = Path(tempfile.mkdtemp(prefix="turnout-live-"))
+    config = folder / "gateway.yaml"
+    config.write_text(
+        gateway_config(urls, strategy) + f'store: {{url: "sqlite:///{folder}/turnout.db"}}\n',
+        encoding="utf-8",
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "turnout.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1):
+                return proc, url + "/v1"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start") from None
+            time.sleep(0.1)
 
 
 def body_of(req: SimRequest, model: str) -> dict[str, Any]:
@@ -177,6 +217,7 @@ async def one(
     try:
         async with session.post(url + "/chat/completions", json=body_of(req, model)) as r:
             out.status = r.status
+            out.target = out.target or r.headers.get("x-turnout-deployment", "")
             if r.status != 200:
                 await r.read()
                 return out
@@ -185,6 +226,14 @@ async def one(
                 if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    if chunk["error"].get("type") == "invalid_output":
+                        # The whole answer streamed, then failed the gateway's validation (an
+                        # emulator's words are not the JSON a json-format family asked for).
+                        out.invalid = True
+                        continue
+                    out.status = -2  # the stream broke after it began: not a completion
+                    break
                 choices = chunk.get("choices") or []
                 if choices and (choices[0].get("delta") or {}).get("content"):
                     if out.tokens == 0:
@@ -193,6 +242,10 @@ async def one(
                     if direct is not None:
                         direct.tracker.tokens(req.id)  # 3. first token, then every token
         out.latency = time.monotonic() - sent
+        if out.status != 200:
+            if direct is not None:
+                direct.tracker.finish(req.id, ok=False)
+            return out
         if direct is not None:  # 4. the end: the truth teaches speed and length
             direct.tracker.finish(req.id, output_tokens=out.tokens)
             direct.predictor.observe(req.features, out.tokens)
@@ -234,6 +287,7 @@ def main() -> int:
     ap.add_argument("--gateway", help="send through this gateway (its /v1 URL)")
     ap.add_argument("--model", default="fleet", help="the gateway's model name")
     ap.add_argument("--direct", help="balance client-side with this strategy instead")
+    ap.add_argument("--serve", help="start a turnout gateway balancing with this strategy")
     ap.add_argument("--load", type=float, default=0.7, help="fraction of fleet capacity")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
@@ -273,12 +327,21 @@ def main() -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
             return 0
+        if args.serve:
+            gateway, args.gateway = start_gateway(urls, args.serve)
+            procs.append(gateway)
         if not (args.gateway or args.direct):
-            raise SystemExit("live.py: give --gateway URL or --direct STRATEGY")
+            raise SystemExit("live.py: give --serve STRATEGY, --gateway URL or --direct STRATEGY")
         w = workload("mixed")
         capacity = capacity_rps(w, profiles)
         reqs = generate(w, args.load * capacity, args.requests, args.seed)
-        mode = f"direct {args.direct}" if args.direct else f"gateway {args.gateway}"
+        mode = (
+            f"direct {args.direct}"
+            if args.direct
+            else f"gateway {args.serve}"
+            if args.serve
+            else f"gateway {args.gateway}"
+        )
         print(
             f"{len(urls)} instances ({args.preset}), capacity {capacity:.2f} req/s, "
             f"load {args.load:.0%}, {mode}",
@@ -306,6 +369,7 @@ def main() -> int:
         "completed": len(ok),
         "shed_503": sum(o.status == 503 for o in outcomes),
         "failed": sum(o.status not in (200, 503) for o in outcomes),
+        "invalid_output": sum(o.invalid for o in outcomes),
         "latency_p50_s": percentile(lat, 0.5),
         "latency_p90_s": percentile(lat, 0.9),
         "latency_p99_s": percentile(lat, 0.99),
@@ -316,7 +380,7 @@ def main() -> int:
         },
         "took_s": took,
     }
-    label = args.label or (args.direct or "gateway") + f"_{round(args.load * 100)}"
+    label = args.label or (args.direct or args.serve or "gateway") + f"_{round(args.load * 100)}"
     command = "flock /tmp/turnout-bench.lock .venv/bin/python bench/balance/live.py " + " ".join(
         sys.argv[1:]
     )
@@ -330,12 +394,13 @@ def main() -> int:
         f"{capacity:.2f} req/s; {len(outcomes)} requests, first 10% warm-up left out; "
         f"took {took:.0f} s.",
         "",
-        "| p50 s | p90 s | p99 s | p50 TTFT s | p99 TTFT s | completed | shed (503) | failed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p50 s | p90 s | p99 s | p50 TTFT s | p99 TTFT s | completed | shed (503) | failed "
+        "| answered, invalid JSON (within completed) |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {summary['latency_p50_s']:.2f} | {summary['latency_p90_s']:.2f} "
         f"| {summary['latency_p99_s']:.2f} | {summary['ttft_p50_s']:.2f} "
         f"| {summary['ttft_p99_s']:.2f} | {summary['completed']} | {summary['shed_503']} "
-        f"| {summary['failed']} |",
+        f"| {summary['failed']} | {summary['invalid_output']} |",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"balance_live_{label}.md").write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -20,8 +20,10 @@ from turnout.lifecycle.run import Run
 from turnout.privacy.findings import summary
 from turnout.privacy.scanner import Scanner
 from turnout.routing.admission import Gate
+from turnout.routing.balancer import Balancer, log_ratio
 from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
+from turnout.routing.shared import SharedGate, SharedState
 from turnout.store.sqlite import RecordWriter
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
@@ -75,12 +77,17 @@ class Gateway:
         self.breakers = {name: Breaker(dep.cooldown) for name, dep in config.deployments.items()}
         self.scanner = self._make_scanner(config)
         self.estimates = Estimates(config.deployments)
+        self.balancer = self._make_balancer(config, rng)
         self.router = Router(
             config.deployments,
             self.breakers,
             self.estimates,
             StickyConversations(config.privacy.sticky_conversations),
             scan=None if self.scanner is None else self._scan,
+            balancer=self.balancer,
+        )
+        self.shared = (
+            SharedState(config.state, self.metrics) if config.state.url is not None else None
         )
         fleet = Fleet(
             config.deployments,
@@ -91,6 +98,8 @@ class Gateway:
             self.scanner,
             gates={
                 name: Gate(dep.max_concurrency, dep.max_queue)
+                if self.shared is None
+                else SharedGate(dep.max_concurrency, dep.max_queue, name, self.shared)
                 for name, dep in config.deployments.items()
                 if dep.max_concurrency is not None
             },
@@ -108,6 +117,25 @@ class Gateway:
         p = config.privacy
         return Scanner(
             custom_patterns=p.patterns, terms=list(p.terms), use_presidio=p.presidio, memo=256
+        )
+
+    def _make_balancer(self, config: Config, rng: random.Random | None) -> Balancer | None:
+        balanced = [m for m in config.models.values() if m.routing == "balanced"]
+        names = {d for m in balanced for d in m.deployments}
+        if not names:
+            return None
+        m = self.metrics
+
+        def on_prediction(route: str, predicted: float, actual: int) -> None:
+            m.length_error.labels(route).observe(log_ratio(predicted, actual))
+            m.length_abs_error.labels(route).observe(abs(predicted - actual))
+
+        return Balancer(
+            config.deployments,
+            sorted(names),
+            rng=random.Random(rng.random()) if rng is not None else None,
+            on_prediction=on_prediction,
+            on_scrape_error=lambda name: m.scrape_errors.labels(name).inc(),
         )
 
     def _scan(self, body: dict[str, Any]) -> dict[str, int]:
@@ -130,6 +158,15 @@ class Gateway:
             if (dep := self.config.deployments[name]).rtt_probe_s > 0
             and hasattr(backend, "probe_rtt")
         ]
+        if self.shared is not None:
+            await self.shared.start(self.balancer)
+        if self.balancer is not None:
+            self._probes += [
+                asyncio.create_task(
+                    self.balancer.scrape_forever(name, url, self.config.deployments[name].scrape_s)
+                )
+                for name, url in self.balancer.scrape_targets().items()
+            ]
         if os.environ.get("TURNOUT_FINGERPRINT_WATCH"):
             from turnout.fingerprint import start_watch
 
@@ -149,6 +186,8 @@ class Gateway:
             await self.fingerprint_watch.stop()
         for probe in self._probes:
             probe.cancel()
+        if self.shared is not None:
+            await self.shared.close()
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()
@@ -172,11 +211,21 @@ class Gateway:
             request_body=body,
         )
 
+    def _learn_length(self, run: Run) -> None:
+        """A balanced request's true answer length teaches the length predictor."""
+        model = self.config.models.get(run.model)
+        if self.balancer is None or model is None or model.routing != "balanced":
+            return
+        done = next((a for a in reversed(run.attempts) if a.ok and a.completion_tokens), None)
+        if done is not None and isinstance(run.request_body, dict):
+            self.balancer.observe(run.model, run.request_body, done.completion_tokens)
+
     def _finished(self, run: Run) -> None:
         self.metrics.in_flight.labels(run.model).dec()
         self.metrics.observe(run)
         for attempt in run.attempts:
             self.estimates.observe_attempt(attempt)
+        self._learn_length(run)
         self.writer.submit(run)
         if tracing_enabled():
             emit_spans(run, self.config.deployments, run.client)

@@ -3,6 +3,7 @@
 from turnout.config.load import load_config, parse_config
 from turnout.config.reader import ConfigError
 from turnout.config.schema import (
+    BALANCE_STRATEGIES,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
@@ -22,6 +23,7 @@ from turnout.config.schema import (
     Price,
     PrivacyConfig,
     ServerConfig,
+    StateConfig,
     StoreConfig,
     TelemetryConfig,
     Tenant,
@@ -30,6 +32,7 @@ from turnout.config.schema import (
 )
 
 __all__ = [
+    "BALANCE_STRATEGIES",
     "DEPLOYMENT_KINDS",
     "INVALID_OUTPUT_POLICIES",
     "OBJECTIVES",
@@ -50,6 +53,7 @@ __all__ = [
     "Price",
     "PrivacyConfig",
     "ServerConfig",
+    "StateConfig",
     "StoreConfig",
     "TelemetryConfig",
     "Tenant",

@@ -10,6 +10,7 @@ import yaml
 
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
+    BALANCE_STRATEGIES,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
@@ -28,6 +29,7 @@ from turnout.config.schema import (
     Price,
     PrivacyConfig,
     ServerConfig,
+    StateConfig,
     StoreConfig,
     TelemetryConfig,
     Tenant,
@@ -65,7 +67,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     server = _server(root.child("server"))
     store = _store(root.child("store"))
     telemetry = _telemetry(root.child("telemetry"))
-    _state(root.child("state"))
+    state = _state(root.child("state"))
     privacy = _privacy(root.child("privacy"))
     tenants = _tenants(root.child("tenants"))
     deployments = _deployments(root.child("deployments"))
@@ -74,7 +76,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     if not deployments and not models:
         base = default_config()
         deployments, models = base.deployments, base.models
-    return Config(server, store, telemetry, deployments, models, privacy, tenants, source)
+    return Config(server, store, telemetry, deployments, models, privacy, tenants, source, state)
 
 
 def _server(r: _Reader) -> ServerConfig:
@@ -116,11 +118,18 @@ def _telemetry(r: _Reader) -> TelemetryConfig:
     return cfg
 
 
-def _state(r: _Reader) -> None:
+def _state(r: _Reader) -> StateConfig:
+    d = StateConfig()
     url = r.get("url", str, None)
-    if url is not None:
-        raise r.error("shared routing state is not supported yet; leave it null", "url")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise r.error(f"expected a redis:// URL, got {url!r}", "url")
+    cfg = StateConfig(
+        url=url,
+        lease_ttl_s=r.number("lease_ttl_s", d.lease_ttl_s, minimum=1),
+        sync_s=r.number("sync_s", d.sync_s, minimum=0.01),
+    )
     r.done()
+    return cfg
 
 
 def _tenants(r: _Reader) -> dict[str, Tenant]:
@@ -218,9 +227,18 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         supports_structured_output=r.get("supports_structured_output", bool, True),
         hourly_usd=r.number("hourly_usd", None, minimum=0),
         rtt_probe_s=r.number("rtt_probe_s", dd.rtt_probe_s, minimum=0),
+        metrics_url=_url(r, "metrics_url"),
+        scrape_s=r.number("scrape_s", dd.scrape_s, minimum=0),
     )
     r.done()
     return cfg
+
+
+def _url(r: _Reader, key: str) -> str | None:
+    url = r.get(key, str, None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise r.error(f"must start with http:// or https://, got {url!r}", key)
+    return url
 
 
 def _price(r: _Reader) -> Price:
@@ -266,6 +284,9 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
                 known = ", ".join(sorted(deployments)) or "none defined"
                 raise m.error(f"unknown deployment {dep!r} (known: {known})", f"deployments[{i}]")
         routing = m.choice("routing", ROUTINGS, "ordered")
+        if m.has("balance") and routing != "balanced":
+            raise m.error(f"only for routing: balanced (this model routes {routing})", "balance")
+        balance = m.choice("balance", BALANCE_STRATEGIES, "least_work")
         out[str(name)] = ModelConfig(
             name=str(name),
             deployments=names,
@@ -273,10 +294,12 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             lifecycle=_lifecycle(m.child("lifecycle")),
             objective=m.choice("objective", OBJECTIVES, "cheapest_within_slo"),
             # Placement by policy is where privacy matters most: it fails closed by default.
-            privacy=_privacy_mode(m, "off" if routing == "ordered" else "block"),
+            # Balanced instances are copies of one deployment: no more private than each other.
+            privacy=_privacy_mode(m, "off" if routing in ("ordered", "balanced") else "block"),
             latency_budget_ms=m.number("latency_budget_ms", None, minimum=1),
             deadline_ms=m.number("deadline_ms", None, minimum=1),
             cascade=_cascade(m.child("cascade")),
+            balance=balance,
         )
         m.done()
     r.done()

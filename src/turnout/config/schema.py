@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROUTINGS = ("ordered", "policy", "cascade")
+ROUTINGS = ("ordered", "policy", "cascade", "balanced")
+BALANCE_STRATEGIES = ("round_robin", "least_requests", "power_of_two", "least_work")
 OBJECTIVES = ("cheapest_within_slo", "fastest", "local_only", "cloud_only")
 PRIVACY_MODES = ("block", "redact", "off")
 TRUSTED_TAGS = frozenset({"local", "trusted"})
@@ -81,6 +82,19 @@ class DeploymentConfig:
     supports_structured_output: bool = True
     hourly_usd: float | None = None  # amortised hardware cost, for edge deployments
     rtt_probe_s: float = 15.0  # how often an idle HTTP deployment's round trip is measured
+    # Where the server reports its own load (vLLM or llama.cpp `/metrics`); scraped only for
+    # deployments of a `routing: balanced` model. None: the base URL without `/v1`, + `/metrics`.
+    metrics_url: str | None = None
+    scrape_s: float = 1.0  # 0: do not scrape
+
+    @property
+    def scrape_url(self) -> str | None:
+        if self.scrape_s <= 0 or self.kind != "openai":
+            return None
+        if self.metrics_url is not None:
+            return self.metrics_url
+        assert self.base_url is not None
+        return self.base_url.removesuffix("/v1") + "/metrics"
 
     @property
     def trusted(self) -> bool:
@@ -128,6 +142,7 @@ class ModelConfig:
     privacy: str = "off"
     latency_budget_ms: float | None = None
     deadline_ms: float | None = None  # shed a request predicted to finish later than this
+    balance: str = "least_work"  # with routing: balanced
     cascade: CascadeCheck = field(default_factory=CascadeCheck)
 
 
@@ -148,6 +163,15 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Routing state shared by gateway replicas; None: each gateway works alone."""
+
+    url: str | None = None  # redis://host:port/db
+    lease_ttl_s: float = 30.0  # a crashed replica's concurrency leases expire after this
+    sync_s: float = 0.25  # how often in-flight work is published and read
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -157,6 +181,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     tenants: dict[str, Tenant] = field(default_factory=dict)
     source: str = "<default>"
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 def default_config() -> Config:

@@ -174,10 +174,14 @@ class Engine:
         yield StreamHead(j.reply_headers())
         acc = Accumulator(j.operation)
         for chunk in held:
+            if _carries_text(chunk.data):
+                j.streamed_tokens()
             if acc.add(chunk.data) or wants_usage:
                 yield chunk.raw or _event(chunk.data)
         try:
             async for chunk in source:
+                if _carries_text(chunk.data):
+                    j.streamed_tokens()  # one chunk a token, as OpenAI-compatible servers stream
                 if acc.add(chunk.data) or wants_usage:
                     yield chunk.raw or _event(chunk.data)
         except UpstreamError as err:
@@ -234,6 +238,13 @@ def _has_token(data: dict[str, Any]) -> bool:
             return True
         delta = c.get("delta") or {}
         if delta.get("content") or delta.get("tool_calls"):
+            return True
+    return False
+
+
+def _carries_text(data: dict[str, Any]) -> bool:
+    for c in data.get("choices") or ():
+        if c.get("text") or (c.get("delta") or {}).get("content"):
             return True
     return False
 

@@ -30,6 +30,7 @@ from turnout.lifecycle.validate import (
 )
 from turnout.privacy.scanner import Scanner
 from turnout.routing.admission import Gate, Shed, Ticket, identify
+from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
 from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
 
@@ -86,6 +87,7 @@ class Journey:
         self.ticket = Ticket("anonymous", 1, 1.0, None)
         self.failed: set[str] = set()
         self.error: ApiError | None = None
+        self.ask: Ask | None = None  # the request as the balancer sees it (routing: balanced)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -108,7 +110,9 @@ class Journey:
             self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
             self.error = exc
             return None
-        self.decision = decision = router.plan(self.model, req)
+        if self.model.routing == "balanced" and router.balancer is not None:
+            self.ask = router.balancer.ask(self.model.name, self.body, req.prompt_tokens)
+        self.decision = decision = router.plan(self.model, req, self.ask)
         self.order = decision.order
         attrs: dict[str, Any] = {
             "routing": self.model.routing,
@@ -117,6 +121,10 @@ class Journey:
         }
         if self.model.routing == "policy":
             attrs["objective"] = self.model.objective
+        if self.ask is not None:
+            attrs["balance"] = self.model.balance
+            attrs["order"] = list(decision.order)
+            attrs["predicted_output_tokens"] = round(self.ask.output, 1)
         if req.sensitive:
             attrs["sensitive"] = req.sensitive
         if req.sticky_local:
@@ -180,7 +188,20 @@ class Journey:
         self.run.attempts.append(Attempt(number, deployment, started=self.run.now()))
         self.fleet.router.estimates[deployment].in_flight += 1
         self.holding = deployment
+        balancer = self.fleet.router.balancer
+        if self.ask is not None and balancer is not None:
+            balancer.start(deployment, self._flight_key, self.ask, streamed=self.run.stream)
         return True
+
+    @property
+    def _flight_key(self) -> tuple[str, int]:
+        return (self.run.id, len(self.run.attempts))
+
+    def streamed_tokens(self, n: int = 1) -> None:
+        """Tokens relayed to the client: the balancer's view of how far the answer has got."""
+        balancer = self.fleet.router.balancer
+        if self.ask is not None and balancer is not None and self.holding is not None:
+            balancer.tokens(self._flight_key, n)
 
     async def begin(self, deployment: str, **why: Any) -> bool:
         """Admission, then the attempt; False when the request ended instead (shed, budget)."""
@@ -193,13 +214,26 @@ class Journey:
 
     async def _admit(self, deployment: str) -> bool:
         gate = self.fleet.gates.get(deployment)
+        first = self.run.state is State.ROUTED  # later attempts wait rather than shed
+        deadline = first and self.ticket.deadline_s is not None
+        balanced = self._balanced_completion_s(deployment) if deadline else None
         if gate is None:
+            if balanced is not None and self.ticket.deadline_s is not None:
+                left = self.ticket.deadline_s - (self.run.now() - self.run.started)
+                if balanced > left:
+                    return self._shed(
+                        deployment,
+                        f"predicted to finish in {balanced * 1000:.0f} ms on the least busy"
+                        f" instance, {left * 1000:.0f} ms left of its deadline",
+                        balanced - left,
+                    )
             return True
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
         service_s, parts = est.predict(max_output_tokens(self.body))
+        if balanced is not None:
+            service_s = balanced  # the instance's own queue and batch, not a route average
         tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
-        first = self.run.state is State.ROUTED  # later attempts wait rather than shed
         timeout = None
         if first and t.deadline_s is not None:
             left = t.deadline_s - (self.run.now() - self.run.started)
@@ -218,6 +252,12 @@ class Journey:
             return self._shed(deployment, shed.reason, shed.retry_after_s)
         self.gated = deployment
         return True
+
+    def _balanced_completion_s(self, deployment: str) -> float | None:
+        balancer = self.fleet.router.balancer
+        if self.ask is None or balancer is None:
+            return None
+        return balancer.completion_s(deployment, self.ask)
 
     def _shed(self, deployment: str, reason: str, retry_after_s: float) -> bool:
         self.run.transition(
@@ -254,15 +294,18 @@ class Journey:
         redaction = self.redaction_for(deployment)
         return self.body if redaction is None else redaction.body(self.body)
 
-    def release(self) -> None:
+    def release(self, output_tokens: int | None = None, ok: bool = False) -> None:
         """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
         if self.holding is not None:
             self.fleet.router.estimates[self.holding].in_flight -= 1
+            balancer = self.fleet.router.balancer
+            if self.ask is not None and balancer is not None:
+                balancer.finish(self._flight_key, output_tokens=output_tokens, ok=ok)
             self.holding = None
         self._leave_gate()
 
     def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
-        self.release()
+        self.release(usage.completion_tokens, ok=True)
         a = self.attempt
         a.ended = self.run.now()
         a.ok = True

@@ -98,7 +98,7 @@ class Gate:
             raise Shed("its deadline passed while it waited", 1.0) from None
         except asyncio.CancelledError:
             if waiter.future.done() and not waiter.future.cancelled():
-                self.leave()  # let in, but the client left before using the slot
+                Gate.leave(self)  # let in, but the client left before using the slot
             else:
                 waiter.future.cancel()
             raise

@@ -82,6 +82,13 @@ class InstanceState:
     area: float = 0.0  # ∫ batch size dt over the gateway's own requests
     kv_area: float = 0.0  # ∫ their tokens of context dt
     area_at: float = 0.0
+    # Work other gateway replicas have in flight here (shared state), as `own_work` gives it.
+    foreign: tuple[tuple[float, float, float], ...] = ()
+    foreign_at: float = -math.inf
+
+    def others(self, now: float, stale_after_s: float) -> tuple[tuple[float, float, float], ...]:
+        """Other replicas' requests here, if their last report is recent enough to trust."""
+        return self.foreign if now - self.foreign_at <= stale_after_s else ()
 
     def batch(self) -> int:
         n = len(self.flights)
@@ -103,7 +110,7 @@ class InstanceState:
 
     def load(self, now: float, stale_after_s: float) -> int:
         """Requests in the instance: ours, or what it reports if that is more (others' too)."""
-        own = len(self.flights)
+        own = len(self.flights) + len(self.others(now, stale_after_s))
         s = self.fresh(now, stale_after_s)
         seen = s.in_system if s is not None else None
         return own if seen is None else max(own, seen)
@@ -192,22 +199,29 @@ def _progress(f: Flight, now: float, rates: ServiceRates, batch: int) -> tuple[f
     return decoding / rates.step_s(batch, batch * f.prompt_tokens), True
 
 
-def _queue(
-    inst: InstanceState, now: float, stale_after_s: float
-) -> list[tuple[float, float, float]]:
-    """The instance's requests in the order they came, each as (prompt tokens still to
-    prefill, tokens of context it holds, tokens it is expected to generate yet)."""
+def own_work(inst: InstanceState, now: float) -> list[tuple[float, float, float]]:
+    """This gateway's requests on the instance in the order they came, each as (prompt tokens
+    still to prefill, tokens of context it holds, tokens it is expected to generate yet)."""
     rates = inst.rates
     n_own = len(inst.flights)
     queue: list[tuple[float, float, float]] = []
     for f in inst.flights.values():
         g, prefilled = _progress(f, now, rates, n_own)
         queue.append((0.0 if prefilled else f.prompt_tokens, f.prompt_tokens + g, f.remaining(g)))
+    return queue
+
+
+def _queue(
+    inst: InstanceState, now: float, stale_after_s: float
+) -> list[tuple[float, float, float]]:
+    """Every request known to be on the instance: other replicas', then ours, then what the
+    server reports beyond those (requests nobody here sent), at a typical length."""
+    queue = [*inst.others(now, stale_after_s), *own_work(inst, now)]
     s = inst.fresh(now, stale_after_s)
     seen = s.in_system if s is not None else None
-    if seen is not None and seen > n_own:  # requests it runs that we did not send
-        typical = rates.output_tokens
-        queue[:0] = [(0.0, typical, typical)] * (seen - n_own)
+    if seen is not None and seen > len(queue):
+        typical = inst.rates.output_tokens
+        queue[:0] = [(0.0, typical, typical)] * (seen - len(queue))
     return queue
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.config import DeploymentConfig, ModelConfig
 from turnout.lifecycle.policy import Breaker
+from turnout.routing.balance import Ask, Ranking
 from turnout.routing.estimates import Estimates
-from turnout.routing.policy import Candidate, Decision, RequestFeatures, decide
+from turnout.routing.policy import Candidate, Decision, RequestFeatures, Verdict, decide
+
+if TYPE_CHECKING:
+    from turnout.routing.balancer import Balancer
 
 LATENCY_BUDGET_HEADER = "x-turnout-latency-budget-ms"
 CONVERSATION_HEADER = "x-turnout-conversation-id"
@@ -110,7 +114,9 @@ class Router:
         estimates: Estimates,
         sticky: StickyConversations,
         scan: Any = None,  # (body) -> dict[kind, count]; None when no scanner is configured
+        balancer: Balancer | None = None,  # for routing: balanced
     ) -> None:
+        self.balancer = balancer
         self.deployments = deployments
         self.breakers = breakers
         self.estimates = estimates
@@ -163,11 +169,37 @@ class Router:
             )
         return out
 
-    def plan(self, model: ModelConfig, req: RequestFeatures) -> Decision:
-        return decide(
+    def plan(self, model: ModelConfig, req: RequestFeatures, ask: Ask | None = None) -> Decision:
+        decision = decide(
             self.candidates(model, req),
             req,
             model.objective,
             model.privacy,
             keep_order=model.routing != "policy",
         )
+        if model.routing != "balanced" or decision.refusal is not None:
+            return decision
+        assert self.balancer is not None and ask is not None, "balanced routing without a balancer"
+        return balanced(decision, self.balancer.rank(ask, decision.order, model.balance))
+
+
+def balanced(allowed: Decision, ranking: Ranking) -> Decision:
+    """The allowed deployments in the balancer's order; its scores stand in for latency."""
+    order = ranking.order + tuple(n for n in allowed.order if n not in ranking.order)
+    verdicts = tuple(
+        Verdict(v.name, v.allowed, v.reason, v.redact, ranking.scores[v.name], v.cost_usd)
+        if v.name in ranking.scores
+        else v
+        for v in allowed.verdicts
+    )
+    return Decision(order, _rule(ranking, order[0]), verdicts, allowed.redact)
+
+
+def _rule(ranking: Ranking, chosen: str) -> str:
+    if ranking.rule == "least_work" and chosen in ranking.scores:
+        return f"least_work: adds {ranking.scores[chosen] * 1000:.0f} ms, the least"
+    return {
+        "round_robin": "round_robin: next in turn",
+        "least_requests": "least_requests: fewest in flight",
+        "power_of_two": "power_of_two: less loaded of two drawn",
+    }.get(ranking.rule, ranking.rule)

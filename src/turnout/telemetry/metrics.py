@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from turnout.lifecycle.run import Run
 
+_RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -54,6 +56,38 @@ class Metrics:
         )
         self.records_pending = Gauge(
             "turnout_records_pending", "Records waiting to be written", registry=r
+        )
+
+        self.length_error = Histogram(
+            "turnout_output_length_prediction_log_error",
+            "|ln(predicted / actual)| of balanced requests' answer lengths (0.69: off by 2x)",
+            ["model"],
+            buckets=_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.length_abs_error = Histogram(
+            "turnout_output_length_prediction_abs_error_tokens",
+            "|predicted - actual| answer length of balanced requests, tokens",
+            ["model"],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.scrape_errors = Counter(
+            "turnout_backend_scrape_errors",
+            "Failed scrapes of a balanced deployment's own /metrics",
+            ["deployment"],
+            registry=r,
+        )
+        self.shared_state_up = Gauge(
+            "turnout_shared_state_up",
+            "1 while the replicas' shared state (Redis) answers, 0 while this gateway works alone",
+            registry=r,
+        )
+        self.shared_state_errors = Counter(
+            "turnout_shared_state_errors",
+            "Shared-state (Redis) operations that failed and fell back to local state",
+            ["operation"],
+            registry=r,
         )
 
     def observe(self, run: Run) -> None:
