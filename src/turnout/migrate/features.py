@@ -44,6 +44,8 @@ def language(text: str) -> str:
         return "und"
     hits = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
     best = max(hits, key=lambda k: hits[k])
+    if hits[best] == 0:
+        return "und"  # no common word of any language we know: too little to tell
     return best if hits[best] >= max(1, len(words) // 20) else "latin"
 
 
