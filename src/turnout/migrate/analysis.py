@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from turnout.migrate.diff import Calibration, PairDiff, checks, diff
+from turnout.migrate.diff import Calibration, Embed, PairDiff, checks, diff
 from turnout.migrate.gate import Family, Verdict, continuous, family, paired_pass_rate
 from turnout.migrate.replay import Replay
 
@@ -104,7 +104,8 @@ class Analysis:
         return out
 
 
-def _gate(diffs: list[PairDiff], s: GateSettings) -> tuple[Family, list[str]]:
+def judge(diffs: list[PairDiff], s: GateSettings) -> tuple[Family, list[str]]:
+    """The gate over compared pairs: (its family of verdicts, checks with nothing to compare)."""
     verdicts: list[Verdict] = []
     skipped: list[str] = []
     names: list[str] = []
@@ -138,11 +139,14 @@ def _gate(diffs: list[PairDiff], s: GateSettings) -> tuple[Family, list[str]]:
 
 
 def analyse(
-    replay: Replay, settings: GateSettings | None = None, calibration: Calibration | None = None
+    replay: Replay,
+    settings: GateSettings | None = None,
+    calibration: Calibration | None = None,
+    embed: Embed | None = None,
 ) -> Analysis:
     settings = settings or GateSettings()
     if not replay.pairs:
         raise ValueError("the replay holds no pairs: nothing to compare")
-    diffs, calibration = diff(replay.pairs, calibration)
-    gate, skipped = _gate(diffs, settings)
+    diffs, calibration = diff(replay.pairs, calibration, embed)
+    gate, skipped = judge(diffs, settings)
     return Analysis(replay, diffs, calibration, gate, settings, skipped)

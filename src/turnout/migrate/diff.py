@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,11 +116,18 @@ def arm_diff(
     )
 
 
-def similarities(pairs: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
+Embed = Callable[[list[str]], Any]  # texts → unit vectors, one row each
+
+
+def similarities(
+    pairs: Sequence[Pair], embed: Embed | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarity (all-MiniLM-L6-v2) of each replayed answer to the recorded one: (old,
     candidate). Two empty answers are identical; one empty answer matches nothing."""
-    from turnout.testing._minilm import embed
+    if embed is None:
+        from turnout.testing._minilm import embed as minilm
 
+        embed = minilm
     texts = sorted({t for p in pairs for t in (p.recorded.text, p.old.text, p.candidate.text) if t})
     index = {t: i for i, t in enumerate(texts)}
     vectors = np.asarray(embed(texts)) if texts else np.zeros((0, 1))
@@ -198,10 +205,10 @@ def checks(d: PairDiff) -> list[tuple[str, tuple[bool, bool]]]:
 
 
 def diff(
-    pairs: Sequence[Pair], calibration: Calibration | None = None
+    pairs: Sequence[Pair], calibration: Calibration | None = None, embed: Embed | None = None
 ) -> tuple[list[PairDiff], Calibration]:
     """Every pair's comparison; the semantic threshold calibrated here unless given."""
-    sim_old, sim_new = similarities(pairs)
+    sim_old, sim_new = similarities(pairs, embed)
     calibration = calibration or calibrate(sim_old)
     out = []
     for p, so, sn in zip(pairs, sim_old, sim_new, strict=True):
