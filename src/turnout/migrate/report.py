@@ -176,6 +176,7 @@ def plot_png(a: Analysis) -> bytes:
         ax.axvline(0, color="k", lw=1)
     else:
         ax.text(0.5, 0.5, "no cost on either side", ha="center", va="center")
+        ax.axis("off")
     ax.set_title("cost: candidate − old rerun per request (USD)")
 
     ax = axes[1][1]
