@@ -60,7 +60,12 @@ class CachedEmbed:
 
     def __init__(self, texts: list[str]) -> None:
         unique = sorted(set(t for t in texts if t))
-        vectors = np.asarray(minilm(unique))
+        cache = POOL.with_name("embeddings.npz")
+        if cache.exists() and (saved := np.load(cache))["texts"].tolist() == unique:
+            vectors = saved["vectors"]
+        else:
+            vectors = np.asarray(minilm(unique))
+            np.savez(cache, texts=np.array(unique), vectors=vectors)
         self.index = {t: vectors[i] for i, t in enumerate(unique)}
 
     def __call__(self, texts: list[str]) -> np.ndarray:

@@ -52,7 +52,9 @@ def test_migration_to_gemma_is_flagged(
     code, _ = migrate(traffic, tmp_path, "--from", "text", "--to", "gemma")
     data = report(capsys)
     assert code == 1
-    assert "semantic_match" in data["gate"]["failed"]
+    assert {"semantic_match", "semantic_distance"} <= set(data["gate"]["failed"])
+    distance = next(v for v in data["gate"]["verdicts"] if v["check"] == "semantic_distance")
+    assert distance["ci"][0] > 1.2  # the candidate strays further than the margin, surely
     rates = data["rates"]
     assert rates["candidate"]["similarity"] < rates["old"]["similarity"]
     assert data["worst"] and data["worst"][0]["lost"]

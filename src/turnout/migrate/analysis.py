@@ -14,7 +14,16 @@ from turnout.migrate.gate import Family, Verdict, continuous, family, paired_pas
 from turnout.migrate.replay import Replay
 
 # Shares of the gate's α (weighted Holm): the semantic match sees most kinds of regression.
-WEIGHTS = {"semantic_match": 3.0, "valid": 2.0, "tool_calls_match": 2.0, "json_match": 2.0}
+WEIGHTS = {
+    "semantic_distance": 3.0,
+    "semantic_match": 2.0,
+    "valid": 2.0,
+    "tool_calls_match": 2.0,
+    "json_match": 2.0,
+}
+# Distances this small are paraphrase-level: the offset keeps exact matches (distance 0) from
+# turning a tiny wobble into a large ratio.
+DISTANCE_OFFSET = 0.05
 RATES = ("exact", "normalised", "semantic_match", "valid", "format_match", "refusal", "truncated")
 
 
@@ -22,6 +31,7 @@ RATES = ("exact", "normalised", "semantic_match", "valid", "format_match", "refu
 class GateSettings:
     alpha: float = 0.05  # family-wise: Holm over every check
     margin: float = 0.05  # tolerated drop in a pass rate
+    distance_margin: float = 0.20  # tolerated relative growth of the semantic distance
     latency_margin: float = 0.25  # tolerated relative slow-down
     cost_margin: float = 0.10  # tolerated relative cost increase
     length_margin: float = 0.25  # tolerated relative change in answer length, either way
@@ -92,6 +102,7 @@ class Analysis:
         """Flat numbers `--fail-on` can name: the candidate's rates, ratios, regressions."""
         out = {k: v for k, v in self.rates()["candidate"].items()}
         for check, name in (
+            ("semantic_distance", "distance_ratio"),
             ("latency_s", "latency_ratio"),
             ("cost_usd", "cost_ratio"),
             ("chars", "length_ratio"),
@@ -116,6 +127,15 @@ def judge(diffs: list[PairDiff], s: GateSettings) -> tuple[Family, list[str]]:
         old = [o for o, _ in pairs]
         new = [c for _, c in pairs]
         verdicts.append(paired_pass_rate(old, new, check=name, margin=s.margin, alpha=s.alpha))
+    # Semantic distance (1 − similarity to the recorded answer) over every pair, errors included:
+    # uses the whole similarity, where semantic_match only sees which side of the threshold.
+    verdicts.append(
+        continuous(
+            [d.old.distance for d in diffs], [d.candidate.distance for d in diffs],
+            check="semantic_distance", margin=s.distance_margin, alpha=s.alpha, paired=True,
+            offset=DISTANCE_OFFSET,
+        )
+    )  # fmt: skip
     answered = [d for d in diffs if d.old.ok and d.candidate.ok]
     for name, margin, direction, offset in (
         ("latency_s", s.latency_margin, "higher_is_worse", 0.0),

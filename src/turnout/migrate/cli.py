@@ -24,10 +24,10 @@ from turnout.migrate.report import html_page, plot_png, report_json, summary_tex
 FLAGGED, ERROR = 1, 2  # exit codes; 0: no --fail-on condition met
 CHECKS = (
     "valid", "semantic_match", "format_match", "language_match", "refusal_match", "not_truncated",
-    "tool_calls_match", "json_match", "latency_s", "cost_usd", "chars",
+    "tool_calls_match", "json_match", "semantic_distance", "latency_s", "cost_usd", "chars",
 )  # fmt: skip
-METRICS = (*RATES, "similarity", "errors", "latency_ratio", "cost_ratio", "length_ratio",
-           "regressions", "pairs")  # fmt: skip
+METRICS = (*RATES, "similarity", "errors", "distance_ratio", "latency_ratio", "cost_ratio",
+           "length_ratio", "regressions", "pairs")  # fmt: skip
 _CONDITION = re.compile(r"^([a-z_]+)\s*([<>])\s*([0-9.eE+-]+)$")
 
 
@@ -172,6 +172,7 @@ def _settings(args: argparse.Namespace) -> GateSettings:
     s = GateSettings(
         alpha=args.alpha,
         margin=args.margin,
+        distance_margin=args.distance_margin,
         latency_margin=args.latency_margin,
         cost_margin=args.cost_margin,
         length_margin=args.length_margin,
@@ -181,6 +182,7 @@ def _settings(args: argparse.Namespace) -> GateSettings:
     if not 0 <= s.margin < 1:
         raise _Failed(f"--margin {s.margin}: a tolerated drop in pass rate, in [0, 1)")
     for flag, v, top in (
+        ("distance", s.distance_margin, 100.0),
         ("latency", s.latency_margin, 100.0),
         ("cost", s.cost_margin, 100.0),
         ("length", s.length_margin, 1.0),
@@ -266,6 +268,10 @@ def _reporting(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise α of the gate (0.05)")
     p.add_argument("--margin", type=float, default=0.05, help="tolerated pass-rate drop (0.05)")
+    p.add_argument(
+        "--distance-margin", type=float, default=0.20,
+        help="tolerated growth of the semantic distance to the recorded answer (0.20)",
+    )  # fmt: skip
     p.add_argument("--latency-margin", type=float, default=0.25, help="tolerated slow-down (0.25)")
     p.add_argument("--cost-margin", type=float, default=0.10, help="tolerated cost rise (0.10)")
     p.add_argument(

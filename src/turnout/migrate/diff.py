@@ -68,6 +68,11 @@ class ArmDiff:
     json_paths: list[str] = field(default_factory=list)
     semantic_match: bool = False  # set once the threshold is calibrated
 
+    @property
+    def distance(self) -> float:
+        """1 − similarity to the recorded answer, in [0, 2]."""
+        return max(0.0, 1.0 - self.similarity)
+
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 

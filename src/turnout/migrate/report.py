@@ -27,7 +27,10 @@ def _estimate(v: Verdict) -> str:
 
 
 def _margin(v: Verdict) -> str:
-    return f"±{v.margin:.0%}" if v.margin_kind == "relative" else f"−{v.margin:.3g}"
+    if v.margin_kind != "relative":
+        return f"−{v.margin:.3g}"
+    sign = {"higher_is_worse": "+", "lower_is_worse": "−"}.get(v.detail.get("direction", ""), "±")
+    return f"{sign}{v.margin:.0%}"
 
 
 def verdict_rows(a: Analysis) -> list[list[str]]:
@@ -281,7 +284,8 @@ def html_page(a: Analysis, png: bytes | None = None, failures: list[str] | None 
     parts.append(
         f"<p><small>Family-wise α = {s.alpha:g} (Holm over the checks); each check's tests are "
         f"one-sided at α, its interval at level {1 - 2 * s.alpha:g}. Pass-rate margin "
-        f"{s.margin:g}; latency +{s.latency_margin:.0%}, cost +{s.cost_margin:.0%}, "
+        f"{s.margin:g}; semantic distance +{s.distance_margin:.0%}, "
+        f"latency +{s.latency_margin:.0%}, cost +{s.cost_margin:.0%}, "
         f"length ±{s.length_margin:.0%}."
         "</small></p>"
     )
