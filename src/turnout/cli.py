@@ -163,6 +163,7 @@ _EXTENSIONS = (
     "turnout.testing.cli",
     "turnout.sim.cli",
     "turnout.fingerprint.cli",
+    "turnout.migrate.cli",
 )
 
 
