@@ -101,11 +101,11 @@ def _gate(r: _Reader) -> CanaryGate:
         raise r.error(
             f"an absolute difference in success rate, below 1; got {success}", "success_margin"
         )
-    cfg = CanaryGate(
-        alpha=alpha,
-        success_margin=success,
-        latency_margin=r.number("latency_margin", d.latency_margin, minimum=0),
-        cost_margin=r.number("cost_margin", d.cost_margin, minimum=0),
-    )
+    relative = {}
+    for key in ("latency_margin", "cost_margin"):
+        relative[key] = r.number(key, getattr(d, key), minimum=0)
+        if relative[key] <= 0:
+            raise r.error("must be > 0: a tolerated relative degradation, e.g. 0.25", key)
+    cfg = CanaryGate(alpha=alpha, success_margin=success, **relative)
     r.done()
     return cfg
