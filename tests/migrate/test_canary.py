@@ -3,6 +3,7 @@ the gate promotes, or rolls back, on what the record shows."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -229,3 +230,43 @@ def test_a_rolled_back_canary_stays_rolled_back_after_a_restart(
             assert ask(again).headers["x-turnout-deployment"] == "old"
     finally:
         again.stop()
+
+
+def test_migrate_status_shows_stage_evidence_and_the_rollback_from_the_record(
+    upstream: ScriptedUpstream,
+    candidate: ScriptedUpstream,
+    gateway_factory: Factory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from turnout.migrate.status import add_status_parser, status
+
+    upstream.default = HEALTHY
+    gw = gateway_factory(config(upstream, candidate))
+    url = gw.gateway.config.store.url
+    drive(gw, lambda c: c["stage"] == 2)
+    for _ in range(30):
+        ask(gw)
+    gw.gateway.writer.flush()
+    (now,) = status(url)["assistant"]["canaries"]
+    live = canary(gw)
+    assert (now["status"], now["stage"], now["percent"]) == ("running", 2, 50)
+    assert now["current"]["candidate"]["n"] == live["candidate"]["n"] > 0
+    assert now["current"]["old"]["n"] == live["old"]["n"] > 0
+
+    candidate.default = DEGRADED["errors"]
+    drive(gw, lambda c: c["status"] == "rolled_back")
+    gw.gateway.writer.flush()
+    parser = argparse.ArgumentParser()
+    add_status_parser(parser.add_subparsers())
+    args = parser.parse_args(["status", "--store", url])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "assistant: canary on cand — rolled_back, stage 2 of 3 (0% now" in out
+    assert "promoted" in out and "rolled_back" in out and "FAIL at family-wise" in out
+    args = parser.parse_args(["status", "--store", url, "--json"])
+    assert args.func(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    kinds_seen = [e["kind"] for e in report["assistant"]["canaries"][0]["events"]]
+    assert kinds_seen == ["started", "promoted", "rolled_back"]

@@ -128,7 +128,7 @@ class Canary:
 
     def resume(self, last: MigrationEvent | None, url: str) -> None:
         if last is None or last.kind == "reset":
-            self._announce("started", detail=self._settings())
+            self._announce("started", detail={"settings": self._settings()})
         elif last.kind == "rolled_back":
             self.status, self.stage, self.since = ROLLED_BACK, last.stage or 0, last.at
         elif last.kind == "completed":
