@@ -92,7 +92,7 @@ class Canary:
         self.config: CanaryConfig = model.canary
         self.name = model.name
         self.candidate = self.config.deployment
-        self.old_model = dataclasses.replace(model, shadow=model.shadow, canary=None)
+        self.old_model = dataclasses.replace(model, canary=None)
         # The candidate first; the old deployments stay behind it as fallbacks.
         self.candidate_model = dataclasses.replace(
             model,
