@@ -231,6 +231,29 @@ def test_a_rolled_back_canary_stays_rolled_back_after_a_restart(
     finally:
         again.stop()
 
+    # An operator starts it over; the next gateway begins at the first stage.
+    import argparse
+
+    from turnout.migrate.status import add_reset_parser, add_status_parser
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_reset_parser(sub)
+    add_status_parser(sub)
+    url = f"sqlite:///{store}"
+    args = parser.parse_args(["reset", "assistant", "--candidate", "cand", "--store", url])
+    assert args.func(args) == 0
+    args = parser.parse_args(["status", "--store", url])
+    assert args.func(args) == 0
+    third = start_gateway(text, store)
+    try:
+        state = canary(third)
+        assert (state["status"], state["stage"], state["percent"]) == ("running", 1, 20)
+    finally:
+        third.stop()
+    kinds_seen = [e.kind for e in read_events(url) if e.mode == "canary"]
+    assert kinds_seen == ["started", "rolled_back", "reset", "started"]
+
 
 def test_migrate_status_shows_stage_evidence_and_the_rollback_from_the_record(
     upstream: ScriptedUpstream,
@@ -270,3 +293,25 @@ def test_migrate_status_shows_stage_evidence_and_the_rollback_from_the_record(
     report = json.loads(capsys.readouterr().out)
     kinds_seen = [e["kind"] for e in report["assistant"]["canaries"][0]["events"]]
     assert kinds_seen == ["started", "promoted", "rolled_back"]
+
+
+def test_a_streamed_request_is_placed_labelled_and_counted(
+    upstream: ScriptedUpstream, candidate: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    upstream.default = HEALTHY
+    gw = gateway_factory(config(upstream, candidate, stages="[100]"))
+    with gw.http.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "assistant",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    ) as r:
+        assert r.read().decode().rstrip().endswith("data: [DONE]")
+        route = r.headers["x-turnout-route"]
+    assert "canary=candidate; stage=1/1; percent=100; status=running" in route
+    (received,) = candidate.requests
+    assert received.body["stream"] is True
+    assert canary(gw)["candidate"]["n"] == 1

@@ -220,7 +220,11 @@ class Canary:
         self._metrics.requests.labels(
             self.name, self.candidate, obs.arm, "ok" if obs.ok else "failed"
         ).inc()
-        if self.status != RUNNING or placed["stage"] != self.stage:
+        self.add(obs, placed["stage"])
+
+    def add(self, obs: Observation, stage: int) -> None:
+        """One request's evidence, placed under `stage`; the gate is asked when due."""
+        if self.status != RUNNING or stage != self.stage:
             return  # placed under an earlier stage: evidence for that one, not this
         (self.cand if obs.arm == "candidate" else self.old).append(obs)
         if self._due():

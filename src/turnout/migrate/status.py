@@ -28,6 +28,37 @@ def add_status_parser(sub: Any) -> None:
     st.set_defaults(func=cmd_status)
 
 
+def add_reset_parser(sub: Any) -> None:
+    rs = sub.add_parser(
+        "reset",
+        help="start a model's canary over from its first stage (at the gateway's next start)",
+    )
+    rs.add_argument("model", help="the logical model")
+    rs.add_argument("--candidate", required=True, help="the canary's candidate deployment")
+    rs.add_argument("--config", help="config file whose store to write")
+    rs.add_argument("--store", help="store URL, e.g. sqlite:///turnout.db")
+    rs.set_defaults(func=cmd_reset)
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from turnout.migrate.events import EventLog
+
+    log = EventLog(_url(args))
+    log.open()
+    try:
+        last = log.latest(args.model, "canary", args.candidate)
+        if last is None:
+            raise LookupError(f"no canary of {args.model!r} on {args.candidate!r} in the record")
+        log.append(args.model, "canary", args.candidate, "reset", detail={"was": last.kind})
+    finally:
+        log.close()
+    print(
+        f"canary of {args.model} on {args.candidate} reset (was {last.kind}); "
+        "it starts over at its first stage when the gateway next starts"
+    )
+    return 0
+
+
 def _url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
@@ -72,7 +103,9 @@ def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> 
     starts = [e for e in evs if e.kind == "started"]
     settings = starts[-1].detail.get("settings", {}) if starts else {}
     last = evs[-1]
-    state = {"rolled_back": ROLLED_BACK, "completed": COMPLETED}.get(last.kind, RUNNING)
+    state = {"rolled_back": ROLLED_BACK, "completed": COMPLETED, "reset": "reset"}.get(
+        last.kind, RUNNING
+    )
     stages = settings.get("stages") or []
     current: dict[str, Any] | None = None
     if state == RUNNING and last.stage is not None:
@@ -143,14 +176,19 @@ def render(report: dict[str, Any]) -> str:
     for model, entry in report.items():
         for c in entry["canaries"]:
             stages = "/".join(f"{s:g}" for s in c["stages"]) or "?"
+            where = (
+                "starts over at the gateway's next start"
+                if c["status"] == "reset"
+                else f"stage {c['stage']} of {len(c['stages'])} ({c['percent']:g}% now)"
+            )
             lines.append(
-                f"{model}: canary on {c['candidate']} — {c['status']}, stage {c['stage']} of "
-                f"{len(c['stages'])} ({c['percent']:g}% now; stages {stages}%)"
+                f"{model}: canary on {c['candidate']} — {c['status']}, {where}; stages {stages}%"
             )
             for e in c["events"]:
-                where = f"stage {e['stage'] + 1}" if e["stage"] is not None else ""
+                stage = f"stage {e['stage'] + 1}" if e["stage"] is not None else ""
+                pct = "" if e["percent"] is None else f"{e['percent']:g}%"
                 lines.append(
-                    f"  {_when(e['at'])}  {e['kind']:<11} {where:<8} {e['percent']:>5g}%  "
+                    f"  {_when(e['at'])}  {e['kind']:<11} {stage:<8} {pct:>5}  "
                     f"{_evidence(e['detail'])}"
                 )
                 if e["detail"].get("reason"):
