@@ -177,6 +177,7 @@ _EXTENSIONS = (
     "turnout.testing.cli",
     "turnout.sim.cli",
     "turnout.fingerprint.cli",
+    "turnout.migrate.cli",
 )
 
 

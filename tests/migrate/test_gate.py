@@ -168,11 +168,26 @@ def test_family_applies_holm_to_the_fail_p_values() -> None:
     bad = paired_pass_rate(*outcomes(100, 40, 5, 55), check="a", margin=0.0)
     borderline = paired_pass_rate(*outcomes(30, 9, 2, 9), check="b", margin=0.0)
     assert borderline.outcome is Outcome.FAIL  # p = 67/2048 = 0.033 on its own
-    fine = paired_pass_rate(*outcomes(100, 0, 0, 100), check="c", margin=0.05)
-    fam = family([bad, borderline, fine], alpha=0.05)
+    noise = paired_pass_rate(*outcomes(80, 5, 5, 10), check="c", margin=0.0)
+    fam = family([bad, borderline, noise], alpha=0.05)
     assert fam.flagged and fam.failed == ["a"]  # Holm: b needs p ≤ 0.05/2
     assert borderline.detail["p_fail_holm"] == pytest.approx(2 * 67 / 2048)
-    assert family([fine], 0.05).outcome is Outcome.PASS
+
+
+def test_checks_without_discordant_pairs_leave_the_family() -> None:
+    bad = paired_pass_rate(*outcomes(100, 40, 5, 55), check="a", margin=0.0)
+    borderline = paired_pass_rate(*outcomes(30, 9, 2, 9), check="b", margin=0.0)
+    same = paired_pass_rate(*outcomes(100, 0, 0, 100), check="c", margin=0.05)
+    fam = family([bad, borderline, same], alpha=0.05)
+    assert fam.failed == ["a", "b"]  # a family of two: b is then tested at 0.05
+    assert family([same], 0.05).outcome is Outcome.PASS
+
+
+def test_weights_spend_more_alpha_on_a_check() -> None:
+    borderline = paired_pass_rate(*outcomes(30, 9, 2, 9), check="b", margin=0.0)
+    noise = paired_pass_rate(*outcomes(80, 5, 5, 10), check="c", margin=0.0)
+    assert not family([borderline, noise], 0.05).flagged  # 0.033 > 0.05/2
+    assert family([borderline, noise], 0.05, weights={"b": 3.0}).failed == ["b"]  # ≤ 0.05·3/4
 
 
 def test_verdict_round_trips_through_json() -> None:

@@ -423,14 +423,28 @@ class Family:
         }
 
 
-def family(verdicts: list[Verdict], alpha: float = 0.05) -> Family:
+def _informative(v: Verdict) -> bool:
+    """Left out of the family: no data, or no discordant pair (the same for either labelling of
+    the arms, so leaving them out keeps Holm's guarantee)."""
+    if v.n == 0:
+        return False
+    if v.margin_kind == "pass-rate difference":
+        return bool(v.detail.get("losses", 0) + v.detail.get("wins", 0))
+    return True
+
+
+def family(
+    verdicts: list[Verdict], alpha: float = 0.05, weights: dict[str, float] | None = None
+) -> Family:
     """Holm over the checks' FAIL p-values: a check fails the family only if Holm rejects it.
+    `weights` (by check name, default 1) spend more of α where it matters most, fixed in advance.
 
     The individual verdicts keep their own per-check outcome; `detail["p_fail_holm"]` is added."""
     evidence = [
-        Evidence(v.check, v.p_fail, v.estimate, v.margin_kind, applicable=v.n > 0) for v in verdicts
+        Evidence(v.check, v.p_fail, v.estimate, v.margin_kind, applicable=_informative(v))
+        for v in verdicts
     ]
-    holm(evidence, alpha, weights={})
+    holm(evidence, alpha, weights=weights or {})
     for v, e in zip(verdicts, evidence, strict=True):
         v.detail["p_fail_holm"] = e.p_adjusted if e.p_adjusted is not None else 1.0
     failed = [e.name for e in evidence if e.rejected]

@@ -1,0 +1,306 @@
+"""`turnout migrate {replay,report}`: replay recorded traffic against a candidate, diff, gate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from turnout.config import Config, ConfigError, DeploymentConfig, default_config, load_config
+from turnout.lifecycle.states import TERMINAL
+from turnout.migrate.analysis import RATES, Analysis, GateSettings, analyse
+from turnout.migrate.gate import Outcome
+from turnout.migrate.records import SelectionError, parse_since, select
+from turnout.migrate.replay import Arm, Overrides, Replay, Replayer
+from turnout.migrate.report import html_page, plot_png, report_json, summary_text
+
+FLAGGED, ERROR = 1, 2  # exit codes; 0: no --fail-on condition met
+CHECKS = (
+    "valid", "semantic_match", "format_match", "language_match", "refusal_match", "not_truncated",
+    "tool_calls_match", "json_match", "latency_s", "cost_usd", "chars",
+)  # fmt: skip
+METRICS = (*RATES, "similarity", "errors", "latency_ratio", "cost_ratio", "length_ratio",
+           "regressions", "pairs")  # fmt: skip
+_CONDITION = re.compile(r"^([a-z_]+)\s*([<>])\s*([0-9.eE+-]+)$")
+
+
+class _Failed(Exception):
+    """A command cannot go on; the message says why."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get("TURNOUT_CONFIG")
+    return load_config(path) if path else default_config()
+
+
+def _resolve(config: Config, name: str, flag: str) -> tuple[DeploymentConfig, bool]:
+    """A deployment by name, or a logical model's primary deployment: (deployment, is_model)."""
+    if name in config.deployments:
+        return config.deployments[name], False
+    if name in config.models:
+        return config.deployments[config.models[name].deployments[0]], True
+    known = ", ".join([*config.models, *config.deployments]) or "none"
+    raise _Failed(
+        f"{flag} {name!r}: no such model or deployment in {config.source} (known: {known})"
+    )
+
+
+def _parse_set(items: list[str] | None) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise _Failed(f"--set {item!r}: expected KEY=VALUE, e.g. temperature=0.7")
+        try:
+            parsed: Any = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            parsed = value
+        out.append((key.strip(), parsed))
+    return tuple(out)
+
+
+def check_fail_on(conditions: list[str] | None) -> list[str]:
+    """Validate before any work is done: a typo must not cost a replay."""
+    for cond in conditions or ():
+        if cond in ("gate", "fail", "inconclusive") or cond in CHECKS:
+            continue
+        m = _CONDITION.match(cond)
+        if not m or m.group(1) not in METRICS:
+            raise _Failed(
+                f"--fail-on {cond!r}: expected gate, fail, inconclusive, a check "
+                f"({', '.join(CHECKS)}) or METRIC<N / METRIC>N with METRIC one of "
+                f"{', '.join(METRICS)}"
+            )
+    return list(conditions or ())
+
+
+def failures(a: Analysis, conditions: list[str]) -> list[str]:
+    """The --fail-on conditions that hold, in words."""
+    met = []
+    verdicts = {v.check: v for v in a.gate.verdicts}
+    metrics = a.metrics()
+    for cond in conditions:
+        if cond == "gate" and a.flagged:
+            met.append(f"gate: {a.gate.summary()}")
+        elif cond == "fail" and (
+            bad := [v.check for v in verdicts.values() if v.outcome is Outcome.FAIL]
+        ):
+            met.append(f"fail: {', '.join(bad)} failed on their own")
+        elif cond == "inconclusive" and a.gate.outcome is not Outcome.PASS:
+            met.append(f"inconclusive: the gate is {a.gate.outcome.value}")
+        elif cond in verdicts and verdicts[cond].outcome is Outcome.FAIL:
+            met.append(f"{cond}: {verdicts[cond].explanation}")
+        elif m := _CONDITION.match(cond):
+            name, op, limit = m.group(1), m.group(2), float(m.group(3))
+            value = metrics.get(name)
+            if value is not None and (value < limit if op == "<" else value > limit):
+                met.append(f"{cond}: {name} is {value:.4g}")
+    return met
+
+
+def _progress_bar(quiet: bool) -> Callable[[int, int, float], None] | None:
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    shown = [-1]
+
+    def show(done: int, total: int, spent: float) -> None:
+        width = 30
+        filled = width * done // max(1, total)
+        bar = "#" * filled + "." * (width - filled)
+        line = f"replaying [{bar}] {done}/{total} requests ${spent:.6f}"
+        if tty:
+            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif (tenth := 10 * done // max(1, total)) != shown[0]:
+            shown[0] = tenth
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _replay(args: argparse.Namespace, config: Config) -> Replay:
+    from turnout.gateway import make_backend
+
+    old_dep, old_is_model = _resolve(config, args.from_, "--from")
+    new_dep, _ = _resolve(config, args.to, "--to")
+    overrides = Overrides(system=args.system, params=_parse_set(args.set))
+    since = parse_since(args.since) if args.since else None
+    outcomes = tuple(o.strip() for o in args.outcome.split(",") if o.strip())
+    known = sorted(s.value for s in TERMINAL)
+    if bad := [o for o in outcomes if o not in known]:
+        raise _Failed(f"--outcome {', '.join(bad)}: not a terminal state ({', '.join(known)})")
+    records = select(
+        args.store or config.store.url,
+        models=(args.from_,) if old_is_model else (),
+        deployments=() if old_is_model else (args.from_,),
+        since=since,
+        outcomes=outcomes,
+        sample=args.sample,
+        seed=args.seed,
+    )
+    old_backend = make_backend(old_dep)
+    new_backend = old_backend if new_dep.name == old_dep.name else make_backend(new_dep)
+    backends = {id(b): b for b in (old_backend, new_backend)}
+    for b in backends.values():
+        await b.start()
+    try:
+        replayer = Replayer(
+            Arm(args.from_, old_backend, old_dep.price),
+            Arm(args.to, new_backend, new_dep.price, overrides),
+            budget_usd=args.budget_usd,
+            concurrency=args.concurrency or 2 * max(1, new_dep.max_concurrency or 1),
+            seed=args.seed,
+            progress=_progress_bar(args.quiet),
+        )
+        replay = await replayer.run(records)
+    finally:
+        for b in backends.values():
+            await b.close()
+    if not replay.pairs:
+        raise _Failed(f"nothing was replayed ({replay.note or 'no requests'})")
+    return replay
+
+
+def _settings(args: argparse.Namespace) -> GateSettings:
+    s = GateSettings(
+        alpha=args.alpha,
+        margin=args.margin,
+        latency_margin=args.latency_margin,
+        cost_margin=args.cost_margin,
+        length_margin=args.length_margin,
+    )
+    if not 0 < s.alpha < 0.5:
+        raise _Failed(f"--alpha {s.alpha}: must be in (0, 0.5)")
+    if not 0 <= s.margin < 1:
+        raise _Failed(f"--margin {s.margin}: a tolerated drop in pass rate, in [0, 1)")
+    for flag, v, top in (
+        ("latency", s.latency_margin, 100.0),
+        ("cost", s.cost_margin, 100.0),
+        ("length", s.length_margin, 1.0),
+    ):
+        if not 0 < v < top:
+            raise _Failed(f"--{flag}-margin {v}: a relative change in (0, {top:g})")
+    return s
+
+
+def _finish(args: argparse.Namespace, replay: Replay) -> int:
+    analysis = analyse(replay, _settings(args))
+    met = failures(analysis, args.fail_on or [])
+    if args.html:
+        png = plot_png(analysis)
+        Path(args.html).write_text(html_page(analysis, png, met), encoding="utf-8")
+    if args.json:
+        sys.stdout.write(
+            orjson.dumps(report_json(analysis, met), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+    else:
+        print(summary_text(analysis))
+        for m in met:
+            print(f"fail-on: {m}")
+        if args.html:
+            print(f"\nreport: {args.html}")
+    return FLAGGED if met else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    check_fail_on(args.fail_on)
+    _settings(args)
+    if args.sample is not None and args.sample < 1:
+        raise _Failed(f"--sample {args.sample}: must be at least 1")
+    if args.budget_usd is not None and args.budget_usd <= 0:
+        raise _Failed(f"--budget-usd {args.budget_usd}: must be positive")
+    config = _config(args)
+    out = Path(args.out or f"migrate-{_slug(args.from_)}-to-{_slug(args.to)}.jsonl")
+    replay = asyncio.run(_replay(args, config))
+    replay.write(out)
+    if not args.json:
+        print(f"pairs: {out}")
+    return _finish(args, replay)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    check_fail_on(args.fail_on)
+    path = Path(args.pairs)
+    if not path.exists():
+        raise _Failed(f"no replay file at {path}")
+    try:
+        replay = Replay.read(path)
+    except ValueError as exc:
+        raise _Failed(str(exc)) from None
+    if not replay.pairs:
+        raise _Failed(f"{path} holds no pairs: nothing to compare")
+    return _finish(args, replay)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Errors exit 2, so that 1 always means a --fail-on condition held."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (_Failed, SelectionError, ConfigError, FileNotFoundError) as exc:
+            print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return ERROR
+
+    return run
+
+
+def _reporting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", help="write an HTML report with plots")
+    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    p.add_argument(
+        "--fail-on", action="append", metavar="COND",
+        help="exit 1 if COND holds: gate | fail | inconclusive | CHECK | METRIC<N | METRIC>N "
+        "(repeatable), e.g. --fail-on gate --fail-on 'semantic_match<0.8'",
+    )  # fmt: skip
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise α of the gate (0.05)")
+    p.add_argument("--margin", type=float, default=0.05, help="tolerated pass-rate drop (0.05)")
+    p.add_argument("--latency-margin", type=float, default=0.25, help="tolerated slow-down (0.25)")
+    p.add_argument("--cost-margin", type=float, default=0.10, help="tolerated cost rise (0.10)")
+    p.add_argument(
+        "--length-margin", type=float, default=0.25, help="tolerated length change (0.25)"
+    )
+
+
+def register(subparsers: Any) -> None:
+    mig = subparsers.add_parser("migrate", help="replay recorded traffic against a candidate model")
+    sub = mig.add_subparsers(dest="migrate_command", required=True, metavar="ACTION")
+
+    rp = sub.add_parser("replay", help="replay recorded requests to the old model and a candidate")
+    rp.add_argument("--from", dest="from_", required=True, metavar="MODEL",
+                    help="the recorded model (logical) or deployment")  # fmt: skip
+    rp.add_argument(
+        "--to", required=True, metavar="CANDIDATE", help="the candidate deployment (or model)"
+    )
+    rp.add_argument("--config", help="config file (default: $TURNOUT_CONFIG, else embedded)")
+    rp.add_argument("--store", help="record store sqlite:///PATH (default: the config's)")
+    rp.add_argument("--sample", type=int, help="replay a random sample of N requests")
+    rp.add_argument("--since", help="only requests since: 30m, 2h, 7d, an ISO time, a timestamp")
+    rp.add_argument("--outcome", default="completed,truncated",
+                    help="recorded outcomes, comma-separated ('' for any)")  # fmt: skip
+    rp.add_argument("--concurrency", type=int, help="requests in flight (both arms together)")
+    rp.add_argument("--budget-usd", type=float, help="stop before spending more than this")
+    rp.add_argument("--seed", type=int, help="seed the sample and requests without their own seed")
+    rp.add_argument("--system", help="candidate only: replace the system prompt with this")
+    rp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="candidate only: set a request field, e.g. temperature=0.7")  # fmt: skip
+    rp.add_argument("--out", help="pairs file (JSONL; default migrate-FROM-to-TO.jsonl)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _reporting(rp)
+    rp.set_defaults(func=_guarded(cmd_replay))
+
+    rep = sub.add_parser("report", help="diff and gate a replay file again (other margins, HTML)")
+    rep.add_argument("pairs", help="a replay's pairs file (JSONL)")
+    _reporting(rep)
+    rep.set_defaults(func=_guarded(cmd_report))
