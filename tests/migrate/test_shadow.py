@@ -115,6 +115,11 @@ def test_the_client_has_its_answer_while_the_shadow_is_still_held(
         shadow_id,
         "cand",
     )
+    # A replay of the model's recorded traffic leaves the shadows out.
+    from turnout.migrate.records import select
+
+    (replayable,) = select(gw.gateway.config.store.url, models=("assistant",))
+    assert replayable.id == primary["id"]
     assert metric(gw, "turnout_requests_total", model="assistant") == 1
     assert metric(gw, "turnout_shadow_requests_total", outcome="completed") == 1
     assert metric(gw, "turnout_cost_usd_total", deployment="cand") == 0
