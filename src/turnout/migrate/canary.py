@@ -30,7 +30,14 @@ from turnout.config import ModelConfig
 from turnout.config.schema import CanaryConfig
 from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog, MigrationEvent
-from turnout.migrate.evidence import Observation, counts, judge, observe_record, observe_run
+from turnout.migrate.evidence import (
+    Observation,
+    counts,
+    judge,
+    look_alpha,
+    observe_record,
+    observe_run,
+)
 from turnout.migrate.gate import Family, Outcome
 from turnout.routing.router import conversation_id
 
@@ -244,7 +251,8 @@ class Canary:
 
     def _decide(self) -> None:
         self._judged_at = len(self.cand)
-        verdict = self.last = judge(self.old, self.cand, self.config.gate)
+        alpha = look_alpha(self.config.gate, len(self.config.stages))
+        verdict = self.last = judge(self.old, self.cand, self.config.gate, alpha)
         c = self.config
         enough = len(self.cand) >= c.min_requests_per_stage
         long_enough = time.time() - self.since >= c.min_stage_s

@@ -98,7 +98,7 @@ def status(url: str, model: str | None = None) -> dict[str, Any]:
 
 def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> dict[str, Any]:
     from turnout.migrate.canary import COMPLETED, ROLLED_BACK, RUNNING, stage_observations
-    from turnout.migrate.evidence import counts, judge
+    from turnout.migrate.evidence import counts, judge, look_alpha
 
     starts = [e for e in evs if e.kind == "started"]
     settings = starts[-1].detail.get("settings", {}) if starts else {}
@@ -113,7 +113,8 @@ def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> 
         old = [o for o in obs if o.arm == "old"]
         cand = [o for o in obs if o.arm == "candidate"]
         gate = CanaryGate(**settings["gate"]) if "gate" in settings else CanaryGate()
-        verdict = judge(old, cand, gate) if cand and old else None
+        alpha = look_alpha(gate, len(stages))
+        verdict = judge(old, cand, gate, alpha) if cand and old else None
         current = {
             "candidate": counts(cand),
             "old": counts(old),
