@@ -117,7 +117,8 @@ def main() -> int:
         "",
         f"The real `Canary` fed simulated requests (no network). Stages "
         f"{'/'.join(f'{s:g}' for s in stages)}%, min_requests_per_stage {args.min_requests}, "
-        f"max {20 * args.min_requests}, gate defaults (α 0.05 per look, Holm over success, "
+        f"max {20 * args.min_requests}, gate defaults (α 0.05 over the whole canary: "
+        f"{0.05 / len(stages):g} per look; Holm over success, "
         "latency, cost; margins 0.05 / 25% / 25%). Both arms: success 97%, latency "
         "lognormal(0, 0.5), cost lognormal(−9, 0.3); the worse candidates differ only as named.",
         "",
@@ -131,6 +132,13 @@ def main() -> int:
             f"{r['rollback_rate']:.3f} | {r['candidate_requests_to_rollback_median'] or '-'} | "
             f"{r['rollback_stage_median'] or '-'} | {r['requests_to_complete_median'] or '-'} |"
         )
+    lines += [
+        "",
+        "Before looks were set to α ÷ number of stages (α 0.05 at every look), the same run "
+        "rolled back 8 of 100 equal candidates (median at 156 candidate requests, stage 2.5), "
+        "completed the rest in a median 13,670 requests, and caught the −10-point candidate in "
+        "a median 41 candidate requests and the ×1.6 one in 6.5.",
+    ]
     (out / "migrate_canary_null.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
