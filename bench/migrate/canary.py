@@ -223,7 +223,8 @@ def write(results: dict[str, Any], out: Path) -> None:
         "",
         f"Stages {'/'.join(str(s) for s in results['stages'])}%, "
         f"min_requests_per_stage {results['min_requests_per_stage']}, min_stage_s 0, gate "
-        "defaults (α 0.05, each look at α ÷ 4 stages; success margin 0.05, latency and cost margins 25%). Both upstreams "
+        "defaults (α 0.05, each look at α ÷ 4 stages; success margin 0.05, latency and cost "
+        "margins 25%). Both upstreams "
         f"answer JSON after 20 ms; {results['threads']} client threads. The candidate degrades "
         "once the stage holds half its minimum of candidate requests. *requests*: placed "
         "between the degradation and the rollback (all arms); *candidate*: of those, the ones "
