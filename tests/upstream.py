@@ -56,6 +56,7 @@ class Step:
     drop_connection: bool = False
     model: str | None = None
     system_fingerprint: str | None = None
+    hold: threading.Event | None = None  # answer only once the test sets it
 
 
 class Headers(dict[str, str]):
@@ -328,6 +329,10 @@ class ScriptedUpstream:
             return _error(400, "request body is not a JSON object")
         assert isinstance(body, dict)
 
+        while step.hold is not None and not step.hold.is_set():
+            if not await self._sleep(request, _POLL_S):
+                self._bail(request)
+                return web.Response()
         if step.delay_s > 0 and not await self._sleep(request, step.delay_s):
             self._bail(request)
             return web.Response()

@@ -97,6 +97,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
         "tokens",
         "cost $",
         "latency ms",
+        "migration",
     ]
     table = [
         [
@@ -110,11 +111,24 @@ def cmd_requests(args: argparse.Namespace) -> int:
             f"{r['prompt_tokens']}+{r['completion_tokens']}",
             f"{r['cost_usd']:.6f}",
             "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+            _migration_role(r.get("migration")),
         ]
         for r in rows
     ]
     print(_table(table, header) if table else "no requests recorded")
     return 0
+
+
+def _migration_role(migration: dict[str, Any] | None) -> str:
+    """Which side of a model migration a request was on: shadows stand apart from traffic."""
+    if not migration:
+        return "-"
+    if "shadow_of" in migration:
+        return f"shadow of {migration['shadow_of']}"
+    canary = migration.get("canary")
+    if canary:
+        return f"canary {canary['arm']} @{canary['percent']:g}%"
+    return "shadowed" if "shadow" in migration else "-"
 
 
 def _attrs(attrs: dict[str, Any]) -> str:

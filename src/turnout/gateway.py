@@ -17,6 +17,8 @@ from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
+from turnout.migrate.traffic import MigratingEngine, migrating
+from turnout.migrate.traffic import candidates as migration_candidates
 from turnout.privacy.findings import summary
 from turnout.privacy.scanner import Scanner
 from turnout.routing.admission import Gate
@@ -69,6 +71,7 @@ class Gateway:
             store.url, store.record_bodies, store.flush_interval_s, store.queue_size
         )
         used = {d for m in config.models.values() for d in m.deployments}
+        used |= migration_candidates(config.models)
         self.backends: dict[str, Backend] = {
             name: make_backend(dep) for name, dep in config.deployments.items() if name in used
         }
@@ -105,7 +108,11 @@ class Gateway:
             },
             tenants=config.tenants,
         )
-        self.engine = Engine(fleet, self._finished)
+        self.engine = (
+            MigratingEngine(fleet, self._finished, self)
+            if migrating(config.models)
+            else Engine(fleet, self._finished)
+        )
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
@@ -152,6 +159,8 @@ class Gateway:
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
         for backend in self.backends.values():
             await backend.start()
+        if isinstance(self.engine, MigratingEngine):
+            self.engine.start()
         self._probes = [
             asyncio.create_task(self._probe_rtt(name, backend, dep.rtt_probe_s))
             for name, backend in self.backends.items()
@@ -188,6 +197,8 @@ class Gateway:
             probe.cancel()
         if self.shared is not None:
             await self.shared.close()
+        if isinstance(self.engine, MigratingEngine):
+            await self.engine.close()
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()
@@ -219,6 +230,12 @@ class Gateway:
         done = next((a for a in reversed(run.attempts) if a.ok and a.completion_tokens), None)
         if done is not None and isinstance(run.request_body, dict):
             self.balancer.observe(run.model, run.request_body, done.completion_tokens)
+
+    def record_aside(self, run: Run) -> None:
+        """A run outside the model's traffic (a shadow): recorded, not counted in its metrics."""
+        for attempt in run.attempts:
+            self.estimates.observe_attempt(attempt)
+        self.writer.submit(run)
 
     def _finished(self, run: Run) -> None:
         self.metrics.in_flight.labels(run.model).dec()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
     BALANCE_STRATEGIES,
@@ -300,6 +301,8 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             deadline_ms=m.number("deadline_ms", None, minimum=1),
             cascade=_cascade(m.child("cascade")),
             balance=balance,
+            shadow=shadow_config(m, deployments),
+            canary=canary_config(m, deployments, names),
         )
         m.done()
     r.done()

@@ -133,6 +133,38 @@ class CascadeCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowConfig:
+    """Mirror a fraction of a model's traffic to a candidate; the client never waits for it."""
+
+    deployment: str
+    fraction: float = 0.1
+    budget_usd: float | None = None  # what the shadows may cost in all; None: no cap
+    max_in_flight: int = 8  # shadows running at once; beyond it a mirror is skipped and counted
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryGate:
+    """What the candidate must show, against the old deployments in the same stage, to move on."""
+
+    alpha: float = 0.05
+    success_margin: float = 0.05  # absolute: how much lower its success rate may be
+    latency_margin: float = 0.25  # relative: how much slower (median shift) it may be
+    cost_margin: float = 0.25  # relative, on cost per request
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryConfig:
+    """A weighted split that steps the candidate up through `stages` (percent of traffic)."""
+
+    deployment: str
+    stages: tuple[float, ...] = (1.0, 5.0, 25.0, 50.0, 100.0)
+    min_requests_per_stage: int = 100  # candidate requests before a stage may be judged
+    max_requests_per_stage: int = 2000  # still undecided after this many: roll back
+    min_stage_s: float = 300.0
+    gate: CanaryGate = field(default_factory=CanaryGate)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     deployments: tuple[str, ...]
@@ -144,6 +176,8 @@ class ModelConfig:
     deadline_ms: float | None = None  # shed a request predicted to finish later than this
     balance: str = "least_work"  # with routing: balanced
     cascade: CascadeCheck = field(default_factory=CascadeCheck)
+    shadow: ShadowConfig | None = None
+    canary: CanaryConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,9 @@ class Run:
     request_body: Any = None
     response_body: Any = None
     client: dict[str, Any] = field(default_factory=dict)
+    # Model migration: {"shadow_of": id} on a shadow, {"shadow": id} on its primary,
+    # {"canary": {...}} on a request the canary split placed.
+    migration: dict[str, Any] = field(default_factory=dict)
     _t0: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:

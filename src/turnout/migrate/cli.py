@@ -20,6 +20,7 @@ from turnout.migrate.gate import Outcome
 from turnout.migrate.records import SelectionError, parse_since, select
 from turnout.migrate.replay import Arm, Overrides, Replay, Replayer
 from turnout.migrate.report import html_page, plot_png, report_json, summary_text
+from turnout.migrate.status import add_reset_parser, add_status_parser
 
 FLAGGED, ERROR = 1, 2  # exit codes; 0: no --fail-on condition met
 CHECKS = (
@@ -280,7 +281,9 @@ def _reporting(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    mig = subparsers.add_parser("migrate", help="replay recorded traffic against a candidate model")
+    mig = subparsers.add_parser(
+        "migrate", help="replay recorded traffic against a candidate; canary and shadow status"
+    )
     sub = mig.add_subparsers(dest="migrate_command", required=True, metavar="ACTION")
 
     rp = sub.add_parser("replay", help="replay recorded requests to the old model and a candidate")
@@ -305,6 +308,9 @@ def register(subparsers: Any) -> None:
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     _reporting(rp)
     rp.set_defaults(func=_guarded(cmd_replay))
+
+    add_status_parser(sub)  # the gateway's canaries and shadows, from the record
+    add_reset_parser(sub)
 
     rep = sub.add_parser("report", help="diff and gate a replay file again (other margins, HTML)")
     rep.add_argument("pairs", help="a replay's pairs file (JSONL)")

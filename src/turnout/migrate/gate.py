@@ -428,7 +428,7 @@ def _informative(v: Verdict) -> bool:
     the arms, so leaving them out keeps Holm's guarantee)."""
     if v.n == 0:
         return False
-    if v.margin_kind == "pass-rate difference":
+    if v.margin_kind == "pass-rate difference" and "losses" in v.detail:  # paired
         return bool(v.detail.get("losses", 0) + v.detail.get("wins", 0))
     return True
 

@@ -183,13 +183,16 @@ def select(
     if outcomes:
         where.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
         args.extend(outcomes)
-    sql = (
-        "SELECT id, started, model, operation, deployments, request_body, response_body, "
-        "attempt_log "
-        f"FROM requests WHERE {' AND '.join(where)} ORDER BY started"
-    )
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+        if "migration" in columns:  # a shadow is a candidate's answer, not recorded traffic
+            where.append("json_extract(migration, '$.shadow_of') IS NULL")
+        sql = (
+            "SELECT id, started, model, operation, deployments, request_body, response_body, "
+            "attempt_log "
+            f"FROM requests WHERE {' AND '.join(where)} ORDER BY started"
+        )
         rows = conn.execute(sql, args).fetchall()
     except sqlite3.DatabaseError as exc:
         raise SelectionError(f"{path} is not a turnout record store: {exc}") from None

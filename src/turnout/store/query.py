@@ -10,7 +10,14 @@ import orjson
 
 from turnout.store.sqlite import sqlite_path
 
-_JSON_COLUMNS = ("deployments", "events", "attempt_log", "request_body", "response_body")
+_JSON_COLUMNS = (
+    "deployments",
+    "events",
+    "attempt_log",
+    "request_body",
+    "response_body",
+    "migration",
+)
 
 
 class RecordNotFound(LookupError):
@@ -47,13 +54,16 @@ def list_requests(
         where.append("model = ?")
         args.append(model)
     sql = "SELECT id, started, model, operation, stream, outcome, http_status, deployments, "
-    sql += "attempts, prompt_tokens, completion_tokens, cost_usd, ttft_ms, latency_ms, error "
-    sql += "FROM requests"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY started DESC LIMIT ?"
-    args.append(limit)
+    sql += "attempts, prompt_tokens, completion_tokens, cost_usd, ttft_ms, latency_ms, error, "
     with _open(url) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        # A store no gateway of this version has opened yet lacks the column.
+        sql += "migration " if "migration" in columns else "NULL AS migration "
+        sql += "FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started DESC LIMIT ?"
+        args.append(limit)
         return [_decode(r) for r in conn.execute(sql, args)]
 
 

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS requests (
     events TEXT NOT NULL,
     attempt_log TEXT NOT NULL,
     request_body TEXT,
-    response_body TEXT
+    response_body TEXT,
+    migration TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_started ON requests (started);
 CREATE INDEX IF NOT EXISTS requests_outcome ON requests (outcome, started);
@@ -47,9 +48,9 @@ CREATE INDEX IF NOT EXISTS requests_model ON requests (model, started);
 COLUMNS = (
     "id, started, ended, model, operation, stream, outcome, http_status, deployments, attempts, "
     "prompt_tokens, completion_tokens, cost_usd, ttft_ms, latency_ms, error, events, attempt_log, "
-    "request_body, response_body"
+    "request_body, response_body, migration"
 )
-INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 20)})"
+INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 21)})"
 
 
 def sqlite_path(url: str) -> Path:
@@ -88,6 +89,7 @@ def row_of(run: Run, record_bodies: str) -> tuple[Any, ...]:
         _json([a.as_dict() for a in run.attempts]),
         _json(request_body),
         _json(response_body),
+        _json(run.migration or None),
     )
 
 
@@ -99,6 +101,9 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    if "migration" not in columns:  # a store written before model migration existed
+        conn.execute("ALTER TABLE requests ADD COLUMN migration TEXT")
     return conn
 
 

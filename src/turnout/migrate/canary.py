@@ -1,0 +1,427 @@
+"""Canary: a weighted split between a model's deployments and a candidate, stepped up by the gate.
+
+Each stage sends `percent` of new conversations to the candidate (first, with the old deployments
+as its fallbacks) and the rest to the old deployments, and collects both arms' outcomes side by
+side. The gate (`evidence.judge`) decides: FAIL rolls back to the old model at once, with an alarm
+(an event in the record, a metric, a log line); PASS, once the stage has `min_requests_per_stage`
+candidate requests and `min_stage_s` seconds, promotes to the next stage; still undecided after
+`max_requests_per_stage`, it rolls back too. Conversations are sticky: a conversation stays on the
+arm it started on while the canary runs (a rollback overrides that). Stages, their evidence and the
+outcome are migration events in the record; a restarted gateway resumes the stage it was in and
+rebuilds the stage's evidence from the record.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from turnout.config import ModelConfig
+from turnout.config.schema import CanaryConfig
+from turnout.lifecycle.run import Run
+from turnout.migrate.events import EventLog, MigrationEvent
+from turnout.migrate.evidence import (
+    Observation,
+    counts,
+    judge,
+    look_alpha,
+    observe_record,
+    observe_run,
+)
+from turnout.migrate.gate import Family, Outcome
+from turnout.routing.router import conversation_id
+
+log = logging.getLogger("turnout.migrate")
+
+RUNNING, ROLLED_BACK, COMPLETED = "running", "rolled_back", "completed"
+_FLOOR = 5  # candidate and old requests before the gate is asked at all
+_PINS = 100_000  # conversations remembered for stickiness
+
+
+class CanaryMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.percent = Gauge(
+            "turnout_canary_percent",
+            "Share of new conversations the candidate takes now (0 after a rollback)",
+            ["model", "candidate"],
+            registry=r,
+        )
+        self.stage = Gauge(
+            "turnout_canary_stage", "Current stage, from 1", ["model", "candidate"], registry=r
+        )
+        self.rolled_back = Gauge(
+            "turnout_canary_rolled_back",
+            "1 while the canary stands rolled back: the alarm",
+            ["model", "candidate"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "turnout_canary_requests",
+            "Canary requests by arm and whether the arm answered",
+            ["model", "candidate", "arm", "result"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "turnout_canary_transitions",
+            "Stage changes: promoted, rolled_back, completed",
+            ["model", "candidate", "kind"],
+            registry=r,
+        )
+
+
+def bucket(candidate: str, conversation: str) -> float:
+    """A conversation's fixed place in [0, 100): the same arm at the same stage, even after a
+    restart."""
+    digest = hashlib.sha256(f"{candidate}\0{conversation}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+class Canary:
+    def __init__(
+        self,
+        model: ModelConfig,
+        events: EventLog,
+        metrics: CanaryMetrics,
+        rng: random.Random,
+    ) -> None:
+        assert model.canary is not None
+        self.config: CanaryConfig = model.canary
+        self.name = model.name
+        self.candidate = self.config.deployment
+        self.old_model = dataclasses.replace(model, canary=None)
+        # The candidate first; the old deployments stay behind it as fallbacks.
+        self.candidate_model = dataclasses.replace(
+            model,
+            deployments=(self.candidate, *model.deployments),
+            routing="ordered",
+            canary=None,
+        )
+        self._events = events
+        self._metrics = metrics
+        self._rng = rng
+        self.status = RUNNING
+        self.stage = 0
+        self.since = time.time()
+        self.old: collections.deque[Observation] = self._window()
+        self.cand: collections.deque[Observation] = self._window()
+        self.last: Family | None = None
+        self._judged_at = 0
+        self._timed = False
+        self._pins: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    def _window(self) -> collections.deque[Observation]:
+        return collections.deque(maxlen=self.config.max_requests_per_stage)
+
+    @property
+    def percent(self) -> float:
+        if self.status == ROLLED_BACK:
+            return 0.0
+        if self.status == COMPLETED:
+            return 100.0
+        return self.config.stages[self.stage]
+
+    # -- state in the record ------------------------------------------------------------------
+
+    def resume(self, last: MigrationEvent | None, url: str) -> None:
+        if last is None or last.kind == "reset":
+            self._announce("started", detail={"settings": self._settings()})
+        elif last.kind == "rolled_back":
+            self.status, self.stage, self.since = ROLLED_BACK, last.stage or 0, last.at
+        elif last.kind == "completed":
+            self.status, self.stage, self.since = COMPLETED, len(self.config.stages) - 1, last.at
+        else:  # started or promoted: carry on with that stage and what it has seen so far
+            self.stage = min(last.stage or 0, len(self.config.stages) - 1)
+            self.since = last.at
+            for obs in stage_observations(url, self.name, self.candidate, self.stage, self.since):
+                (self.cand if obs.arm == "candidate" else self.old).append(obs)
+            if self.percent >= 100 and self.stage > 0:  # the baseline is the stage before
+                before = stage_observations(url, self.name, self.candidate, self.stage - 1, 0)
+                self.old.extend(o for o in before if o.arm == "old")
+            log.info(
+                "canary of %s on %s resumed at stage %d (%g%%) with %d candidate and %d old "
+                "requests of evidence",
+                self.name,
+                self.candidate,
+                self.stage + 1,
+                self.percent,
+                len(self.cand),
+                len(self.old),
+            )
+        self._show()
+
+    def _settings(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "stages": list(c.stages),
+            "min_requests_per_stage": c.min_requests_per_stage,
+            "max_requests_per_stage": c.max_requests_per_stage,
+            "min_stage_s": c.min_stage_s,
+            "gate": dataclasses.asdict(c.gate),
+        }
+
+    def _announce(self, kind: str, detail: dict[str, Any] | None = None) -> None:
+        self._events.append(
+            self.name,
+            "canary",
+            self.candidate,
+            kind,
+            stage=self.stage,
+            percent=self.percent,
+            detail=detail,
+        )
+
+    def _show(self) -> None:
+        labels = (self.name, self.candidate)
+        self._metrics.percent.labels(*labels).set(self.percent)
+        self._metrics.stage.labels(*labels).set(self.stage + 1)
+        self._metrics.rolled_back.labels(*labels).set(1 if self.status == ROLLED_BACK else 0)
+
+    # -- placement ----------------------------------------------------------------------------
+
+    def arm_for(self, conversation: str | None) -> str:
+        if self.status == ROLLED_BACK:
+            return "old"
+        pinned = self._pins.get(conversation) if conversation else None
+        if pinned is not None:
+            self._pins.move_to_end(conversation)  # type: ignore[arg-type]
+            return pinned
+        u = bucket(self.candidate, conversation) if conversation else self._rng.random() * 100
+        arm = "candidate" if u < self.percent else "old"
+        if conversation:
+            self._pins[conversation] = arm
+            while len(self._pins) > _PINS:
+                self._pins.popitem(last=False)
+        return arm
+
+    def place(self, run: Run, body: Mapping[str, Any], headers: Mapping[str, str]) -> ModelConfig:
+        arm = self.arm_for(conversation_id(body, headers))
+        run.migration["canary"] = {
+            "candidate": self.candidate,
+            "arm": arm,
+            "stage": self.stage,
+            "percent": self.percent,
+            "status": self.status,
+        }
+        return self.candidate_model if arm == "candidate" else self.old_model
+
+    # -- evidence and decisions ---------------------------------------------------------------
+
+    def observe(self, run: Run) -> None:
+        placed = run.migration.get("canary")
+        if placed is None or placed["candidate"] != self.candidate:
+            return
+        obs = observe_run(run, self.candidate)
+        if obs is None:
+            return
+        self._metrics.requests.labels(
+            self.name, self.candidate, obs.arm, "ok" if obs.ok else "failed"
+        ).inc()
+        self.add(obs, placed["stage"])
+
+    def add(self, obs: Observation, stage: int) -> None:
+        """One request's evidence, placed under `stage`; the gate is asked when due."""
+        if self.status != RUNNING or stage != self.stage:
+            return  # placed under an earlier stage: evidence for that one, not this
+        (self.cand if obs.arm == "candidate" else self.old).append(obs)
+        if self._due():
+            self._decide()
+
+    def _due(self) -> bool:
+        n = len(self.cand)
+        if n < _FLOOR or len(self.old) < _FLOOR:
+            return False
+        c = self.config
+        timed = n >= c.min_requests_per_stage and time.time() - self.since >= c.min_stage_s
+        if timed and not self._timed:
+            self._timed = True
+            return True
+        # Every new candidate request while evidence is thin, then every ~2% more of them.
+        return n > self._judged_at and (n <= 50 or n - self._judged_at >= n // 50)
+
+    def _decide(self) -> None:
+        self._judged_at = len(self.cand)
+        alpha = look_alpha(self.config.gate, len(self.config.stages))
+        verdict = self.last = judge(self.old, self.cand, self.config.gate, alpha)
+        c = self.config
+        enough = len(self.cand) >= c.min_requests_per_stage
+        long_enough = time.time() - self.since >= c.min_stage_s
+        if verdict.outcome is Outcome.FAIL:
+            self._roll_back(verdict, verdict.summary())
+        elif verdict.outcome is Outcome.PASS and enough and long_enough:
+            self._promote(verdict)
+        elif len(self.cand) >= c.max_requests_per_stage and long_enough:
+            self._roll_back(
+                verdict,
+                f"non-inferiority not shown after {len(self.cand)} candidate requests: "
+                + verdict.summary(),
+            )
+
+    def evidence(self, verdict: Family | None = None) -> dict[str, Any]:
+        v = verdict or self.last
+        return {
+            "candidate": counts(self.cand),
+            "old": counts(self.old),
+            "stage_s": round(time.time() - self.since, 3),
+            "gate": None if v is None else v.as_dict(),
+        }
+
+    def _promote(self, verdict: Family) -> None:
+        evidence = self.evidence(verdict)
+        previous = self.percent
+        if self.stage + 1 >= len(self.config.stages):
+            self.status = COMPLETED
+            self._announce("completed", detail=evidence)
+            self._metrics.transitions.labels(self.name, self.candidate, "completed").inc()
+            log.info(
+                "canary of %s on %s completed: the candidate passed every stage",
+                self.name,
+                self.candidate,
+            )
+            self._show()
+            return
+        self.stage += 1
+        self.since = time.time()
+        # At 100% the old arm gets no new traffic: the last stage's old requests stay its baseline.
+        self.old = self.old if self.percent >= 100 else self._window()
+        self.cand = self._window()
+        self._judged_at = 0
+        self._timed = False
+        self._announce("promoted", detail=evidence)
+        self._metrics.transitions.labels(self.name, self.candidate, "promoted").inc()
+        log.info(
+            "canary of %s on %s promoted from %g%% to %g%%: %s",
+            self.name,
+            self.candidate,
+            previous,
+            self.percent,
+            verdict.summary(),
+        )
+        self._show()
+
+    def _roll_back(self, verdict: Family, reason: str) -> None:
+        evidence = self.evidence(verdict)
+        evidence["reason"] = reason
+        evidence["from_percent"] = self.percent
+        self.status = ROLLED_BACK
+        self._announce("rolled_back", detail=evidence)
+        self._metrics.transitions.labels(self.name, self.candidate, "rolled_back").inc()
+        log.error(
+            "ALARM canary of %s on %s rolled back at stage %d (%g%%) to the old model: %s",
+            self.name,
+            self.candidate,
+            self.stage + 1,
+            evidence["from_percent"],
+            reason,
+        )
+        self._show()
+
+    def status_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "status": self.status,
+            "stage": self.stage + 1,
+            "stages": list(self.config.stages),
+            "percent": self.percent,
+            **self.evidence(),
+        }
+
+
+def stage_observations(
+    url: str, model: str, candidate: str, stage: int, since: float
+) -> list[Observation]:
+    """A stage's evidence, read back from the record (restart, `turnout migrate status`)."""
+    from turnout.store.sqlite import sqlite_path
+
+    path = sqlite_path(url)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
+            "WHERE model = ? AND started >= ? "
+            "AND json_extract(migration, '$.canary.candidate') = ? "
+            "AND json_extract(migration, '$.canary.stage') = ? "
+            "AND json_extract(migration, '$.canary.status') = 'running' ORDER BY started",
+            (model, since, candidate, stage),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+    out = []
+    for outcome, attempt_log, latency_ms, cost_usd, migration in rows:
+        row = {
+            "outcome": outcome,
+            "attempt_log": orjson.loads(attempt_log) if attempt_log else [],
+            "latency_ms": latency_ms,
+            "cost_usd": cost_usd,
+            "migration": orjson.loads(migration),
+        }
+        obs = observe_record(row, candidate)
+        if obs is not None:
+            out.append(obs)
+    return out
+
+
+class Canaries:
+    def __init__(
+        self,
+        models: Mapping[str, ModelConfig],
+        registry: CollectorRegistry,
+        events: EventLog,
+        url: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.metrics = CanaryMetrics(registry)
+        self._events = events
+        self._url = url
+        rng = rng or random.Random()
+        self._canaries = {
+            name: Canary(m, events, self.metrics, rng)
+            for name, m in models.items()
+            if m.canary is not None
+        }
+
+    def start(self) -> None:
+        for c in self._canaries.values():
+            c.resume(self._events.latest(c.name, "canary", c.candidate), self._url)
+
+    def place(
+        self, run: Run, model: ModelConfig, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> ModelConfig:
+        c = self._canaries.get(model.name)
+        return model if c is None else c.place(run, body, headers)
+
+    def observe(self, run: Run) -> None:
+        c = self._canaries.get(run.model)
+        if c is not None:
+            c.observe(run)
+
+    def label(self, run: Run, headers: dict[str, str]) -> None:
+        """`x-turnout-route` says canary, the arm and the stage."""
+        placed = run.migration.get("canary")
+        if placed is None:
+            return
+        c = self._canaries[run.model]
+        n = len(c.config.stages)
+        extra = (
+            f"canary={placed['arm']}; stage={placed['stage'] + 1}/{n}; "
+            f"percent={placed['percent']:g}; status={placed['status']}"
+        )
+        route = headers.get("x-turnout-route")
+        headers["x-turnout-route"] = f"{route}; {extra}" if route else extra
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {name: c.status_dict() for name, c in self._canaries.items()}

@@ -1,0 +1,93 @@
+"""Model migration on the request path: the canary split and shadow mirroring around the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from turnout.backends.base import Operation
+from turnout.config import ModelConfig
+from turnout.lifecycle.engine import Engine, Reply, StreamHead
+from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.run import Run
+from turnout.migrate.events import EventLog
+
+if TYPE_CHECKING:
+    from turnout.gateway import Gateway
+
+
+def migrating(models: Mapping[str, ModelConfig]) -> bool:
+    return any(m.shadow is not None or m.canary is not None for m in models.values())
+
+
+def candidates(models: Mapping[str, ModelConfig]) -> set[str]:
+    """Deployments only a migration uses: the gateway must build their backends too."""
+    out = {m.shadow.deployment for m in models.values() if m.shadow is not None}
+    return out | {m.canary.deployment for m in models.values() if m.canary is not None}
+
+
+class MigratingEngine(Engine):
+    """The engine, with a model's canary choosing the arm and its shadow mirroring the request."""
+
+    def __init__(self, fleet: Fleet, on_finish: Callable[[Run], None], gateway: Gateway) -> None:
+        # Here, not at the top: a gateway without migrations never loads the statistics.
+        from turnout.gateway import new_request_id
+        from turnout.migrate.canary import Canaries
+        from turnout.migrate.shadow import Shadows
+
+        super().__init__(fleet, on_finish)
+        models = gateway.config.models
+        self.events = EventLog(gateway.config.store.url)
+        registry = gateway.metrics.registry
+        self.shadows = Shadows(
+            models, fleet, gateway.record_aside, registry, self.events, new_request_id
+        )
+        self.canaries = Canaries(models, registry, self.events, gateway.config.store.url)
+
+    def start(self) -> None:
+        self.events.open()
+        self.shadows.start()
+        self.canaries.start()
+
+    async def close(self) -> None:
+        await self.shadows.close()
+        self.events.close()
+
+    def finish(self, run: Run) -> None:
+        super().finish(run)
+        self.canaries.observe(run)
+
+    async def complete(
+        self,
+        run: Run,
+        model: ModelConfig,
+        body: dict[str, Any],
+        op: Operation,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        h = headers or {}
+        placed = self.canaries.place(run, model, body, h)
+        self.shadows.mirror(run, model, body, op, h)
+        reply = await super().complete(run, placed, body, op, headers)
+        self.canaries.label(run, reply.headers)
+        return reply
+
+    async def stream(
+        self,
+        run: Run,
+        model: ModelConfig,
+        body: dict[str, Any],
+        op: Operation,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Reply | StreamHead | bytes]:
+        h = headers or {}
+        placed = self.canaries.place(run, model, body, h)
+        self.shadows.mirror(run, model, body, op, h)
+        events = super().stream(run, placed, body, op, headers)
+        try:
+            async for item in events:
+                if isinstance(item, Reply | StreamHead):
+                    self.canaries.label(run, item.headers)
+                yield item
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
