@@ -212,10 +212,13 @@ class Journey:
                     wait,
                 )
             timeout = left - service_s
+        est.queued += 1  # routing decisions meanwhile must see the queue, not only the slots
         try:
             await gate.enter(t.priority, t.tenant, tokens, t.weight, timeout, queue_limit=first)
         except Shed as shed:
             return self._shed(deployment, shed.reason, shed.retry_after_s)
+        finally:
+            est.queued -= 1
         self.gated = deployment
         return True
 
