@@ -197,7 +197,8 @@ class Journey:
             return True
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
-        service_s, parts = est.predict(max_output_tokens(self.body))
+        latency_s, parts = est.predict(max_output_tokens(self.body))
+        service_s = latency_s - parts["queue_s"]  # the gate predicts the wait itself
         tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
         first = self.run.state is State.ROUTED  # later attempts wait rather than shed
         timeout = None
