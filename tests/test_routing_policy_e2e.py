@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from gateway_harness import RunningGateway
 from upstream import ScriptedUpstream, Step
 
@@ -199,3 +200,21 @@ models:
         near = {c["deployment"]: c for c in rec["events"][1]["attrs"]["candidates"]}["near"]
         assert near["latency_ms"] >= 4 * unloaded * 1000 * 0.9  # one running, three waiting
         assert est.queued == 0
+
+
+def test_owned_hardware_is_priced_in_the_record(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    """An edge attempt costs the slot-time it held at the configured hourly price, not nothing."""
+    upstream.default = Step(content="hi there", completion_tokens=2)
+    gw = gateway_factory(config(upstream.base_url))
+    _, _, edge = _ask(gw, "via-edge")
+    _, _, cloud = _ask(gw, "via-cloud")
+    for attempt in edge["attempt_log"]:  # a truncated answer may have been retried
+        held_s = attempt["ended"] - attempt["started"]
+        assert attempt["cost_usd"] == pytest.approx(0.01 / 3600 * held_s)  # one slot
+    assert edge["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in edge["attempt_log"]))
+    assert edge["cost_usd"] > 0
+    for priced in cloud["attempt_log"]:
+        tokens = priced["prompt_tokens"] * 5 + priced["completion_tokens"] * 15
+        assert priced["cost_usd"] == pytest.approx(tokens / 1e6)

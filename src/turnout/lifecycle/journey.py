@@ -275,10 +275,14 @@ class Journey:
         self.fleet.breakers[a.deployment].record_success()
 
     def _account(self, a: Attempt, usage: Usage) -> None:
-        price = self.fleet.deployments[a.deployment].price
+        dep = self.fleet.deployments[a.deployment]
         a.prompt_tokens = usage.prompt_tokens
         a.completion_tokens = usage.completion_tokens
-        a.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        a.cost_usd = dep.price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if not a.cost_usd and dep.hourly_usd and a.ended is not None:
+            # Owned hardware: the share of the hour this attempt held one of its slots.
+            held_s = a.ended - a.started
+            a.cost_usd = dep.hourly_usd / 3600 * held_s / (dep.max_concurrency or 1)
 
     def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
         self.release()
