@@ -132,6 +132,42 @@ def test_request_that_would_miss_its_deadline_is_shed_early(
     assert len(upstream.requests) == 2
 
 
+def test_the_queue_is_counted_once_when_judging_a_deadline(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    gw = gateway_factory(config(upstream.base_url))
+    upstream.default = Step(delay_s=0.5)
+    for _ in range(3):  # learn the service time: ~0.5 s
+        assert gw.chat(model="assistant", max_tokens=10).status_code == 200
+    results: list = []
+    blockers = [threading.Thread(target=_post, args=(gw, {}, results, f"b{i}")) for i in range(3)]
+    for t in blockers:
+        t.start()
+    est = gw.gateway.estimates["a"]
+    deadline = time.monotonic() + 10
+    while (est.in_flight, est.queued) != (1, 2) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert (est.in_flight, est.queued) == (1, 2)
+
+    def ask(deadline_ms: int) -> httpx.Response:
+        return gw.http.post(
+            "/v1/chat/completions",
+            headers={"x-turnout-deadline-ms": str(deadline_ms)},
+            json={
+                "model": "assistant",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        )
+
+    tight = ask(1000)  # behind three others of ~0.5 s: cannot make it
+    patient = ask(6000)  # ~2 s predicted; counting the queue twice would predict ~8 s
+    for t in blockers:
+        t.join()
+    assert tight.status_code == 503 and tight.json()["error"]["code"] == "shed"
+    assert patient.status_code == 200, patient.text
+
+
 def test_priorities_order_the_queue_and_configured_tenants_cannot_raise_theirs(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:

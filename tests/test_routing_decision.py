@@ -186,3 +186,15 @@ def test_all_cooling_is_its_own_refusal() -> None:
 def test_keep_order_ignores_the_ranking() -> None:
     d = decide([CLOUD, EDGE], PLAIN, "fastest", "off", keep_order=True)
     assert d.order == ("cloud", "edge") and d.rule == "configured order"
+
+
+def test_a_queue_at_the_gate_lengthens_the_prediction() -> None:
+    from turnout.routing.estimates import DeploymentEstimate
+
+    est = DeploymentEstimate(remote=False, concurrency=2)
+    est.in_flight = 2  # both slots busy: the next one waits for one of them
+    _, slots_full = est.predict(16)
+    est.queued = 4  # and four more wait at the gate ahead of it
+    _, behind_four = est.predict(16)
+    assert slots_full["queue_s"] > 0
+    assert behind_four["queue_s"] == pytest.approx(5 * slots_full["queue_s"])

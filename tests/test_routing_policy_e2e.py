@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from gateway_harness import RunningGateway
 from upstream import ScriptedUpstream, Step
 
@@ -142,3 +144,77 @@ models:
         assert rec["attempt_log"][0]["cost_usd"] > 0 and rec["attempt_log"][1]["cost_usd"] > 0
         assert kept.headers["x-turnout-deployment"] == "cheap"
         assert kept.headers["x-turnout-attempts"] == "1"
+
+
+def test_requests_waiting_at_the_gate_count_in_the_predicted_latency(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    """A deployment whose slots are full and whose gate holds a queue is predicted slow."""
+    with ScriptedUpstream(Step(content="far", completion_tokens=4)) as far:
+        gw = gateway_factory(f"""
+deployments:
+  near:
+    {{kind: openai, base_url: "{upstream.base_url}", model: m, tags: [local],
+     max_concurrency: 1, hourly_usd: 0.01, rtt_probe_s: 0}}
+  far:
+    {{kind: openai, base_url: "{far.base_url}", model: m, tags: [cloud],
+     price: {{output_per_mtok: 15}}, rtt_probe_s: 0}}
+models:
+  via-near: {{deployments: [near], routing: ordered}}
+  via-far: {{deployments: [far], routing: ordered}}
+  smart: {{deployments: [far, near], routing: policy}}
+""")
+        upstream.default = Step(content="near", completion_tokens=4, delay_s=0.3)
+        for _ in range(2):
+            assert gw.chat(model="via-near", max_tokens=8).status_code == 200
+            assert gw.chat(model="via-far", max_tokens=8).status_code == 200
+        unloaded, _ = gw.gateway.estimates["near"].predict(8)
+        budget_ms = int(unloaded * 1000 * 2.5)  # near fits, idle; not behind four others
+
+        upstream.default = Step(content="busy", completion_tokens=4, delay_s=1.5)
+        blockers = [
+            threading.Thread(target=gw.chat, kwargs={"model": "via-near", "max_tokens": 8})
+            for _ in range(4)
+        ]
+        for t in blockers:
+            t.start()
+        est = gw.gateway.estimates["near"]
+        deadline = time.monotonic() + 10
+        while (est.in_flight, est.queued) != (1, 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (est.in_flight, est.queued) == (1, 3)
+        r = gw.http.post(
+            "/v1/chat/completions",
+            headers={"x-turnout-latency-budget-ms": str(budget_ms)},
+            json={
+                "model": "smart",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        )
+        for t in blockers:
+            t.join()
+        assert r.status_code == 200, r.text
+        assert r.headers["x-turnout-deployment"] == "far", r.headers["x-turnout-route"]
+        rec = gw.record(r.headers["x-turnout-request-id"])
+        near = {c["deployment"]: c for c in rec["events"][1]["attrs"]["candidates"]}["near"]
+        assert near["latency_ms"] >= 4 * unloaded * 1000 * 0.9  # one running, three waiting
+        assert est.queued == 0
+
+
+def test_owned_hardware_is_priced_in_the_record(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    """An edge attempt costs the slot-time it held at the configured hourly price, not nothing."""
+    upstream.default = Step(content="hi there", completion_tokens=2)
+    gw = gateway_factory(config(upstream.base_url))
+    _, _, edge = _ask(gw, "via-edge")
+    _, _, cloud = _ask(gw, "via-cloud")
+    for attempt in edge["attempt_log"]:  # a truncated answer may have been retried
+        held_s = attempt["ended"] - attempt["started"]
+        assert attempt["cost_usd"] == pytest.approx(0.01 / 3600 * held_s)  # one slot
+    assert edge["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in edge["attempt_log"]))
+    assert edge["cost_usd"] > 0
+    for priced in cloud["attempt_log"]:
+        tokens = priced["prompt_tokens"] * 5 + priced["completion_tokens"] * 15
+        assert priced["cost_usd"] == pytest.approx(tokens / 1e6)

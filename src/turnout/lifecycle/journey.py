@@ -230,7 +230,8 @@ class Journey:
             return True
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
-        service_s, parts = est.predict(max_output_tokens(self.body))
+        latency_s, parts = est.predict(max_output_tokens(self.body))
+        service_s = latency_s - parts["queue_s"]  # the gate predicts the wait itself
         if balanced is not None:
             service_s = balanced  # the instance's own queue and batch, not a route average
         tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
@@ -246,10 +247,13 @@ class Journey:
                     wait,
                 )
             timeout = left - service_s
+        est.queued += 1  # routing decisions meanwhile must see the queue, not only the slots
         try:
             await gate.enter(t.priority, t.tenant, tokens, t.weight, timeout, queue_limit=first)
         except Shed as shed:
             return self._shed(deployment, shed.reason, shed.retry_after_s)
+        finally:
+            est.queued -= 1
         self.gated = deployment
         return True
 
@@ -314,10 +318,14 @@ class Journey:
         self.fleet.breakers[a.deployment].record_success()
 
     def _account(self, a: Attempt, usage: Usage) -> None:
-        price = self.fleet.deployments[a.deployment].price
+        dep = self.fleet.deployments[a.deployment]
         a.prompt_tokens = usage.prompt_tokens
         a.completion_tokens = usage.completion_tokens
-        a.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        a.cost_usd = dep.price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if not a.cost_usd and dep.hourly_usd and a.ended is not None:
+            # Owned hardware: the share of the hour this attempt held one of its slots.
+            held_s = a.ended - a.started
+            a.cost_usd = dep.hourly_usd / 3600 * held_s / (dep.max_concurrency or 1)
 
     def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
         self.release()

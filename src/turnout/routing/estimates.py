@@ -77,7 +77,8 @@ class DeploymentEstimate:
     rtt_s: Ewma = field(default_factory=lambda: Ewma(0.5))
     service: ServiceTime = field(default_factory=ServiceTime)  # round trip excluded
     output_tokens: Ewma = field(default_factory=lambda: Ewma(0.1))
-    in_flight: int = 0
+    in_flight: int = 0  # attempts running on it
+    queued: int = 0  # requests waiting at its admission gate, not yet running
 
     def rtt(self) -> float:
         return self.rtt_s.get(_PRIOR_RTT_REMOTE_S if self.remote else 0.0)
@@ -99,7 +100,7 @@ class DeploymentEstimate:
         service = fixed + out * per_token
         queue = 0.0
         if self.concurrency:
-            waiting = self.in_flight - self.concurrency + 1
+            waiting = self.in_flight + self.queued - self.concurrency + 1
             if waiting > 0:
                 queue = waiting * service / self.concurrency
         rtt = self.rtt()
@@ -121,7 +122,8 @@ class Estimates:
         self.by_name = {
             name: DeploymentEstimate(
                 remote=dep.kind != "embedded",
-                concurrency=dep.max_concurrency if dep.kind == "embedded" else None,
+                # The gateway-side cap, where there is one: beyond it requests queue at the gate.
+                concurrency=dep.max_concurrency,
             )
             for name, dep in deployments.items()
         }
