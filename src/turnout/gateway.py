@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from turnout.routing.balancer import Balancer, log_ratio
 from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
 from turnout.routing.shared import SharedGate, SharedState
+from turnout.store.query import recent_attempts
 from turnout.store.sqlite import RecordWriter
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
@@ -157,6 +159,7 @@ class Gateway:
         setup_tracing(self.config.telemetry.otlp_endpoint, self.config.telemetry.service_name)
         recovery = self.writer.open()
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
+        self._warm_estimates()
         for backend in self.backends.values():
             await backend.start()
         if isinstance(self.engine, MigratingEngine):
@@ -181,6 +184,16 @@ class Gateway:
 
             self.fingerprint_watch = await start_watch(self)
         self.started = True
+
+    def _warm_estimates(self) -> None:
+        """Routing starts from what the record says each deployment did, not from priors."""
+        try:
+            used = self.estimates.seed(recent_attempts(self.config.store.url))
+        except (sqlite3.Error, ValueError) as exc:
+            log.warning("estimates start from priors: the record could not be read (%s)", exc)
+            return
+        if used:
+            log.info("estimates warmed from %d recorded attempts", used)
 
     async def _probe_rtt(self, name: str, backend: Any, every_s: float) -> None:
         """The network part of latency, measured apart from the model's part."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from turnout.config import DeploymentConfig, ModelConfig
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from turnout.routing.balancer import Balancer
 
 LATENCY_BUDGET_HEADER = "x-turnout-latency-budget-ms"
+# A deployment observed fewer times than this gets every EXPLORE_EVERY-th request it could take.
+EXPLORE_UNTIL = 5
+EXPLORE_EVERY = 5
 CONVERSATION_HEADER = "x-turnout-conversation-id"
 
 
@@ -122,6 +126,7 @@ class Router:
         self.estimates = estimates
         self.sticky = sticky
         self.scan = scan
+        self._explore_turns: dict[str, int] = {}
 
     def features(
         self, model: ModelConfig, body: Mapping[str, Any], headers: Mapping[str, str]
@@ -177,10 +182,35 @@ class Router:
             model.privacy,
             keep_order=model.routing != "policy",
         )
+        if model.routing == "policy" and req.latency_budget_s is None:
+            return self._explore(decision)
         if model.routing != "balanced" or decision.refusal is not None:
             return decision
         assert self.balancer is not None and ask is not None, "balanced routing without a balancer"
         return balanced(decision, self.balancer.rank(ask, decision.order, model.balance))
+
+    def _explore(self, decision: Decision) -> Decision:
+        """Send an occasional request to an allowed deployment the router knows too little about.
+
+        Estimates learn only from traffic a deployment serves: without this, one that starts
+        behind on its priors is never tried and so never learned. Requests with a latency budget
+        are never used for it; privacy and capability have already been applied.
+        """
+        for name in decision.order[1:]:
+            seen = self.estimates[name].output_tokens.count
+            if seen >= EXPLORE_UNTIL:
+                continue
+            turn = self._explore_turns.get(name, 0) + 1
+            self._explore_turns[name] = turn % EXPLORE_EVERY
+            if turn < EXPLORE_EVERY:
+                continue
+            order = (name, *(n for n in decision.order if n != name))
+            rule = (
+                f"explore: {name} has {seen} of {EXPLORE_UNTIL} observations"
+                f" (otherwise {decision.order[0]}: {decision.rule})"
+            )
+            return replace(decision, order=order, rule=rule)
+        return decision
 
 
 def balanced(allowed: Decision, ranking: Ranking) -> Decision:

@@ -80,3 +80,22 @@ def get_request(url: str, request_id: str) -> dict[str, Any]:
     if len(rows) > 1 and not exact:
         raise RecordNotFound(f"id prefix {request_id!r} is ambiguous; give more characters")
     return _decode(exact[0] if exact else rows[0])
+
+
+def recent_attempts(url: str, limit: int = 2000) -> list[dict[str, Any]]:
+    """The attempts of the latest `limit` requests, oldest first: what estimates warm up from."""
+    try:
+        conn = _open(url)
+    except FileNotFoundError:
+        return []
+    try:
+        rows = conn.execute(
+            "SELECT attempt_log FROM requests ORDER BY started DESC LIMIT ?", (limit,)
+        ).fetchall()
+    finally:
+        conn.close()
+    out: list[dict[str, Any]] = []
+    for (log,) in reversed(rows):
+        attempts = orjson.loads(log) if log else []
+        out.extend(a for a in attempts if isinstance(a, dict))
+    return out
