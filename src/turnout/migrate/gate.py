@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
@@ -101,7 +101,7 @@ def _decide(p_pass: float, p_fail: float, alpha: float) -> Outcome:
     return Outcome.INCONCLUSIVE
 
 
-def _check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
 
@@ -128,16 +128,14 @@ def tango_z(b: int, c: int, n: int, delta: float) -> float:
     return num / math.sqrt(var)
 
 
-def tango_interval(b: int, c: int, n: int, level: float) -> tuple[float, float]:
-    """Tango's score interval for p_old − p_candidate, by inverting the test (bisection)."""
+def score_interval(z_of: Callable[[float], float], est: float, level: float) -> tuple[float, float]:
+    """The difference-of-rates interval that inverts a score test whose z decreases in delta."""
     z = _N.inv_cdf(1 - (1 - level) / 2)
-    est = (b - c) / n
 
     def root(target: float, lo: float, hi: float) -> float:
-        # tango_z decreases in delta
         for _ in range(100):
             mid = (lo + hi) / 2
-            if tango_z(b, c, n, mid) > target:
+            if z_of(mid) > target:
                 lo = mid
             else:
                 hi = mid
@@ -146,6 +144,11 @@ def tango_interval(b: int, c: int, n: int, level: float) -> tuple[float, float]:
     lower = -1.0 if est <= -1 else root(z, -1 + 1e-12, est)
     upper = 1.0 if est >= 1 else root(-z, est, 1 - 1e-12)
     return lower, upper
+
+
+def tango_interval(b: int, c: int, n: int, level: float) -> tuple[float, float]:
+    """Tango's score interval for p_old − p_candidate, by inverting the test (bisection)."""
+    return score_interval(lambda delta: tango_z(b, c, n, delta), (b - c) / n, level)
 
 
 def paired_pass_rate(
@@ -157,7 +160,7 @@ def paired_pass_rate(
     alpha: float = 0.05,
 ) -> Verdict:
     """Non-inferiority of the candidate's pass rate on the same requests, pair by pair."""
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin}")
     o = np.asarray(old, dtype=bool)
@@ -317,7 +320,7 @@ def continuous(
     """Non-inferiority of a positive metric within a tolerated relative degradation `margin`.
 
     Values are compared as log(x + offset) (offset > 0 admits zeros, e.g. 1 for lengths)."""
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if not 0 < margin < (1 if direction != "higher_is_worse" else math.inf):
         raise ValueError(f"margin must be a positive relative change, got {margin}")
     o = np.asarray(old, dtype=float)

@@ -15,7 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from turnout.migrate.gate import Outcome, Verdict
+from turnout.migrate.gate import Outcome, Verdict, check_alpha, score_interval
 
 _N = NormalDist()
 
@@ -52,21 +52,7 @@ def fm_z(x1: int, n1: int, x2: int, n2: int, delta: float) -> float:
 
 def fm_interval(x1: int, n1: int, x2: int, n2: int, level: float) -> tuple[float, float]:
     """Score interval for p1 − p2, by inverting the test (z decreases in delta)."""
-    z = _N.inv_cdf(1 - (1 - level) / 2)
-    est = x1 / n1 - x2 / n2
-
-    def root(target: float, lo: float, hi: float) -> float:
-        for _ in range(80):
-            mid = (lo + hi) / 2
-            if fm_z(x1, n1, x2, n2, mid) > target:
-                lo = mid
-            else:
-                hi = mid
-        return (lo + hi) / 2
-
-    lower = -1.0 if est <= -1 else root(z, -1 + 1e-12, est)
-    upper = 1.0 if est >= 1 else root(-z, est, 1 - 1e-12)
-    return lower, upper
+    return score_interval(lambda delta: fm_z(x1, n1, x2, n2, delta), x1 / n1 - x2 / n2, level)
 
 
 def unpaired_pass_rate(
@@ -78,8 +64,7 @@ def unpaired_pass_rate(
     alpha: float = 0.05,
 ) -> Verdict:
     """Non-inferiority of the candidate's pass rate, each request on one arm only."""
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    check_alpha(alpha)
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin}")
     o = np.asarray(old, dtype=bool)
