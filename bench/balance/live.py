@@ -13,7 +13,8 @@ Three ways to balance:
                   fleet): start it with the config this script prints (`--print-config`);
   --direct S      no gateway: this script balances itself with turnout's `LoadTracker` and
                   strategy S, calling it exactly where the gateway will (start, first token,
-                  every token, finish) — a confirmation that needs no integration.
+                  every token, finish) — a confirmation that needs no integration;
+                  `--direct oracle` is least_work told every answer's true length.
 
 Results: bench/results/balance_live_<label>.{md,json}. Run under the shared benchmark lock:
 
@@ -184,16 +185,24 @@ class Direct:
 
     def __init__(self, urls: list[str], strategy: str) -> None:
         self.urls = dict(zip((f"gpu-{k + 1}" for k in range(len(urls))), urls, strict=True))
-        self.tracker = LoadTracker(self.urls, strategy=strategy, rng=random.Random(0))
+        # The oracle is least_work told every answer's true length, as in the simulator.
+        self.oracle = strategy == "oracle"
+        self.tracker = LoadTracker(
+            self.urls, strategy="least_work" if self.oracle else strategy, rng=random.Random(0)
+        )
         self.predictor = FamilyQuantiles()
 
     def place(self, req: SimRequest) -> tuple[str, Ask]:
-        ask = Ask.of(
-            req.prompt_tokens,
-            self.predictor.predict(req.features),
-            prefix_key=req.prefix_key,
-            prefix_tokens=req.prefix_tokens,
-        )
+        if self.oracle:
+            n = float(req.output_tokens)
+            ask = Ask(req.prompt_tokens, n, (n,), None, req.prefix_key, req.prefix_tokens)
+        else:
+            ask = Ask.of(
+                req.prompt_tokens,
+                self.predictor.predict(req.features),
+                prefix_key=req.prefix_key,
+                prefix_tokens=req.prefix_tokens,
+            )
         name = self.tracker.pick(ask)  # 1. routing: pick (or rank for fallbacks)
         assert name is not None
         self.tracker.start(name, req.id, ask)  # 2. the attempt is sent
