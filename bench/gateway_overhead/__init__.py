@@ -1,0 +1,1 @@
+"""The gateway overhead benchmark's parts; bench/overhead.py is the driver that runs them."""
