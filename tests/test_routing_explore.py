@@ -33,7 +33,7 @@ def _chosen(gw: Gateway, body: dict, headers: dict | None = None, model: str = "
 
 def test_an_unobserved_deployment_gets_every_nth_request_until_it_is_known() -> None:
     gw = Gateway(parse_config(CONFIG, "test"))
-    gw.estimates["edge"].observe(total_s=0.2, ttft_s=0.05, completion_tokens=16)
+    gw.estimates["edge"].observe(total_s=0.2, ttft_s=0.05, completion_tokens=16, prompt_tokens=20)
     first = [_chosen(gw, BODY) for _ in range(EXPLORE_EVERY * 3)]
     assert first.count("cloud") == 3  # the cheap edge is preferred; the cloud is tried now and then
     assert all(c == "cloud" for c in first[EXPLORE_EVERY - 1 :: EXPLORE_EVERY])
@@ -43,7 +43,9 @@ def test_an_unobserved_deployment_gets_every_nth_request_until_it_is_known() -> 
         decision = gw.router.plan(m, gw.router.features(m, BODY, {}))
     assert decision.rule.startswith("explore: cloud has 0 of")  # explained, not silent
     for _ in range(EXPLORE_UNTIL):  # the cloud served and was observed
-        gw.estimates["cloud"].observe(total_s=2.0, ttft_s=0.5, completion_tokens=16)
+        gw.estimates["cloud"].observe(
+            total_s=2.0, ttft_s=0.5, completion_tokens=16, prompt_tokens=20
+        )
     assert {_chosen(gw, BODY) for _ in range(EXPLORE_EVERY * 3)} == {"edge"}
 
 

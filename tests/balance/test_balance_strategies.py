@@ -177,7 +177,7 @@ def test_tracker_follows_a_request_from_start_to_finish() -> None:
     assert tracker.instances[name].flights == {}
     rates = tracker.instances[name].rates
     assert abs(rates.prefill_tps - 4000) < 1  # 400 tokens in 0.1 s
-    assert rates.decode_seen == 1
+    assert rates.step.count == 1
 
 
 def test_tracker_learns_that_one_instance_decodes_slower() -> None:
@@ -217,7 +217,7 @@ def test_failed_attempts_free_the_instance_but_teach_nothing() -> None:
     clock.t = 1.0
     tracker.finish("r", ok=False)
     assert tracker.instances["a"].flights == {}
-    assert tracker.instances["a"].rates.decode_seen == 0
+    assert tracker.instances["a"].rates.step.count == 0
 
 
 def test_non_streamed_requests_progress_by_time() -> None:

@@ -230,11 +230,12 @@ class Journey:
             return True
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
-        latency_s, parts = est.predict(max_output_tokens(self.body))
+        prompt_tokens = estimate_prompt_tokens(self.body)
+        latency_s, parts = est.predict(max_output_tokens(self.body), prompt_tokens)
         service_s = latency_s - parts["queue_s"]  # the gate predicts the wait itself
         if balanced is not None:
             service_s = balanced  # the instance's own queue and batch, not a route average
-        tokens = parts["output_tokens"] + estimate_prompt_tokens(self.body)
+        tokens = parts["output_tokens"] + prompt_tokens
         timeout = None
         if first and t.deadline_s is not None:
             left = t.deadline_s - (self.run.now() - self.run.started)

@@ -1,7 +1,9 @@
-"""Online estimates per deployment: round trip, time to first token, time per output token.
+"""Online estimates per deployment: round trip, and service time on prompt and output tokens.
 
 Learned from every finished attempt (and seeded from the record at start-up); the network round
-trip is measured apart, so a slower network and a slower model are told apart.
+trip is measured apart, so a slower network and a slower model are told apart. Prompt length is
+a regressor of its own: a CPU model reads a 2,000-token prompt for seconds before its first
+token, and a route that ignored that would send long prompts to it as if they were short.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turnout.config import DeploymentConfig
+from turnout.routing.ridge import Ridge3
 
 # Priors until a deployment has been observed: deliberately pessimistic for remote ones.
 _PRIOR_TTFT_S = 0.5
+_PRIOR_PREFILL_S = 0.0002  # per prompt token
 _PRIOR_TPOT_S = 0.03
 _PRIOR_RTT_REMOTE_S = 0.05
 _PRIOR_OUTPUT_TOKENS = 256.0
+# Coefficients are fitted per 1,000 tokens; the ridge holds a slope at its prior until the
+# lengths seen (over the ~7 answers the forgetting keeps) differ by more than ~12 prompt tokens
+# or ~4 output tokens.
+_PRIOR = (_PRIOR_TTFT_S, _PRIOR_PREFILL_S * 1000, _PRIOR_TPOT_S * 1000)
+_RIDGE = (1e-3, 1e-3, 1e-4)
 
 
 @dataclass(slots=True)
@@ -35,39 +44,25 @@ class Ewma:
 
 @dataclass(slots=True)
 class ServiceTime:
-    """Online least squares of service time on output tokens: seconds = fixed + per_token × n.
-
-    Exponentially weighted, so it follows a deployment that slows down. Streams give two points
+    """Service time, round trip excluded: seconds = fixed + per prompt token × prompt tokens +
+    per output token × output tokens, by exponentially weighted ridge least squares (recent
+    answers weigh more, so it follows a deployment that slows down). Streams give two points
     per answer (the first token and the last); whole answers give one.
     """
 
-    alpha: float = 0.15
-    count: int = 0
-    mx: float = 0.0
-    my: float = 0.0
-    mxx: float = 0.0
-    mxy: float = 0.0
+    lsq: Ridge3 = field(default_factory=lambda: Ridge3(_PRIOR, _RIDGE, 0.85))
 
-    def add(self, tokens: float, seconds: float) -> None:
-        a = 1.0 if self.count == 0 else self.alpha
-        self.count += 1
-        self.mx += a * (tokens - self.mx)
-        self.my += a * (seconds - self.my)
-        self.mxx += a * (tokens * tokens - self.mxx)
-        self.mxy += a * (tokens * seconds - self.mxy)
+    @property
+    def count(self) -> int:
+        return self.lsq.count
 
-    def fit(self) -> tuple[float, float]:
-        """(fixed seconds, seconds per token); priors until there is data to say otherwise."""
-        if self.count == 0:
-            return _PRIOR_TTFT_S, _PRIOR_TPOT_S
-        var = self.mxx - self.mx * self.mx
-        if var > 0.25:  # outputs of different lengths: the slope is measurable
-            slope = max(0.0, (self.mxy - self.mx * self.my) / var)
-        else:  # one length only: keep the prior slope, fit the level
-            slope = (
-                _PRIOR_TPOT_S if self.my > _PRIOR_TPOT_S * self.mx else self.my / max(self.mx, 1.0)
-            )
-        return max(0.0, self.my - slope * self.mx), slope
+    def add(self, prompt_tokens: float, tokens: float, seconds: float) -> None:
+        self.lsq.add((1.0, prompt_tokens / 1000, tokens / 1000), seconds)
+
+    def fit(self) -> tuple[float, float, float]:
+        """(fixed seconds, seconds per prompt token, seconds per output token)."""
+        fixed, per_k_prompt, per_k_out = self.lsq.coef
+        return fixed, per_k_prompt / 1000, per_k_out / 1000
 
 
 @dataclass(slots=True)
@@ -83,20 +78,25 @@ class DeploymentEstimate:
     def rtt(self) -> float:
         return self.rtt_s.get(_PRIOR_RTT_REMOTE_S if self.remote else 0.0)
 
-    def observe(self, *, total_s: float, ttft_s: float | None, completion_tokens: int) -> None:
+    def observe(
+        self, *, total_s: float, ttft_s: float | None, completion_tokens: int, prompt_tokens: int
+    ) -> None:
         rtt = self.rtt()
         if ttft_s is not None:
-            self.service.add(1.0, max(0.0, ttft_s - rtt))
+            self.service.add(prompt_tokens, 1.0, max(0.0, ttft_s - rtt))
         if completion_tokens > 0:
-            self.service.add(float(completion_tokens), max(0.0, total_s - rtt))
+            self.service.add(prompt_tokens, completion_tokens, max(0.0, total_s - rtt))
             self.output_tokens.update(float(completion_tokens))
 
-    def predict(self, max_output_tokens: int | None) -> tuple[float, dict[str, float]]:
+    def predict(
+        self, max_output_tokens: int | None, prompt_tokens: int = 0
+    ) -> tuple[float, dict[str, float]]:
         """Predicted seconds to the whole answer, and its parts."""
         out = self.output_tokens.get(_PRIOR_OUTPUT_TOKENS)
         if max_output_tokens is not None:
             out = min(out, float(max_output_tokens))
-        fixed, per_token = self.service.fit()
+        fixed, per_prompt, per_token = self.service.fit()
+        fixed += per_prompt * prompt_tokens  # reading the prompt comes before the first token
         service = fixed + out * per_token
         queue = 0.0
         if self.concurrency:
@@ -114,7 +114,7 @@ class DeploymentEstimate:
         return rtt + queue + service, parts
 
     def tokens_per_s(self) -> float:
-        return (self.concurrency or 1) / max(self.service.fit()[1], 1e-6)
+        return (self.concurrency or 1) / max(self.service.fit()[2], 1e-6)
 
 
 class Estimates:
@@ -140,6 +140,7 @@ class Estimates:
             total_s=attempt.ended - attempt.started,
             ttft_s=attempt.ttft_s,
             completion_tokens=attempt.completion_tokens,
+            prompt_tokens=attempt.prompt_tokens,
         )
 
     def seed(self, attempts: Iterable[dict[str, Any]]) -> int:
@@ -154,6 +155,7 @@ class Estimates:
                 total_s=a["ended"] - a["started"],
                 ttft_s=None if ttft is None else float(ttft),
                 completion_tokens=int(a.get("completion_tokens") or 0),
+                prompt_tokens=int(a.get("prompt_tokens") or 0),
             )
             used += 1
         return used

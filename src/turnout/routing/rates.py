@@ -7,29 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from turnout.routing.ridge import Ridge3
+
 # Priors until an instance has been observed: a mid-size model on one GPU.
 _PRIOR_PREFILL_TPS = 8000.0
 _PRIOR_STEP = (0.012, 0.0002, 0.00005)  # seconds: fixed, per request, per 1000 tokens of KV
 _RIDGE = (5.0, 5.0 * 16**2, 5.0 * 16**2)  # pull toward the prior, in each coefficient's scale
 _PRIOR_OUTPUT_TOKENS = 256.0
-
-
-def _solve3(m: list[list[float]], v: list[float]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting; None when singular."""
-    a = [[*row, rhs] for row, rhs in zip(m, v, strict=True)]
-    for col in range(3):
-        piv = max(range(col, 3), key=lambda r: abs(a[r][col]))
-        if abs(a[piv][col]) < 1e-15:
-            return None
-        a[col], a[piv] = a[piv], a[col]
-        for r in range(col + 1, 3):
-            f = a[r][col] / a[col][col]
-            for c in range(col, 4):
-                a[r][c] -= f * a[col][c]
-    x = [0.0, 0.0, 0.0]
-    for r in (2, 1, 0):
-        x[r] = (a[r][3] - sum(a[r][c] * x[c] for c in range(r + 1, 3))) / a[r][r]
-    return x
 
 
 @dataclass(slots=True)
@@ -42,13 +26,10 @@ class ServiceRates:
     otherwise; what it measures is the effective step, prefill stalls included.
     """
 
-    forget: float = 0.97  # per observation: older requests fade
     prefill_s_per_token: float = 1 / _PRIOR_PREFILL_TPS
     prefill_seen: int = 0
-    coef: tuple[float, float, float] = _PRIOR_STEP
-    moments: list[list[float]] = field(default_factory=lambda: [[0.0] * 3 for _ in range(3)])
-    targets: list[float] = field(default_factory=lambda: [0.0] * 3)
-    decode_seen: int = 0
+    # Older requests fade by 0.97 per observation.
+    step: Ridge3 = field(default_factory=lambda: Ridge3(_PRIOR_STEP, _RIDGE, 0.97))
     output_tokens: float = _PRIOR_OUTPUT_TOKENS  # typical answer here, for requests it can't see
     fixed: Callable[[int, float], float] | None = None  # a known step function: the oracle's
 
@@ -73,18 +54,7 @@ class ServiceRates:
         """One request's decode: mean batch and KV while it decoded, and its time per token."""
         if batch <= 0 or seconds_per_token <= 0 or weight <= 0 or self.fixed is not None:
             return
-        self.decode_seen += 1
-        x = (1.0, batch, kv_tokens / 1000)
-        m, v = self.moments, self.targets
-        for i in range(3):
-            v[i] = self.forget * v[i] + weight * x[i] * seconds_per_token
-            for j in range(3):
-                m[i][j] = self.forget * m[i][j] + weight * x[i] * x[j]
-        ridged = [[m[i][j] + (_RIDGE[i] if i == j else 0.0) for j in range(3)] for i in range(3)]
-        rhs = [v[i] + _RIDGE[i] * _PRIOR_STEP[i] for i in range(3)]
-        sol = _solve3(ridged, rhs)
-        if sol is not None:
-            self.coef = (max(sol[0], 1e-5), max(sol[1], 0.0), max(sol[2], 0.0))
+        self.step.add((1.0, batch, kv_tokens / 1000), seconds_per_token, weight)
 
     def observe_output(self, tokens: int) -> None:
         self.output_tokens += 0.05 * (tokens - self.output_tokens)
@@ -93,5 +63,5 @@ class ServiceRates:
         """Seconds per decode step with `batch` requests holding `kv_tokens` of context."""
         if self.fixed is not None:
             return self.fixed(batch, kv_tokens)
-        a, b, c = self.coef
-        return a + b * batch + c * kv_tokens / 1000
+        a, b, c = self.step.coef
+        return max(a, 1e-5) + b * batch + c * kv_tokens / 1000

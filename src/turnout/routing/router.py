@@ -155,7 +155,7 @@ class Router:
         for name in model.deployments:
             dep = self.deployments[name]
             est = self.estimates[name]
-            latency, parts = est.predict(req.max_output_tokens)
+            latency, parts = est.predict(req.max_output_tokens, req.prompt_tokens)
             cost = predicted_cost(
                 dep, est.tokens_per_s(), req.prompt_tokens, parts["output_tokens"]
             )
