@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,8 +132,8 @@ def wait_ready(proc: Proc, url: str, timeout: float) -> float:
 # ------------------------------------------------------------------------- /proc reads
 
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
+def _stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every live process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -140,8 +141,13 @@ def _children_map() -> dict[int, list[int]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        kids.setdefault(ppid, []).append(int(entry))
+        yield int(entry), stat[stat.rindex(")") + 2 :].split()
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for pid, f in _stats():
+        kids.setdefault(int(f[1]), []).append(pid)
     return kids
 
 
@@ -181,17 +187,7 @@ def rss_bytes(pid: int) -> int:
 
 def all_process_cpu() -> dict[tuple[int, int], float]:
     """CPU seconds of every process on the machine, keyed by (pid, start time)."""
-    out: dict[tuple[int, int], float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        f = stat[stat.rindex(")") + 2 :].split()
-        out[(int(entry), int(f[19]))] = (int(f[11]) + int(f[12])) / CLK_TCK
-    return out
+    return {(pid, int(f[19])): (int(f[11]) + int(f[12])) / CLK_TCK for pid, f in _stats()}
 
 
 def other_cpu_seconds(before: dict[tuple[int, int], float], mine: set[int]) -> float:

@@ -17,12 +17,10 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_overhead(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-    e, s = result["env"], result["settings"]
-    md: list[str] = [
-        "# Gateway overhead: turnout vs LiteLLM proxy",
+def _head(title: str, result: dict[str, Any]) -> list[str]:
+    """Title, the command that reproduces the run, and a warning if it did not finish."""
+    md = [
+        title,
         "",
         "Reproduce (after `bash bench/setup.sh`, from the repository root):",
         "",
@@ -33,6 +31,14 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
     ]
     if result.get("status") != "complete":
         md += [f"**INCOMPLETE RUN: {result.get('status')}**", ""]
+    return md
+
+
+def write_overhead(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    e, s = result["env"], result["settings"]
+    md = _head("# Gateway overhead: turnout vs LiteLLM proxy", result)
     md += [
         f"Run {e['date']} on {e['cpus']} cores ({e['cpu_model']}), {e['mem_gib']} GiB, "
         f"kernel {e['kernel']}, load average at start {' '.join(e['loadavg_at_start'])}. "
@@ -250,18 +256,7 @@ def write_soak(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     e, s = result["env"], result["settings"]
-    md = [
-        "# Memory soak: turnout vs LiteLLM proxy",
-        "",
-        "Reproduce (after `bash bench/setup.sh`, from the repository root):",
-        "",
-        "```sh",
-        result["command"],
-        "```",
-        "",
-    ]
-    if result.get("status") != "complete":
-        md += [f"**INCOMPLETE RUN: {result.get('status')}**", ""]
+    md = _head("# Memory soak: turnout vs LiteLLM proxy", result)
     md += [
         f"Run {e['date']} on {e['cpus']} cores ({e['cpu_model']}); turnout {e['turnout']} "
         f"(git {e['turnout_git']}); LiteLLM {e['litellm']}.",
