@@ -10,6 +10,7 @@ import socket
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,13 @@ class RunningGateway:
         self._thread.join(timeout=15)
 
 
-def start_gateway(config_yaml: str, store: Path) -> RunningGateway:
+def start_gateway(
+    config_yaml: str, store: Path, wrap_backend: Callable[[str, Any], Any] | None = None
+) -> RunningGateway:
     text = textwrap.dedent(config_yaml)
     if "store:" not in text:
         text += f'\nstore: {{url: "sqlite:///{store}", flush_interval_s: 0.05}}\n'
-    gateway = Gateway(parse_config(text, "test-config"))
+    gateway = Gateway(parse_config(text, "test-config"), wrap_backend=wrap_backend)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))

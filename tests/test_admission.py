@@ -70,7 +70,7 @@ def test_gate_sheds_when_the_queue_is_full_and_frees_abandoned_places() -> None:
 def config(url: str) -> str:
     return f"""
 tenants:
-  batch: {{priority: low}}
+  batch: {{priority: low, header_claim: true}}
 deployments:
   a: {{kind: openai, base_url: "{url}", model: m, max_concurrency: 1, max_queue: 8}}
 models:
@@ -168,7 +168,7 @@ def test_the_queue_is_counted_once_when_judging_a_deadline(
     assert patient.status_code == 200, patient.text
 
 
-def test_priorities_order_the_queue_and_configured_tenants_cannot_raise_theirs(
+def test_priorities_order_the_queue_and_no_client_can_raise_its_own(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:
     gw = gateway_factory(config(upstream.base_url))
@@ -189,7 +189,8 @@ def test_priorities_order_the_queue_and_configured_tenants_cannot_raise_theirs(
     for t in threads:
         t.join()
     arrivals = [r.body["messages"][0]["content"] for r in upstream.requests]
-    assert arrivals == ["busy", "high", "normal", "batch-claims-high"]
+    # An unknown client's ceiling is `normal`: asking for `high` does not jump the queue.
+    assert arrivals == ["busy", "normal", "high", "batch-claims-high"]
     assert all(r.status_code == 200 for _, r in results)
 
 

@@ -56,7 +56,7 @@ CASES = [
         400,
         "invalid_value",
         "max_tokens",
-        "positive integer",
+        "integer from 1",
     ),
     (
         b'{"model": "assistant", "messages": [{"role": "user", "content": "x"}], "temperature": 7}',

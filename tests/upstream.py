@@ -57,6 +57,8 @@ class Step:
     model: str | None = None
     system_fingerprint: str | None = None
     hold: threading.Event | None = None  # answer only once the test sets it
+    raw: bytes | None = None  # answer exactly these bytes (JSON) with `status`
+    raw_events: list[bytes] | None = None  # stream exactly these SSE `data:` payloads
 
 
 class Headers(dict[str, str]):
@@ -340,6 +342,15 @@ class ScriptedUpstream:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response()
+        if step.raw_events is not None and body.get("stream"):
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for payload in step.raw_events:
+                await resp.write(b"data: " + payload + b"\n\n")
+            await resp.write_eof()
+            return resp
+        if step.raw is not None:
+            return web.Response(status=step.status, body=step.raw, content_type="application/json")
         if step.status != 200:
             resp = _error(step.status, f"scripted upstream error (status {step.status})")
             resp.headers.update(step.headers)

@@ -67,7 +67,7 @@ class Gateway:
     ) -> None:
         """`wrap_backend(name, backend)` may put a layer around each backend (record, replay, …)."""
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.models, config.deployments)
         store = config.store
         self.writer = RecordWriter(
             store.url, store.record_bodies, store.flush_interval_s, store.queue_size
@@ -226,7 +226,7 @@ class Gateway:
         return problems
 
     def new_run(self, model: str, operation: Operation, stream: bool, body: Any) -> Run:
-        self.metrics.in_flight.labels(model).inc()
+        self.metrics.in_flight.labels(self.metrics.model(model)).inc()
         return Run(
             id=new_request_id(),
             model=model,
@@ -251,7 +251,7 @@ class Gateway:
         self.writer.submit(run)
 
     def _finished(self, run: Run) -> None:
-        self.metrics.in_flight.labels(run.model).dec()
+        self.metrics.in_flight.labels(self.metrics.model(run.model)).dec()
         self.metrics.observe(run)
         for attempt in run.attempts:
             self.estimates.observe_attempt(attempt)

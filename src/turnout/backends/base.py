@@ -24,6 +24,15 @@ class Failure(enum.StrEnum):
     def retryable(self) -> bool:
         return self is not Failure.CLIENT_ERROR
 
+    @property
+    def unhealthy(self) -> bool:
+        """Says the deployment is unwell, not that one request was wrong or one client too busy.
+
+        Rate limits are excluded: Retry-After paces them, and they are a client's quota, not an
+        outage.
+        """
+        return self not in (Failure.CLIENT_ERROR, Failure.RATE_LIMITED)
+
 
 class UpstreamError(Exception):
     """A classified upstream failure; `status` is the upstream's HTTP status when there was one."""
@@ -83,9 +92,15 @@ class Usage:
 
     @classmethod
     def from_body(cls, usage: Any) -> Usage:
+        """Counts from an upstream's `usage`; anything but a non-negative integer counts 0."""
         if not isinstance(usage, dict):
             return cls()
-        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        return cls(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _count(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+    return int(value) if ok else 0
 
 
 @dataclass(slots=True)

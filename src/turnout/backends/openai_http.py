@@ -6,7 +6,7 @@ import asyncio
 import email.utils
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,9 @@ from turnout.backends.base import (
     UpstreamRequest,
     Usage,
 )
+from turnout.backends.protocol import check_chunk, check_completion
 from turnout.config import Timeouts
+from turnout.privacy.scrub import scrub
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETION: "/completions"}
 
@@ -60,16 +62,18 @@ def classify_status(status: int) -> Failure:
     return Failure.CLIENT_ERROR
 
 
-def _error_message(status: int, raw: bytes) -> str:
+def _error_message(status: int, raw: bytes, known: Iterable[str] = ()) -> str:
+    """The upstream's own words, scrubbed of secrets, tracebacks and addresses."""
+    text = raw[:2000].decode("utf-8", "replace").strip()
     try:
         err = orjson.loads(raw).get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return f"upstream {status}: {err['message']}"
-        if isinstance(err, str):
-            return f"upstream {status}: {err}"
+        if isinstance(err, dict) and isinstance(err.get("message"), str) and err["message"]:
+            text = err["message"]
+        elif isinstance(err, str):
+            text = err
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    text = raw[:200].decode("utf-8", "replace").strip()
+    text = scrub(text, known)
     return f"upstream {status}: {text}" if text else f"upstream {status}"
 
 
@@ -92,12 +96,14 @@ class OpenAIHTTPBackend:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {"Content-Type": "application/json"}
+        self._secrets: tuple[str, ...] = ()  # what an upstream may echo and nobody may see
 
     async def start(self) -> None:
         if self.api_key_env:
             key = os.environ.get(self.api_key_env)
             if key:
                 self._headers["Authorization"] = f"Bearer {key}"
+                self._secrets = (key,)
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
@@ -145,7 +151,7 @@ class OpenAIHTTPBackend:
         failure = classify_status(resp.status)
         raise UpstreamError(
             failure,
-            _error_message(resp.status, raw),
+            _error_message(resp.status, raw, self._secrets),
             status=resp.status,
             retry_after_s=retry_after_seconds(resp.headers),
         )
@@ -163,18 +169,18 @@ class OpenAIHTTPBackend:
         except TimeoutError:
             raise UpstreamError(Failure.TIMEOUT, "upstream timed out") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(Failure.CONNECTION_ERROR, f"upstream connection: {exc}") from None
+            raise self._connection_error(Failure.CONNECTION_ERROR, exc) from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 Failure.MALFORMED_RESPONSE, "upstream answered 200 with a body that is not JSON"
             ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(Failure.MALFORMED_RESPONSE, "upstream response has no choices")
-        if not data["choices"]:
-            raise UpstreamError(Failure.MALFORMED_RESPONSE, "upstream response has empty choices")
+        check_completion(data, request.operation)
         return Completion(data, Usage.from_body(data.get("usage")))
+
+    def _connection_error(self, failure: Failure, exc: Exception) -> UpstreamError:
+        return UpstreamError(failure, f"upstream connection: {scrub(str(exc), self._secrets)}")
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
         body = dict(request.body, model=self.model, stream=True)
@@ -211,7 +217,7 @@ class OpenAIHTTPBackend:
                 if payload == b"[DONE]":
                     resp.release()  # read to the end: the connection can be reused
                     return
-                chunk = self._parse_chunk(payload)
+                chunk = self._parse_chunk(payload, request.operation)
                 got_any = True
                 if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
                     finished = True
@@ -222,30 +228,28 @@ class OpenAIHTTPBackend:
             phase = "between chunks" if got_any else "before the first token"
             raise UpstreamError(Failure.TIMEOUT, f"upstream timed out {phase}") from None
         except aiohttp.ClientPayloadError as exc:
-            raise UpstreamError(Failure.BROKEN_STREAM, f"upstream stream broke: {exc}") from None
+            message = f"upstream stream broke: {scrub(str(exc), self._secrets)}"
+            raise UpstreamError(Failure.BROKEN_STREAM, message) from None
         except aiohttp.ClientError as exc:
             failure = Failure.BROKEN_STREAM if got_any else Failure.CONNECTION_ERROR
-            raise UpstreamError(failure, f"upstream connection: {exc}") from None
+            raise self._connection_error(failure, exc) from None
         finally:
             if resp is not None:
                 resp.close()  # no-op after release(); otherwise the connection is not reusable
         if not finished:
             raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before it finished")
 
-    @staticmethod
-    def _parse_chunk(payload: bytes) -> dict[str, Any]:
+    def _parse_chunk(self, payload: bytes, operation: Operation) -> dict[str, Any]:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 Failure.MALFORMED_RESPONSE, "upstream sent a stream event that is not JSON"
             ) from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                Failure.MALFORMED_RESPONSE, "upstream stream event is not an object"
-            )
-        if "error" in chunk:
+        if isinstance(chunk, dict) and "error" in chunk:
             err = chunk["error"]
-            msg = err.get("message") if isinstance(err, dict) else str(err)
+            msg = err.get("message") if isinstance(err, dict) else err
+            msg = scrub(str(msg), self._secrets)
             raise UpstreamError(Failure.BROKEN_STREAM, f"upstream error mid-stream: {msg}")
+        check_chunk(chunk, operation)
         return chunk

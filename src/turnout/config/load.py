@@ -89,6 +89,7 @@ def _server(r: _Reader) -> ServerConfig:
         host=r.get("host", str, d.host),
         port=port,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, minimum=1, integer=True),
+        body_read_timeout_s=r.number("body_read_timeout_s", d.body_read_timeout_s, minimum=0.1),
     )
     r.done()
     return cfg
@@ -149,6 +150,7 @@ def _tenants(r: _Reader) -> dict[str, Tenant]:
             priority=t.choice("priority", ("high", "normal", "low"), "normal"),
             weight=t.number("weight", 1.0, minimum=0.001),
             api_key_sha256=hashes,
+            header_claim=t.get("header_claim", bool, False),
         )
         t.done()
     r.done()
@@ -230,6 +232,7 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         rtt_probe_s=r.number("rtt_probe_s", dd.rtt_probe_s, minimum=0),
         metrics_url=_url(r, "metrics_url"),
         scrape_s=r.number("scrape_s", dd.scrape_s, minimum=0),
+        pass_fields=r.strings("pass_fields"),
     )
     r.done()
     return cfg

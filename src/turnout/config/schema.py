@@ -20,6 +20,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     max_body_bytes: int = 4 * 1024 * 1024
+    body_read_timeout_s: float = 30.0  # a body still arriving after this is refused with 408
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class DeploymentConfig:
     # deployments of a `routing: balanced` model. None: the base URL without `/v1`, + `/metrics`.
     metrics_url: str | None = None
     scrape_s: float = 1.0  # 0: do not scrape
+    # Request fields forwarded beyond the OpenAI fields turnout checks (e.g. vLLM's `top_k`), and
+    # `service_tier` / `store`, which change what the provider bills or keeps.
+    pass_fields: tuple[str, ...] = ()
 
     @property
     def scrape_url(self) -> str | None:
@@ -186,6 +190,7 @@ class Tenant:
     priority: str = "normal"  # high | normal | low
     weight: float = 1.0  # share of tokens under contention
     api_key_sha256: tuple[str, ...] = ()  # clients whose key hashes to one of these
+    header_claim: bool = False  # may a client without such a key select it by x-turnout-tenant?
 
 
 @dataclass(frozen=True, slots=True)

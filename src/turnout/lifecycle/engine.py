@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from turnout.lifecycle.states import State
 from turnout.lifecycle.stream import Accumulator, error_event
 
 DONE = b"data: [DONE]\n\n"
+log = logging.getLogger("turnout.lifecycle")
 
 
 @dataclass(slots=True)
@@ -62,6 +64,8 @@ class Engine:
         j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
         try:
             reply = await self._complete(j)
+        except Exception as exc:  # a bug in turnout: this request fails, nothing else does
+            reply = internal_error(run, exc, j)
         except BaseException as exc:
             _abandon(j, exc)
             raise
@@ -120,9 +124,17 @@ class Engine:
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
         """Yields a Reply (the request failed before any byte), or a StreamHead then bytes."""
         j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
+        head_sent = False
         try:
             async for item in self._stream(j, _wants_usage(body)):
+                head_sent = head_sent or isinstance(item, StreamHead)
                 yield item
+        except Exception as exc:  # a bug in turnout: this request fails, nothing else does
+            reply = internal_error(run, exc, j)
+            if head_sent:
+                yield error_event(reply.body["error"]["message"], "server_error", "internal_error")
+            else:
+                yield reply
         except BaseException as exc:
             _abandon(j, exc)
             raise
@@ -259,21 +271,48 @@ def _error_reply(j: Journey) -> Reply:
     return Reply(err.status, err.body(), {**j.reply_headers(), **err.headers})
 
 
+def _end_open_attempt(run: Run, why: str) -> None:
+    if run.attempts and run.attempts[-1].ended is None:
+        run.attempts[-1].ended = run.now()
+        run.attempts[-1].error = why
+
+
 def _abandon(j: Journey, exc: BaseException) -> None:
-    """The client went away (or turnout failed) before a terminal state."""
+    """The client went away before a terminal state."""
     j.release()
     run = j.run
     if run.outcome is not None:
         return
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        if run.attempts and run.attempts[-1].ended is None:
-            run.attempts[-1].ended = run.now()
-            run.attempts[-1].error = "cancelled"
+        _end_open_attempt(run, "cancelled")
         run.transition(State.CANCELLED, during=run.state.value)
         run.http_status = 499
     else:
-        run.error = f"internal error: {exc!r}"
-        run.http_status = 500
+        internal_error(run, exc, j)
+
+
+def internal_error(run: Run, exc: BaseException, journey: Journey | None = None) -> Reply:
+    """turnout failed: the run ends `failed` with the exception's class, the client gets a 500.
+
+    The exception's text goes to the log only: it may quote the request.
+    """
+    log.error("request %s failed inside turnout", run.id, exc_info=exc)
+    if journey is not None:
+        journey.release()
+    error = ApiError(
+        500,
+        f"turnout failed while serving this request ({type(exc).__name__}); request id {run.id}",
+        type="server_error",
+        code="internal_error",
+    )
+    if run.outcome is None:
+        _end_open_attempt(run, "internal_error")
+        run.error = f"internal error: {type(exc).__name__}"
+        run.transition(State.FAILED, during=run.state.value, exception=type(exc).__name__)
+    run.http_status = 500
+    return Reply(
+        500, error.body(), {"x-turnout-outcome": run.state.value, "x-should-retry": "false"}
+    )
 
 
 __all__ = ["DONE", "Engine", "Reply", "StreamHead", "Usage"]

@@ -16,6 +16,7 @@ from typing import Any
 from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
 from turnout.config import DeploymentConfig, ModelConfig, Tenant
 from turnout.errors import ApiError
+from turnout.lifecycle.forwarding import forwardable
 from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
 from turnout.lifecycle.reask import reask_messages
 from turnout.lifecycle.redaction import Redaction
@@ -86,6 +87,8 @@ class Journey:
         self.gated: str | None = None  # the deployment whose admission gate this attempt holds
         self.ticket = Ticket("anonymous", 1, 1.0, None)
         self.failed: set[str] = set()
+        self.counted: set[str] = set()  # deployments whose breaker this request has charged
+        self.probe: str | None = None  # the deployment this request probes (half-open)
         self.error: ApiError | None = None
         self.ask: Ask | None = None  # the request as the balancer sees it (routing: balanced)
 
@@ -129,6 +132,10 @@ class Journey:
             attrs["sensitive"] = req.sensitive
         if req.sticky_local:
             attrs["sticky_local"] = True
+        if self.ticket.tenant != "anonymous":
+            attrs["tenant"] = self.ticket.tenant
+        if self.ticket.claim_ignored is not None:
+            attrs["tenant_claim_ignored"] = self.ticket.claim_ignored
         if decision.refusal == "cooling":
             self._all_cooling(self.model.deployments)
             return None
@@ -188,6 +195,9 @@ class Journey:
         self.run.attempts.append(Attempt(number, deployment, started=self.run.now()))
         self.fleet.router.estimates[deployment].in_flight += 1
         self.holding = deployment
+        if self.fleet.breakers[deployment].attempt_started():
+            self.probe = deployment
+            self.run.events[-1].attrs["breaker_probe"] = True
         balancer = self.fleet.router.balancer
         if self.ask is not None and balancer is not None:
             balancer.start(deployment, self._flight_key, self.ask, streamed=self.run.stream)
@@ -296,8 +306,12 @@ class Journey:
         return self._redaction
 
     def upstream_body(self, deployment: str) -> dict[str, Any]:
+        """What this attempt sends; fields held back are named on its `attempting` event."""
+        body, held = forwardable(self.body, self.fleet.deployments[deployment])
+        if held and self.run.state is State.ATTEMPTING:
+            self.run.events[-1].attrs["fields_not_forwarded"] = [k[:64] for k in held[:32]]
         redaction = self.redaction_for(deployment)
-        return self.body if redaction is None else redaction.body(self.body)
+        return body if redaction is None else redaction.body(body)
 
     def release(self, output_tokens: int | None = None, ok: bool = False) -> None:
         """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
@@ -308,8 +322,12 @@ class Journey:
                 balancer.finish(self._flight_key, output_tokens=output_tokens, ok=ok)
             self.holding = None
         self._leave_gate()
+        if self.probe is not None:  # ended without a verdict (the client left)
+            self.fleet.breakers[self.probe].probe_ended()
+            self.probe = None
 
     def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
+        self.probe = None
         self.release(usage.completion_tokens, ok=True)
         a = self.attempt
         a.ended = self.run.now()
@@ -329,6 +347,7 @@ class Journey:
             a.cost_usd = dep.hourly_usd / 3600 * held_s / (dep.max_concurrency or 1)
 
     def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
+        probed, self.probe = self.probe, None
         self.release()
         a = self.attempt
         a.ended = self.run.now()
@@ -336,10 +355,13 @@ class Journey:
         a.status = err.status
         if usage is not None:
             self._account(a, usage)
-        if err.failure is not Failure.CLIENT_ERROR:
-            opened = self.fleet.breakers[a.deployment].record_failure()
-            if opened:
+        breaker = self.fleet.breakers[a.deployment]
+        if err.failure.unhealthy and (probed is not None or a.deployment not in self.counted):
+            self.counted.add(a.deployment)
+            if breaker.record_failure(probe=probed is not None):
                 self.run.events[-1].attrs.setdefault("breaker_opened", a.deployment)
+        elif probed is not None:
+            breaker.record_success()  # it answered: the request, not the deployment, was wrong
 
     async def after_failure(self, err: UpstreamError) -> str | None:
         """Decide what follows a failed attempt: fallback, backoff, or the end."""
@@ -499,6 +521,7 @@ class Journey:
         self.attempt.error = invalid.kind
         can_reask = (
             self.reask_allowed
+            and invalid.kind != "check_timeout"  # the schema, not the answer, is at fault
             and self.policy.on_invalid_output == "retry"
             and self.reasks < self.policy.max_reasks
             and len(self.run.attempts) < self.policy.max_attempts

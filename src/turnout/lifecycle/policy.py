@@ -22,29 +22,56 @@ def backoff_delay(
 
 @dataclass(slots=True)
 class Breaker:
-    """Consecutive-failure circuit breaker; after its rest, traffic probes again (half-open)."""
+    """Consecutive-failure circuit breaker with a half-open probe.
+
+    After `cooldown.failures` failures the deployment rests `cooldown.seconds`; then exactly one
+    request probes it (half-open) while the others keep away: a success closes the breaker, a
+    failure rests it again. Only failures that say the deployment is unhealthy are counted, and
+    the journey counts at most one per request, so no single request can open it for everyone.
+    """
 
     cooldown: Cooldown
     failures: int = 0
     open_until: float = 0.0
+    probing: bool = False  # a half-open probe is in flight
+
+    def _now(self, now: float | None) -> float:
+        return time.monotonic() if now is None else now
 
     def available(self, now: float | None = None) -> bool:
-        return (time.monotonic() if now is None else now) >= self.open_until
+        return self._now(now) >= self.open_until and not self.probing
+
+    def half_open(self, now: float | None = None) -> bool:
+        return self.open_until > 0 and self._now(now) >= self.open_until
 
     def remaining_s(self, now: float | None = None) -> float:
-        return max(0.0, self.open_until - (time.monotonic() if now is None else now))
+        return max(0.0, self.open_until - self._now(now))
 
-    def record_failure(self, now: float | None = None) -> bool:
-        """Count a failure; True when this one opened the breaker."""
+    def attempt_started(self, now: float | None = None) -> bool:
+        """An attempt goes to the deployment; True when it is the half-open probe."""
+        if self.half_open(now) and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def probe_ended(self) -> None:
+        """The probe ended without a verdict on health (the client left): let another probe."""
+        self.probing = False
+
+    def record_failure(self, now: float | None = None, *, probe: bool = False) -> bool:
+        """Count a failure; True when this one opened the breaker (or re-opened it)."""
         self.failures += 1
-        if self.failures >= self.cooldown.failures:
-            self.open_until = (time.monotonic() if now is None else now) + self.cooldown.seconds
+        if probe:
+            self.probing = False
+        if probe or self.failures >= self.cooldown.failures:
+            self.open_until = self._now(now) + self.cooldown.seconds
             return True
         return False
 
     def record_success(self) -> None:
         self.failures = 0
         self.open_until = 0.0
+        self.probing = False
 
 
 def budget_left(budget: Budget, run: Run) -> str | None:

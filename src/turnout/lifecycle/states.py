@@ -24,6 +24,7 @@ class State(enum.StrEnum):
     BLOCKED = "blocked"
     SHED = "shed"
     CANCELLED = "cancelled"
+    FAILED = "failed"  # turnout itself failed (a bug): the exception class is in the record
 
     @property
     def terminal(self) -> bool:
@@ -41,12 +42,13 @@ TERMINAL = frozenset(
         State.BLOCKED,
         State.SHED,
         State.CANCELLED,
+        State.FAILED,
     }
 )
 
 S = State
-# Every request may be cancelled (client gone) from any live state.
-_ANY_LIVE = {S.CANCELLED}
+# Every request may be cancelled (client gone), or fail inside turnout, from any live state.
+_ANY_LIVE = {S.CANCELLED, S.FAILED}
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.RECEIVED: frozenset({S.ROUTED, S.REJECTED, S.BLOCKED, S.SHED, S.FAILED_UPSTREAM}),

@@ -10,12 +10,18 @@ from typing import Any
 import jsonschema
 import orjson
 
+from turnout.lifecycle import patterns
+
+# How long the `pattern`s of a client's schema may take over one answer. They run on the event
+# loop, on a regex engine that stops at a deadline, so a pathological pattern costs at most this.
+PATTERN_BUDGET_S = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """Why an answer is not acceptable; `message` is fed back to the model on a re-ask."""
 
-    kind: str  # empty | invalid_json | schema_violation | bad_tool_call
+    kind: str  # empty | invalid_json | schema_violation | bad_tool_call | check_timeout
     message: str
 
 
@@ -31,19 +37,50 @@ def schema_error(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return "must be a JSON object"
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        with patterns.budget(PATTERN_BUDGET_S):
+            jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         return exc.message
+    except (RecursionError, TimeoutError):
+        return "it is nested too deeply or its patterns take too long to check"
     return None
 
 
+class CheckTimeout(Exception):
+    """A client's schema took longer to check than an answer may (a pathological pattern)."""
+
+
 def _violation(schema: dict[str, Any], value: Any) -> str | None:
+    """None if `value` matches `schema`; raises CheckTimeout when its patterns run too long."""
     validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    with patterns.budget(PATTERN_BUDGET_S):
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except TimeoutError:
+            raise CheckTimeout from None
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
     return f"at {where}: {error.message}"
+
+
+def _checked(what: str, schema: dict[str, Any], value: Any) -> Invalid | None:
+    try:
+        problem = _violation(schema, value)
+    except CheckTimeout:
+        return Invalid(
+            "check_timeout",
+            f"{what} could not be checked within {PATTERN_BUDGET_S * 1000:.0f} ms"
+            " (a `pattern` in the schema backtracks too much)",
+        )
+    except RecursionError:
+        return Invalid("check_timeout", f"{what} is nested too deeply to check")
+    if problem:
+        return Invalid(
+            "bad_tool_call" if what.startswith("arguments") else "schema_violation",
+            f"{what} {problem}",
+        )
+    return None
 
 
 def response_schema(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None] | None:
@@ -83,9 +120,7 @@ def validate_message(body: dict[str, Any], message: dict[str, Any]) -> Invalid |
     if mode == "json_object" and not isinstance(value, dict):
         return Invalid("invalid_json", "the response must be a JSON object")
     if schema:
-        problem = _violation(schema, value)
-        if problem:
-            return Invalid("schema_violation", f"the JSON does not match the schema {problem}")
+        return _checked("the JSON does not match the schema", schema, value)
     return None
 
 
@@ -113,11 +148,9 @@ def _check_tool_calls(body: dict[str, Any], calls: list[Any]) -> Invalid | None:
         except orjson.JSONDecodeError as exc:
             return Invalid("bad_tool_call", f"arguments of {name!r} are not valid JSON: {exc}")
         if tools.get(name):
-            problem = _violation(tools[name], args)
-            if problem:
-                return Invalid(
-                    "bad_tool_call", f"arguments of {name!r} violate its schema {problem}"
-                )
+            invalid = _checked(f"arguments of {name!r} violate its schema", tools[name], args)
+            if invalid is not None:
+                return invalid
     return None
 
 

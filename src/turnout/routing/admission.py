@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from turnout.errors import ApiError
+
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+MAX_DEADLINE_MS = 86_400_000  # a day
 
 
 class Shed(Exception):
@@ -96,9 +100,11 @@ class Gate:
                 return
             waiter.future.cancel()
             raise Shed("its deadline passed while it waited", 1.0) from None
-        except asyncio.CancelledError:
+        except BaseException:
+            # Whatever ended the wait (the client left, a bug), the waiter must not stay queued:
+            # a dead waiter that is later given the slot would hold it forever.
             if waiter.future.done() and not waiter.future.cancelled():
-                Gate.leave(self)  # let in, but the client left before using the slot
+                Gate.leave(self)  # let in, but the request left before using the slot
             else:
                 waiter.future.cancel()
             raise
@@ -122,32 +128,54 @@ class Ticket:
     priority: int
     weight: float
     deadline_s: float | None  # seconds after the request arrived
+    claim_ignored: str | None = None  # a tenant named by header that the client did not prove
+
+
+def client_key(headers: dict[str, str] | Any) -> str | None:
+    """The client's API key, as OpenAI SDKs (`Authorization: Bearer`) or Anthropic's send it."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return str(auth[7:].strip())
+    key = headers.get("x-api-key")
+    return str(key) if key else None
 
 
 def identify(
     headers: dict[str, str] | Any, tenants: Any, model_deadline_ms: float | None, metadata: Any
 ) -> Ticket:
-    """Tenant, priority and deadline from headers, the API key and config.
+    """Tenant, priority and deadline from the API key, headers and config.
 
-    A configured tenant's priority is a ceiling: a client may lower its own priority by header,
-    never raise it.
+    A tenant is proven, not claimed: a configured tenant is selected by its key, or by
+    `x-turnout-tenant` only where it says `header_claim: true`. A configured tenant's priority is
+    a ceiling a client may lower by header, never raise; anyone else's ceiling is `normal`.
     """
     import hashlib
 
-    named = headers.get(TENANT_HEADER)
-    tenant = tenants.get(named) if named else None
-    if tenant is None and not named:
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and len(auth) > 7:
-            digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
-            tenant = next((t for t in tenants.values() if digest in t.api_key_sha256), None)
-            named = tenant.name if tenant else f"key:{digest[:12]}"
-    name = tenant.name if tenant else (named or "anonymous")
+    tenant = None
+    key = client_key(headers)
+    digest = hashlib.sha256(key.encode()).hexdigest() if key else None
+    if digest is not None:
+        tenant = next((t for t in tenants.values() if digest in t.api_key_sha256), None)
+    claimed = headers.get(TENANT_HEADER)
+    ignored = None
+    if tenant is None and claimed:
+        named = tenants.get(claimed)
+        if named is not None and named.header_claim:
+            tenant = named
+        else:
+            ignored = str(claimed)[:64]
+    fallback = f"key:{digest[:12]}" if digest else "anonymous"
+    name = tenant.name if tenant is not None else fallback
     asked = headers.get(PRIORITY_HEADER)
     if asked is not None and asked not in PRIORITIES:
-        raise ValueError(f"{PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}; got {asked!r}")
-    ceiling = PRIORITIES[tenant.priority] if tenant else 0
-    priority = max(ceiling, PRIORITIES[asked]) if asked else (ceiling if tenant else 1)
+        raise ApiError(
+            400,
+            f"{PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}; got {str(asked)[:40]!r}",
+            code="invalid_value",
+            param=PRIORITY_HEADER,
+        )
+    ceiling = PRIORITIES[tenant.priority] if tenant else PRIORITIES["normal"]
+    priority = max(ceiling, PRIORITIES[asked]) if asked else ceiling
     meta = metadata if isinstance(metadata, dict) else {}
     raw = headers.get(DEADLINE_HEADER) or meta.get("deadline_ms")
     deadline = model_deadline_ms / 1000 if model_deadline_ms else None
@@ -155,11 +183,17 @@ def identify(
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            value = -1.0
-        if value <= 0:
-            raise ValueError(f"{DEADLINE_HEADER} must be a positive number of ms; got {raw!r}")
+            value = math.nan
+        if not 0 < value <= MAX_DEADLINE_MS:  # NaN and infinity fail this too
+            raise ApiError(
+                400,
+                f"{DEADLINE_HEADER} must be a number of milliseconds from 1 to"
+                f" {MAX_DEADLINE_MS}; got {str(raw)[:40]!r}",
+                code="invalid_value",
+                param=DEADLINE_HEADER,
+            )
         deadline = value / 1000
-    return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline)
+    return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline, ignored)
 
 
 TENANT_HEADER = "x-turnout-tenant"

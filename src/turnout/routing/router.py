@@ -64,12 +64,12 @@ def latency_budget_s(
             value = float(raw)
         except (TypeError, ValueError):
             value = -1.0
-        if value <= 0:
+        if not 0 < value <= 86_400_000:  # NaN and infinity fail this too
             from turnout.errors import ApiError
 
             raise ApiError(
                 400,
-                f"latency budget must be a positive number of ms, got {raw!r}",
+                f"latency budget must be a number of ms from 1 to 86400000, got {str(raw)[:40]!r}",
                 code="invalid_value",
                 param=LATENCY_BUDGET_HEADER,
             )
@@ -85,7 +85,11 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+            chars += sum(
+                len(p["text"])
+                for p in content
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         chars += len(prompt)

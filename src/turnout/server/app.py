@@ -16,7 +16,8 @@ import orjson
 from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
-from turnout.lifecycle.engine import Reply, StreamHead
+from turnout.lifecycle.engine import Reply, StreamHead, internal_error
+from turnout.server.fields import quote
 from turnout.server.wire import check_request, parse_body
 
 Scope = MutableMapping[str, Any]
@@ -80,9 +81,34 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._guarded(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The last resort: no exception leaves as a plain-text 500 or an unfinished record."""
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._http(scope, receive, tracking)
+        except Exception as exc:
+            log.error(
+                "%s %s failed inside turnout", scope.get("method"), scope.get("path"), exc_info=exc
+            )
+            if started:
+                raise  # mid-response: all that is left is to drop the connection
+            error = ApiError(
+                500,
+                f"turnout failed while serving this request ({type(exc).__name__})",
+                type="server_error",
+                code="internal_error",
+            )
+            await self._error(send, error, {"x-should-retry": "false"})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -153,8 +179,10 @@ class App:
         limit = gw.config.server.max_body_bytes
         body: dict[str, Any] | None = None
         error: ApiError | None = None
+        bug: Exception | None = None
         try:
-            raw = await _read_body(receive, limit)
+            async with asyncio.timeout(gw.config.server.body_read_timeout_s):
+                raw = await _read_body(receive, limit)
             body = parse_body(raw)
             check_request(body, operation)
             model = gw.models.get(body["model"])
@@ -162,14 +190,21 @@ class App:
                 known = ", ".join(sorted(gw.models))
                 raise ApiError(
                     404,
-                    f"model {body['model']!r} does not exist here (served: {known})",
+                    f"model {quote(body['model'])} does not exist here (served: {known})",
                     code="model_not_found",
                     param="model",
                 )
         except _TooLarge:
             error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+        except TimeoutError:
+            wait = gw.config.server.body_read_timeout_s
+            error = ApiError(
+                408, f"the request body did not arrive within {wait:g} s", code="body_timeout"
+            )
         except ApiError as exc:
             error = exc
+        except Exception as exc:  # a bug in the checks: recorded like any failure below
+            bug = exc
         model_name = body.get("model") if body is not None else None
         stream = bool(body.get("stream")) if body is not None else False
         run = gw.new_run(
@@ -180,6 +215,10 @@ class App:
             if key in headers:
                 run.client[key] = headers[key]
         rid = {"x-turnout-request-id": run.id}
+        if bug is not None:
+            reply = internal_error(run, bug)
+            gw.engine.finish(run)
+            return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
         if error is not None:
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from turnout.lifecycle.run import Run
@@ -11,8 +13,16 @@ _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
+UNKNOWN = "unknown"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    """Labels take only configured names: a client's made-up model name is `unknown`, so no
+    client can grow the label set (and every scrape) without bound."""
+
+    def __init__(self, models: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
+        self.models = frozenset(models)
+        self.deployments = frozenset(deployments)
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
@@ -90,21 +100,29 @@ class Metrics:
             registry=r,
         )
 
+    def model(self, name: str) -> str:
+        return name if name in self.models else UNKNOWN
+
+    def deployment(self, name: str) -> str:
+        return name if name in self.deployments else UNKNOWN
+
     def observe(self, run: Run) -> None:
         outcome = run.outcome.value if run.outcome else "unfinished"
-        self.requests.labels(run.model, outcome).inc()
+        model = self.model(run.model)
+        self.requests.labels(model, outcome).inc()
         if run.latency_s is not None:
-            self.latency.labels(run.model, outcome).observe(run.latency_s)
+            self.latency.labels(model, outcome).observe(run.latency_s)
         for a in run.attempts:
-            self.attempts.labels(run.model, a.deployment, a.error or "ok").inc()
+            dep = self.deployment(a.deployment)
+            self.attempts.labels(model, dep, a.error or "ok").inc()
             if a.prompt_tokens:
-                self.tokens.labels(run.model, a.deployment, "prompt").inc(a.prompt_tokens)
+                self.tokens.labels(model, dep, "prompt").inc(a.prompt_tokens)
             if a.completion_tokens:
-                self.tokens.labels(run.model, a.deployment, "completion").inc(a.completion_tokens)
+                self.tokens.labels(model, dep, "completion").inc(a.completion_tokens)
             if a.cost_usd:
-                self.cost.labels(run.model, a.deployment).inc(a.cost_usd)
+                self.cost.labels(model, dep).inc(a.cost_usd)
             if a.ttft_s is not None:
-                self.ttft.labels(run.model, a.deployment).observe(a.ttft_s)
+                self.ttft.labels(model, dep).observe(a.ttft_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
