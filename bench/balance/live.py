@@ -116,7 +116,7 @@ def gateway_config(urls: list[str], strategy: str) -> str:
     # The longest answers run for minutes at 90% load: no timeout may cut them short.
     timeouts = "timeouts: {first_token_s: 600, idle_s: 600, total_s: 3600}"
     deps = "".join(
-        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, {timeouts}}}\n'
+        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, pass_fields: [emulate], {timeouts}}}\n'
         for k, u in enumerate(urls)
     )
     names = ", ".join(f"gpu-{k + 1}" for k in range(len(urls)))

@@ -33,7 +33,7 @@ def fleet() -> Iterator[list[Emulator]]:
 def config(emus: list[Emulator], balance: str, *, scrape_s: float = 0.1, extra: str = "") -> str:
     deps = "".join(
         f"  gpu-{k}: {{kind: openai, base_url: '{e.url}/v1', model: emu, "
-        f"scrape_s: {scrape_s}, rtt_probe_s: 0{extra}}}\n"
+        f"scrape_s: {scrape_s}, rtt_probe_s: 0, pass_fields: [emulate]{extra}}}\n"
         for k, e in enumerate(emus)
     )
     names = ", ".join(f"gpu-{k}" for k in range(len(emus)))

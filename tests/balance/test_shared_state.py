@@ -173,7 +173,7 @@ def test_replicas_balance_on_each_others_in_flight_work(
     emus = pair
     deps = "".join(
         f"  gpu-{k}: {{kind: openai, base_url: '{e.url}/v1', model: emu, scrape_s: 0,"
-        " rtt_probe_s: 0}\n"
+        " rtt_probe_s: 0, pass_fields: [emulate]}\n"
         for k, e in enumerate(emus)
     )
     config = (
