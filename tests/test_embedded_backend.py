@@ -20,7 +20,8 @@ from turnout.backends.gguf import resolve_model
 NO_EOS = {"0": -100, "2": -100}
 PERSON = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    # maxLength: the grammar must also end the string (greedy SmolLM2 would ramble past 60 tokens)
+    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
     "required": ["name", "age"],
     "additionalProperties": False,
 }

@@ -84,7 +84,7 @@ def test_metrics_count_outcomes_attempts_tokens_and_cost(
     gw.http.post("/v1/chat/completions", content=b"{")
     text = gw.http.get("/metrics").text
     assert 'turnout_requests_total{model="assistant",outcome="completed"} 1.0' in text
-    assert 'turnout_requests_total{model="",outcome="rejected"} 1.0' in text
+    assert 'turnout_requests_total{model="unknown",outcome="rejected"} 1.0' in text
     assert (
         'turnout_attempts_total{deployment="a",model="assistant",result="server_error"} 1.0' in text
     )

@@ -57,6 +57,10 @@ class _Slot(Llama):
         self.prompt_tokens, self.completion_tokens = len(tokens), 0
         if self.stop_event.is_set():
             return
+        # Evaluate every prompt from scratch: reusing a cached prefix evaluates it in other
+        # batches, and the rounding that changes flips greedy answers. The same request gives
+        # the same answer whatever ran before it, at the cost of re-reading shared prefixes.
+        self.reset()
         inner = super().generate(tokens, *args, **kwargs)
         try:
             for token in inner:
