@@ -114,9 +114,9 @@ def start_emulators(
 
 def gateway_config(urls: list[str], strategy: str) -> str:
     # The longest answers run for minutes at 90% load: no timeout may cut them short.
-    timeouts = "timeouts: {first_token_s: 600, idle_s: 600, total_s: 3600}"
+    timeouts = "timeouts: {first_token_s: 600, idle_s: 600, total_s: 3600}, pass_fields: [emulate]"
     deps = "".join(
-        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, pass_fields: [emulate], {timeouts}}}\n'
+        f'  gpu-{k + 1}: {{kind: openai, base_url: "{u}", model: emulated, {timeouts}}}\n'
         for k, u in enumerate(urls)
     )
     names = ", ".join(f"gpu-{k + 1}" for k in range(len(urls)))
