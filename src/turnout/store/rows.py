@@ -35,7 +35,7 @@ def row_of(run: Run, record_bodies: str) -> tuple[Any, ...]:
     """The row for `run`; never raises (a run no path foresaw is stored bare)."""
     try:
         return _row(run, record_bodies)
-    except Exception as exc:  # noqa: BLE001 — one run's oddity must not cost the batch
+    except Exception as exc:  # one run's oddity must not cost the batch
         return bare_row(run, record_bodies, exc)
 
 

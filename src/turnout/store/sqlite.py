@@ -90,9 +90,15 @@ class Recovery:
 def open_for_writing(path: Path) -> sqlite3.Connection:
     """A writer's connection, or a StoreError saying which path failed and why."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The OS says why (read-only file system, permission denied); SQLite only "unable to open".
+        with path.open("ab"):
+            pass
         conn = connect(path)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"record store {path}: cannot be opened for writing: {_why(exc)}") from None
+        raise StoreError(
+            f"record store {path}: cannot be opened for writing: {_why(exc)}"
+        ) from None
     try:
         # Opening reads; taking the write lock proves a read-only file or directory early.
         conn.execute("BEGIN IMMEDIATE")

@@ -81,9 +81,12 @@ class RecordWriter:
     @classmethod
     def for_store(cls, store: StoreConfig) -> RecordWriter:
         return cls(
-            store.url, store.record_bodies, store.flush_interval_s, store.queue_size,
+            store.url,
+            store.record_bodies,
+            store.flush_interval_s,
+            store.queue_size,
             store.retention,
-        )  # fmt: skip
+        )
 
     def check(self) -> None:
         """Raise StoreError, naming the path, unless the store can be opened and written."""
@@ -132,6 +135,8 @@ class RecordWriter:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             self._flush()
+            if self.failing is not None:
+                self._probe()
             if time.monotonic() >= self._next_prune:
                 more = self.enforce_retention()
                 # A long backlog is pruned a slice per flush, so flushes keep their pace.
@@ -157,12 +162,31 @@ class RecordWriter:
             self._store_failed(exc, len(batch))
             return
         self.written += len(rows)
+        self._recovered()
+
+    def _recovered(self) -> None:
         if self.failing is not None:
             f, self.failing = self.failing, None
             log.warning(
                 "store %s: writing again after %.0f s; %d records were dropped meanwhile",
-                self.path, time.time() - f.since, f.dropped,
-            )  # fmt: skip
+                self.path,
+                time.time() - f.since,
+                f.dropped,
+            )
+
+    def _probe(self) -> None:
+        """A failing store with nothing queued is tried with a one-page write, so an idle
+        gateway turns ready again once space is back (not ready, it may get no traffic)."""
+        with self._flushing:
+            if self._conn is None or self.failing is None or self._queue:
+                return
+            try:
+                version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+                self._conn.execute(f"PRAGMA user_version={version}")
+            except (sqlite3.Error, OSError) as exc:
+                self._store_failed(exc, 0)
+                return
+            self._recovered()
 
     def _insert(
         self, conn: sqlite3.Connection, batch: list[Run], rows: list[tuple[Any, ...]]
@@ -196,8 +220,10 @@ class RecordWriter:
             log.error(
                 "store %s: records cannot be written (%s); %d dropped so far. Serving goes on; "
                 "this is logged once a minute while it lasts",
-                self.path, reason, self.failing.dropped,
-            )  # fmt: skip
+                self.path,
+                reason,
+                self.failing.dropped,
+            )
 
     def enforce_retention(self) -> bool:
         """Delete a slice of what `store.retention` no longer keeps; True if more is left."""
@@ -214,9 +240,13 @@ class RecordWriter:
             log.info(
                 "store %s: retention removed %d records (%d by age, %d by size); "
                 "%.1f MiB in use, was %.1f MiB",
-                self.path, pruned.records, pruned.by_age, pruned.by_size,
-                pruned.bytes_after / 2**20, pruned.bytes_before / 2**20,
-            )  # fmt: skip
+                self.path,
+                pruned.records,
+                pruned.by_age,
+                pruned.by_size,
+                pruned.bytes_after / 2**20,
+                pruned.bytes_before / 2**20,
+            )
         return pruned.more
 
     def flush(self) -> None:
@@ -234,11 +264,15 @@ class RecordWriter:
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
-            log.warning("store %s: the write-ahead log stays for the next start (%s)", self.path, exc)
+            log.warning(
+                "store %s: the write-ahead log stays for the next start (%s)", self.path, exc
+            )
         self._conn.close()
         self._conn = None
         if self.failing is not None:
             log.error(
                 "store %s: closed while it could not write (%s); %d records were dropped",
-                self.path, self.failing.reason, self.failing.dropped,
-            )  # fmt: skip
+                self.path,
+                self.failing.reason,
+                self.failing.dropped,
+            )
