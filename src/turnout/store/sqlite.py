@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,20 +88,35 @@ class Recovery:
         )
 
 
-def open_for_writing(path: Path) -> sqlite3.Connection:
-    """A writer's connection, or a StoreError saying which path failed and why."""
+def check_writable(path: Path) -> None:
+    """StoreError unless the store's file and its directory (the WAL's) can be written.
+
+    Without opening the database: an open and close would replay and remove a WAL left by a
+    killed gateway before the writer could report what it recovered.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The OS says why (read-only file system, permission denied); SQLite only "unable to open".
         with path.open("ab"):
             pass
-        conn = connect(path)
-    except (OSError, sqlite3.Error) as exc:
+        probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        # The OS says why (read-only file system, permission denied); SQLite only "unable to open".
         raise StoreError(
             f"record store {path}: cannot be opened for writing: {_why(exc)}"
         ) from None
+
+
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """A writer's connection, or a StoreError saying which path failed and why."""
+    check_writable(path)
     try:
-        # Opening reads; taking the write lock proves a read-only file or directory early.
+        conn = connect(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"record store {path}: cannot be opened: {_why(exc)}") from None
+    try:
+        # Taking the write lock proves early what opening, which only reads, does not.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
     except sqlite3.Error as exc:

@@ -22,7 +22,13 @@ from turnout.config.schema import Retention, StoreConfig
 from turnout.lifecycle.run import Run
 from turnout.store.retention import prune
 from turnout.store.rows import bare_row, row_of
-from turnout.store.sqlite import INSERT, Recovery, open_for_writing, sqlite_path
+from turnout.store.sqlite import (
+    INSERT,
+    Recovery,
+    check_writable,
+    open_for_writing,
+    sqlite_path,
+)
 
 log = logging.getLogger("turnout.store")
 
@@ -89,8 +95,8 @@ class RecordWriter:
         )
 
     def check(self) -> None:
-        """Raise StoreError, naming the path, unless the store can be opened and written."""
-        open_for_writing(self.path).close()
+        """Raise StoreError, naming the path, unless the store's file can be written."""
+        check_writable(self.path)
 
     def open(self) -> Recovery:
         wal = self.path.with_name(self.path.name + "-wal")
