@@ -163,11 +163,16 @@ class RecordWriter:
             return
         rows = [row_of(run, self.record_bodies) for run in batch]
         try:
-            self._insert(self._conn, batch, rows)
+            lost = self._insert(self._conn, batch, rows)
         except (sqlite3.Error, OSError) as exc:
             self._store_failed(exc, len(batch))
             return
-        self.written += len(rows)
+        except Exception as exc:  # a bug here must not end the writer thread
+            log.exception("store %s: a batch of %d records was lost", self.path, len(batch))
+            self._store_failed(exc, len(batch))
+            return
+        self.written += len(rows) - lost
+        self.dropped += lost
         self._recovered()
 
     def _recovered(self) -> None:
@@ -196,22 +201,29 @@ class RecordWriter:
 
     def _insert(
         self, conn: sqlite3.Connection, batch: list[Run], rows: list[tuple[Any, ...]]
-    ) -> None:
+    ) -> int:
+        """Write the batch; returns how many of its records could not be written at all."""
         try:
             with conn:
                 conn.execute("BEGIN")
                 conn.executemany(INSERT, rows)
-            return
+            return 0
         except _ROW_ERRORS:
             pass  # one row the database refused: find it below, keep the others
+        lost = 0
         with conn:
             conn.execute("BEGIN")
             for run, row in zip(batch, rows, strict=True):
                 try:
                     conn.execute(INSERT, row)
                 except _ROW_ERRORS as exc:
-                    self.salvaged += 1
-                    conn.execute(INSERT, bare_row(run, self.record_bodies, exc))
+                    try:
+                        conn.execute(INSERT, bare_row(run, self.record_bodies, exc))
+                        self.salvaged += 1
+                    except _ROW_ERRORS as again:
+                        lost += 1
+                        log.warning("store %s: record %r lost (%s)", self.path, run.id, again)
+        return lost
 
     def _store_failed(self, exc: BaseException, lost: int) -> None:
         self.dropped += lost
