@@ -31,6 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from turnout.gateway import Gateway
     from turnout.server.app import App
+    from turnout.store.sqlite import StoreError
+    from turnout.store.writer import RecordWriter
 
     config = _load(args.config)
     host = args.host or config.server.host
@@ -45,6 +47,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from turnout.testing.serve import cassette_wrapper
 
         wrap = cassette_wrapper(args.record, args.cassette_mode)
+    try:
+        # Before anything loads: an unwritable store is a plain message, not a traceback.
+        RecordWriter.for_store(config.store).check()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     uvicorn.run(
         App(Gateway(config, wrap_backend=wrap)),
         host=host,

@@ -28,7 +28,7 @@ from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
 from turnout.routing.shared import SharedGate, SharedState
 from turnout.store.query import recent_attempts
-from turnout.store.sqlite import RecordWriter
+from turnout.store.writer import RecordWriter
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
 
@@ -68,10 +68,7 @@ class Gateway:
         """`wrap_backend(name, backend)` may put a layer around each backend (record, replay, …)."""
         self.config = config
         self.metrics = Metrics(config.models, config.deployments)
-        store = config.store
-        self.writer = RecordWriter(
-            store.url, store.record_bodies, store.flush_interval_s, store.queue_size
-        )
+        self.writer = RecordWriter.for_store(config.store)
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
         self.backends: dict[str, Backend] = {
@@ -190,7 +187,11 @@ class Gateway:
         try:
             used = self.estimates.seed(recent_attempts(self.config.store.url))
         except (sqlite3.Error, ValueError) as exc:
-            log.warning("estimates start from priors: the record could not be read (%s)", exc)
+            log.warning(
+                "estimates start from priors: the record %s could not be read (%s)",
+                self.writer.path,
+                exc,
+            )
             return
         if used:
             log.info("estimates warmed from %d recorded attempts", used)
@@ -221,8 +222,9 @@ class Gateway:
         problems = [
             f"deployment {n} is not ready" for n, b in self.backends.items() if not b.ready()
         ]
-        if not self.writer.alive():
-            problems.append("the record writer is not running")
+        store = self.writer.problem()
+        if store is not None:
+            problems.append(store)
         return problems
 
     def new_run(self, model: str, operation: Operation, stream: bool, body: Any) -> Run:

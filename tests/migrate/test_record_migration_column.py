@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from turnout.store.query import list_requests
@@ -14,10 +15,12 @@ OLD_SCHEMA = SCHEMA.replace(",\n    migration TEXT\n", "\n")
 def _old_store(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(OLD_SCHEMA)
+    # Recent: a record older than store.retention.max_age_days would be pruned on open.
     conn.execute(
         "INSERT INTO requests (id, started, model, operation, stream, outcome, deployments, "
         "attempts, prompt_tokens, completion_tokens, cost_usd, events, attempt_log) "
-        "VALUES ('r1', 1.0, 'm', 'chat', 0, 'completed', '[]', 1, 1, 1, 0.0, '[]', '[]')"
+        "VALUES ('r1', ?, 'm', 'chat', 0, 'completed', '[]', 1, 1, 1, 0.0, '[]', '[]')",
+        (time.time(),),
     )
     conn.commit()
     conn.close()

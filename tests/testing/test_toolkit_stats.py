@@ -23,10 +23,8 @@ from turnout.testing.stats import (
     wilson_interval,
 )
 
-# The shared fixtures sit beside the repository (../shared), in CI as here.
-FIXTURE = (
-    Path(__file__).resolve().parents[3] / "shared/fixtures/taubench_gpt4o_airline_rewards.json"
-)
+# Public data, shipped with the tests; data/README.md names its source.
+FIXTURE = Path(__file__).parent / "data" / "taubench_gpt4o_airline_rewards.json"
 
 
 def test_pass_hat_k_reproduces_tau_bench_published_values() -> None:

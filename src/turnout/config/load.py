@@ -29,6 +29,7 @@ from turnout.config.schema import (
     ModelConfig,
     Price,
     PrivacyConfig,
+    Retention,
     ServerConfig,
     StateConfig,
     StoreConfig,
@@ -105,9 +106,44 @@ def _store(r: _Reader) -> StoreConfig:
         record_bodies=r.choice("record_bodies", RECORD_BODIES, d.record_bodies),
         flush_interval_s=r.number("flush_interval_s", d.flush_interval_s, minimum=0.001),
         queue_size=r.number("queue_size", d.queue_size, minimum=1, integer=True),
+        retention=_retention(r.child("retention")),
     )
     r.done()
     return cfg
+
+
+def _retention(r: _Reader) -> Retention:
+    d = Retention()
+    max_bytes = _size(r, "max_bytes", d.max_bytes)
+    if 0 < max_bytes < MIN_STORE_BYTES:
+        raise r.error(f"must be 0 (no limit) or at least {MIN_STORE_BYTES} bytes", "max_bytes")
+    cfg = Retention(
+        max_age_days=r.number("max_age_days", d.max_age_days, minimum=0),
+        max_bytes=max_bytes,
+        check_s=r.number("check_s", d.check_s, minimum=0.01),
+    )
+    r.done()
+    return cfg
+
+
+MIN_STORE_BYTES = 64 * 1024  # below this the schema and one large record do not fit
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+
+
+def _size(r: _Reader, key: str, default: int) -> int:
+    """A byte count: an integer, or a number with a unit (`512MiB`, `1GiB`, `2GB`)."""
+    value = r.get(key, (int, str), default)
+    if isinstance(value, int):
+        if value < 0:
+            raise r.error(f"must be ≥ 0, got {value}", key)
+        return value
+    m = _SIZE.fullmatch(value)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _UNITS:
+        raise r.error(f"expected a size such as 1073741824, 512MiB or 1GiB; got {value!r}", key)
+    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def _telemetry(r: _Reader) -> TelemetryConfig:

@@ -24,11 +24,26 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long and how much of the record is kept; the oldest records go first. 0: no limit.
+
+    30 days spans a monthly bill and the history `turnout migrate` replays and estimates warm
+    from; 1 GiB holds ~100,000 typical chat records with full bodies (or ~250 of the largest,
+    4 MiB bodies) and is small next to any disk a gateway runs on.
+    """
+
+    max_age_days: float = 30.0
+    max_bytes: int = 1024**3  # the database's pages in use
+    check_s: float = 60.0  # how often the writer enforces both
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     url: str = "sqlite:///turnout.db"
     record_bodies: str = "full"
     flush_interval_s: float = 0.2
     queue_size: int = 10_000
+    retention: Retention = field(default_factory=Retention)
 
 
 @dataclass(frozen=True, slots=True)

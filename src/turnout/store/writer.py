@@ -1,0 +1,296 @@
+"""The record writer: finished runs in on the event loop, batches out on a thread of its own.
+
+The request path only appends to a deque. A full deque drops the record and counts it, never
+waits. One run cannot cost the others their records: its row is built so it can be written
+(`rows`), and a batch the database refuses is written again row by row. A store that cannot
+write (a full disk, a read-only file) drops and counts what it cannot keep, says so once a
+minute rather than per batch, and reports it to `/readyz` until a write succeeds again.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from turnout.config.schema import Retention, StoreConfig
+from turnout.lifecycle.run import Run
+from turnout.store.retention import prune
+from turnout.store.rows import bare_row, row_of
+from turnout.store.sqlite import (
+    INSERT,
+    Recovery,
+    check_writable,
+    open_for_writing,
+    sqlite_path,
+)
+
+log = logging.getLogger("turnout.store")
+
+LOG_EVERY_S = 60.0
+# What one row can make the database refuse; anything else is the store's own failure.
+_ROW_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
+
+
+@dataclass(slots=True)
+class Failing:
+    """The store has not been able to write since `since` (unix seconds)."""
+
+    reason: str
+    since: float
+    dropped: int = 0
+
+
+class RecordWriter:
+    """Takes finished runs on the event loop; a thread writes them in batches."""
+
+    def __init__(
+        self,
+        url: str,
+        record_bodies: str,
+        flush_interval_s: float,
+        queue_size: int,
+        retention: Retention | None = None,
+    ):
+        self.path = sqlite_path(url)
+        self.record_bodies = record_bodies
+        self.flush_interval_s = flush_interval_s
+        self.queue_size = queue_size
+        self.retention = retention if retention is not None else Retention()
+        self.dropped = 0
+        self.written = 0
+        self.salvaged = 0  # rows written bare after the database refused them
+        self.pruned = 0
+        self.failing: Failing | None = None
+        self._logged_at = -LOG_EVERY_S
+        self._queue: collections.deque[Run] = collections.deque()
+        self._wake = threading.Event()
+        self._flushing = threading.Lock()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._next_prune = 0.0
+        self.recovery: Recovery | None = None
+
+    @classmethod
+    def for_store(cls, store: StoreConfig) -> RecordWriter:
+        return cls(
+            store.url,
+            store.record_bodies,
+            store.flush_interval_s,
+            store.queue_size,
+            store.retention,
+        )
+
+    def check(self) -> None:
+        """Raise StoreError, naming the path, unless the store's file can be written."""
+        check_writable(self.path)
+
+    def open(self) -> Recovery:
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        self._conn = open_for_writing(self.path)
+        check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+        records = self._conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        self.recovery = Recovery(wal_bytes > 0, wal_bytes, records, check == "ok", check)
+        self._next_prune = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="turnout-record", daemon=True)
+        self._thread.start()
+        return self.recovery
+
+    def submit(self, run: Run) -> None:
+        if len(self._queue) >= self.queue_size:
+            self.dropped += 1
+            return
+        self._queue.append(run)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def problem(self) -> str | None:
+        """Why records are not being kept, in words for `/readyz`; None while they are."""
+        if not self.alive():
+            return f"the record writer for {self.path} is not running"
+        failing = self.failing
+        if failing is None:
+            return None
+        since = dt.datetime.fromtimestamp(failing.since, dt.UTC).isoformat(timespec="seconds")
+        return (
+            f"the record store {self.path} cannot be written since {since} ({failing.reason}); "
+            f"{failing.dropped} records dropped"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._flush()
+            if self.failing is not None:
+                self._probe()
+            if time.monotonic() >= self._next_prune:
+                more = self.enforce_retention()
+                # A long backlog is pruned a slice per flush, so flushes keep their pace.
+                self._next_prune = time.monotonic() + (0 if more else self.retention.check_s)
+        self._flush()
+
+    def _flush(self) -> None:
+        # One batch at a time: a caller of flush() must not return while the writer thread
+        # still holds records it took from the queue.
+        with self._flushing:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        batch: list[Run] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if not batch or self._conn is None:
+            return
+        rows = [row_of(run, self.record_bodies) for run in batch]
+        try:
+            lost = self._insert(self._conn, batch, rows)
+        except (sqlite3.Error, OSError) as exc:
+            self._store_failed(exc, len(batch))
+            return
+        except Exception as exc:  # a bug here must not end the writer thread
+            log.exception("store %s: a batch of %d records was lost", self.path, len(batch))
+            self._store_failed(exc, len(batch))
+            return
+        self.written += len(rows) - lost
+        self.dropped += lost
+        self._recovered()
+
+    def _recovered(self) -> None:
+        if self.failing is not None:
+            f, self.failing = self.failing, None
+            log.warning(
+                "store %s: writing again after %.0f s; %d records were dropped meanwhile",
+                self.path,
+                time.time() - f.since,
+                f.dropped,
+            )
+
+    def _probe(self) -> None:
+        """A failing store with nothing queued is tried with a one-page write, so an idle
+        gateway turns ready again once space is back (not ready, it may get no traffic)."""
+        with self._flushing:
+            if self._conn is None or self.failing is None or self._queue:
+                return
+            try:
+                version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+                self._conn.execute(f"PRAGMA user_version={version}")
+            except (sqlite3.Error, OSError) as exc:
+                self._store_failed(exc, 0)
+                return
+            self._recovered()
+
+    def _insert(
+        self, conn: sqlite3.Connection, batch: list[Run], rows: list[tuple[Any, ...]]
+    ) -> int:
+        """Write the batch; returns how many of its records could not be written at all."""
+        try:
+            with conn:
+                conn.execute("BEGIN")
+                conn.executemany(INSERT, rows)
+            return 0
+        except _ROW_ERRORS:
+            pass  # one row the database refused: find it below, keep the others
+        lost = 0
+        with conn:
+            conn.execute("BEGIN")
+            for run, row in zip(batch, rows, strict=True):
+                try:
+                    conn.execute(INSERT, row)
+                except _ROW_ERRORS as exc:
+                    try:
+                        conn.execute(INSERT, bare_row(run, self.record_bodies, exc))
+                        self.salvaged += 1
+                    except _ROW_ERRORS as again:
+                        lost += 1
+                        log.warning("store %s: record %r lost (%s)", self.path, run.id, again)
+        return lost
+
+    def _store_failed(self, exc: BaseException, lost: int) -> None:
+        self.dropped += lost
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.failing is None:
+            self.failing = Failing(reason, time.time())
+        self.failing.reason = reason
+        self.failing.dropped += lost
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            log.error(
+                "store %s: records cannot be written (%s); %d dropped so far. Serving goes on; "
+                "this is logged once a minute while it lasts",
+                self.path,
+                reason,
+                self.failing.dropped,
+            )
+
+    def enforce_retention(self) -> bool:
+        """Delete a slice of what `store.retention` no longer keeps; True if more is left."""
+        with self._flushing:
+            if self._conn is None or self.failing is not None:
+                return False
+            try:
+                pruned = prune(self._conn, self.retention, time.time())
+            except sqlite3.Error as exc:
+                log.warning("store %s: retention could not run (%s)", self.path, exc)
+                return False
+        if pruned.records:
+            self.pruned += pruned.records
+            log.info(
+                "store %s: retention removed %d records (%d by age, %d by size); "
+                "%.1f MiB in use, was %.1f MiB",
+                self.path,
+                pruned.records,
+                pruned.by_age,
+                pruned.by_size,
+                pruned.bytes_after / 2**20,
+                pruned.bytes_before / 2**20,
+            )
+        return pruned.more
+
+    def flush(self) -> None:
+        """Write everything queued now (tests and shutdown)."""
+        self._flush()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._conn is None:
+            return
+        self._flush()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning(
+                "store %s: the write-ahead log stays for the next start (%s)", self.path, exc
+            )
+        self._conn.close()
+        self._conn = None
+        if self.failing is not None:
+            log.error(
+                "store %s: closed while it could not write (%s); %d records were dropped",
+                self.path,
+                self.failing.reason,
+                self.failing.dropped,
+            )
