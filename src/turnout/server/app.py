@@ -154,7 +154,8 @@ class App:
         body: dict[str, Any] | None = None
         error: ApiError | None = None
         try:
-            raw = await _read_body(receive, limit)
+            async with asyncio.timeout(gw.config.server.body_read_timeout_s):
+                raw = await _read_body(receive, limit)
             body = parse_body(raw)
             check_request(body, operation)
             model = gw.models.get(body["model"])
@@ -168,6 +169,11 @@ class App:
                 )
         except _TooLarge:
             error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+        except TimeoutError:
+            seconds = gw.config.server.body_read_timeout_s
+            message = f"request body not received within {seconds:g} s"
+            close = {"connection": "close"}  # the rest of the body may still be on its way
+            error = ApiError(408, message, code="request_timeout", headers=close)
         except ApiError as exc:
             error = exc
         model_name = body.get("model") if body is not None else None
