@@ -17,6 +17,7 @@ from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead
+from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
 
 Scope = MutableMapping[str, Any]
@@ -116,6 +117,8 @@ class App:
                 for name in self.gateway.models
             ]
             return await _send_json(send, 200, {"object": "list", "data": data})
+        if path == "/openapi.json":
+            return await _send_json(send, 200, orjson.Fragment(openapi_document()))
         if path == "/healthz":
             return await _send_json(send, 200, {"status": "ok"})
         if path == "/readyz":
