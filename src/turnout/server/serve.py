@@ -66,10 +66,13 @@ def limits_for(server: ServerConfig, file_limit: int) -> ConnectionLimits:
 def serve(app: Any, server: ServerConfig, host: str, port: int) -> None:
     import uvicorn
 
-    limits = limits_for(server, raise_file_limit())
+    file_limit = raise_file_limit()
+    limits = limits_for(server, file_limit)
     log.info(
-        "connections: at most %d open; head within %g s, body within %g s, idle keep-alive %g s",
+        "connections: at most %d open (open-file limit %d); head within %g s, body within %g s, "
+        "idle keep-alive %g s",
         limits.max_connections,
+        file_limit,
         limits.header_read_timeout_s,
         limits.body_read_timeout_s,
         server.keepalive_timeout_s,
