@@ -14,7 +14,7 @@ log = logging.getLogger("turnout.server")
 # Descriptors kept for everything that is not a client connection: the store, log files, model
 # files, the listening socket, upstream connections of requests beyond the first.
 RESERVED_FDS = 256
-DEFAULT_CAP_CEILING = 8192  # ~10 KiB of state each: well under 100 MiB at the cap
+DEFAULT_CAP_CEILING = 8192  # ~7 KiB each with a half-sent head (measured): ~60 MiB at the cap
 _NR_OPEN_FALLBACK = 1 << 20  # Linux refuses an infinite RLIMIT_NOFILE; this is its usual nr_open
 
 
