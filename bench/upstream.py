@@ -7,6 +7,7 @@ parser uvicorn uses) and runs on uvloop when it is installed: one process, one t
 
 Routes:
     POST /v1/chat/completions, /chat/completions   JSON, or SSE when ``"stream": true``
+    POST /v1/completions, /completions              the same, as legacy text completions
     GET  /v1/models, /models                        the model list (one model)
     GET  /health, /readyz                           200 "ok"
 Anything else is answered 404.
@@ -92,6 +93,50 @@ def completion_json(model: str) -> bytes:
     )
 
 
+def text_completion_json(model: str) -> bytes:
+    return orjson.dumps(
+        {
+            "id": f"cmpl-bench-{next(_ids)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": "".join(CONTENT_PIECES),
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(),
+        }
+    )
+
+
+def _framed(payloads: list[dict[str, Any]]) -> list[bytes]:
+    datas = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
+    datas.append(b"data: [DONE]\n\n")
+    return [b"%x\r\n%s\r\n" % (len(d), d) for d in datas]
+
+
+def text_stream_events(model: str) -> list[bytes]:
+    base: dict[str, Any] = {
+        "id": f"cmpl-bench-{next(_ids)}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+    }
+    payloads: list[dict[str, Any]] = [
+        {**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
+        for piece in CONTENT_PIECES
+    ]
+    payloads.append(
+        {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}
+    )
+    payloads.append({**base, "choices": [], "usage": _usage()})
+    return _framed(payloads)
+
+
 def stream_events(model: str) -> list[bytes]:
     """The SSE events of one streamed completion, each already framed as an HTTP chunk."""
     n = next(_ids)
@@ -128,11 +173,15 @@ def stream_events(model: str) -> list[bytes]:
         {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
     )
     payloads.append({**base, "choices": [], "usage": _usage()})
-    datas = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
-    datas.append(b"data: [DONE]\n\n")
-    return [b"%x\r\n%s\r\n" % (len(d), d) for d in datas]
+    return _framed(payloads)
 
 
+_COMPLETION_PATHS = (
+    b"/v1/chat/completions",
+    b"/chat/completions",
+    b"/v1/completions",
+    b"/completions",
+)
 STREAM_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -191,14 +240,14 @@ class UpstreamProtocol(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method()
         path = self.url.split(b"?", 1)[0]
-        if path in (b"/v1/chat/completions", b"/chat/completions"):
+        if path in _COMPLETION_PATHS:
             if method != b"POST":
                 self._respond(
                     plain_response(405, b"method not allowed", b"text/plain", keep_alive),
                     keep_alive,
                 )
                 return
-            self._chat(b"".join(self.body), keep_alive)
+            self._chat(b"".join(self.body), keep_alive, text=b"chat" not in path)
         elif path in (b"/v1/models", b"/models") and method == b"GET":
             self._respond(
                 plain_response(200, MODELS_BODY, b"application/json", keep_alive), keep_alive
@@ -209,7 +258,7 @@ class UpstreamProtocol(asyncio.Protocol):
             self._respond(plain_response(404, b"not found", b"text/plain", keep_alive), keep_alive)
 
     # responses ----------------------------------------------------------------------
-    def _chat(self, raw: bytes, keep_alive: bool) -> None:
+    def _chat(self, raw: bytes, keep_alive: bool, text: bool = False) -> None:
         try:
             req = orjson.loads(raw)
             if not isinstance(req, dict):
@@ -222,7 +271,7 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         model = str(req.get("model") or "bench-model")
         if req.get("stream"):
-            events = stream_events(model)
+            events = text_stream_events(model) if text else stream_events(model)
             head = _head(200, STREAM_HEADERS, keep_alive)
             if self.chunk_gap == "none":
                 self._respond(head + b"".join(events) + b"0\r\n\r\n", keep_alive)
@@ -232,7 +281,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 events.append(b"0\r\n\r\n")
                 self._send(events, keep_alive)
         else:
-            body = completion_json(model)
+            body = text_completion_json(model) if text else completion_json(model)
             self._respond(plain_response(200, body, b"application/json", keep_alive), keep_alive)
 
     def _respond(self, data: bytes, keep_alive: bool) -> None:

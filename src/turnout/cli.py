@@ -27,10 +27,9 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from turnout.gateway import Gateway
     from turnout.server.app import App
+    from turnout.server.serve import serve
     from turnout.store.sqlite import StoreError
     from turnout.store.writer import RecordWriter
 
@@ -53,17 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run(
-        App(Gateway(config, wrap_backend=wrap)),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-    )
+    serve(App(Gateway(config, wrap_backend=wrap)), config.server, host, port)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -90,10 +91,23 @@ def _server(r: _Reader) -> ServerConfig:
         host=r.get("host", str, d.host),
         port=port,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, minimum=1, integer=True),
-        body_read_timeout_s=r.number("body_read_timeout_s", d.body_read_timeout_s, minimum=0.1),
+        header_read_timeout_s=_seconds(r, "header_read_timeout_s", d.header_read_timeout_s),
+        body_read_timeout_s=_seconds(r, "body_read_timeout_s", d.body_read_timeout_s),
+        keepalive_timeout_s=_seconds(r, "keepalive_timeout_s", d.keepalive_timeout_s),
+        max_header_bytes=r.number(
+            "max_header_bytes", d.max_header_bytes, minimum=1024, integer=True
+        ),
+        max_connections=r.number("max_connections", d.max_connections, minimum=1, integer=True),
     )
     r.done()
     return cfg
+
+
+def _seconds(r: _Reader, key: str, default: float) -> float:
+    value: float = r.number(key, default, minimum=0.1)
+    if not math.isfinite(value):
+        raise r.error(f"must be a finite number of seconds, got {value}", key)
+    return value
 
 
 def _store(r: _Reader) -> StoreConfig:

@@ -20,7 +20,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     max_body_bytes: int = 4 * 1024 * 1024
-    body_read_timeout_s: float = 30.0  # a body still arriving after this is refused with 408
+    # Connection hygiene: a client that stalls is cut off, never held open for ever.
+    header_read_timeout_s: float = 10.0  # connect (or first byte) → end of the request head
+    body_read_timeout_s: float = 30.0  # end of the head → end of the body; then 408
+    keepalive_timeout_s: float = 5.0  # idle between requests on a kept-alive connection
+    max_header_bytes: int = 64 * 1024  # the request line and headers; beyond it 431
+    # Open client connections; None: half of what the file limit leaves after a reserve of
+    # 256 descriptors (each client connection may hold an upstream one), at most 8,192.
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.server.fields import quote
+from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
 
 Scope = MutableMapping[str, Any]
@@ -142,6 +143,8 @@ class App:
                 for name in self.gateway.models
             ]
             return await _send_json(send, 200, {"object": "list", "data": data})
+        if path == "/openapi.json":
+            return await _send_json(send, 200, orjson.Fragment(openapi_document()))
         if path == "/healthz":
             return await _send_json(send, 200, {"status": "ok"})
         if path == "/readyz":
@@ -197,10 +200,10 @@ class App:
         except _TooLarge:
             error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
         except TimeoutError:
-            wait = gw.config.server.body_read_timeout_s
-            error = ApiError(
-                408, f"the request body did not arrive within {wait:g} s", code="body_timeout"
-            )
+            seconds = gw.config.server.body_read_timeout_s
+            message = f"request body not received within {seconds:g} s"
+            close = {"connection": "close"}  # the rest of the body may still be on its way
+            error = ApiError(408, message, code="request_timeout", headers=close)
         except ApiError as exc:
             error = exc
         except Exception as exc:  # a bug in the checks: recorded like any failure below
