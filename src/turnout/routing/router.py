@@ -80,7 +80,8 @@ def latency_budget_s(
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     """~4 characters a token: cheap, and the context check only needs the order of magnitude."""
     chars = 0
-    for m in body.get("messages") or ():
+    messages = body.get("messages")
+    for m in messages if isinstance(messages, list) else ():
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, str):
             chars += len(content)

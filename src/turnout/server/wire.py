@@ -67,11 +67,14 @@ def check_request(body: dict[str, Any], operation: Operation) -> None:
         raise bad("`model` is required and must be a non-empty string", "model")
     if len(model) > MAX_ID:
         raise bad(f"`model` is longer than {MAX_ID} characters", "model")
+    # The other operation's input field is read by routing and length prediction: refuse it.
     if operation is Operation.CHAT:
         _check_messages(body.get("messages"))
+        _absent(body, "prompt", "/v1/completions")
         table = _CHAT
     else:
         _check_prompt(body.get("prompt"))
+        _absent(body, "messages", "/v1/chat/completions")
         table = _COMPLETION
     for key, value in body.items():
         check = table.get(key)
@@ -84,6 +87,11 @@ def check_request(body: dict[str, Any], operation: Operation) -> None:
 
 
 # -- top-level fields ---------------------------------------------------------------------------
+
+
+def _absent(body: dict[str, Any], key: str, route: str) -> None:
+    if body.get(key) is not None:
+        raise bad(f"`{key}` belongs to {route}, not this route", key)
 
 
 def _n(value: Any, where: str) -> None:
