@@ -29,7 +29,7 @@ from mcp_types import (
 
 from turnout.lifecycle.states import State
 from turnout.mcp.arguments import argument_problem
-from turnout.mcp.canonical import tool_hash
+from turnout.mcp.canonical import canonical_json, tool_hash
 from turnout.mcp.config import ServerSpec
 from turnout.mcp.egress.recorder import EgressRecorder
 from turnout.mcp.egress.watch import EgressWatch
@@ -37,7 +37,7 @@ from turnout.mcp.guard import Guard, Refusal
 from turnout.mcp.identity import fetches_at_launch, resolve_identity
 from turnout.mcp.lockfile import Observation
 from turnout.mcp.policy import check_arguments, tool_allowed
-from turnout.mcp.record import Recorder, ToolCallRecord
+from turnout.mcp.record import Recorder, ToolCallRecord, held_record
 from turnout.mcp.upstream import UpstreamClosed, UpstreamLink, open_transport
 
 log = logging.getLogger("turnout.mcp.proxy")
@@ -96,12 +96,17 @@ class Relay:
         refusal = self.guard.server_refusal(self.package)
         if refusal is not None:
             log.error("%s", refusal.message)
+            if self.guard.first_hold(None, canonical_json(self.package), refusal.reason):
+                body = {"package": self.package}
+                self.recorder.submit(
+                    held_record(self.guard.name, None, body, refusal.reason, refusal.message)
+                )
             await self._serve_refusal(down_read, refusal)
             return
         recorder: EgressRecorder | None = None
         env_extra: dict[str, str] = {}
         if self.spec.egress != "off" and self.spec.transport == "stdio":
-            self._watch = EgressWatch(self.guard, self.spec.egress)
+            self._watch = EgressWatch(self.guard, self.spec.egress, self.spec.egress_first_use)
             recorder = EgressRecorder(self._watch.decide)
             await recorder.start()
             env_extra = recorder.env(self.spec.env.get("NODE_OPTIONS", ""))
@@ -249,6 +254,7 @@ class Relay:
             log.warning("server '%s': listing tools failed: %s", self.guard.name, exc)
         finally:
             self._statuses = self._status_map()
+            self._record_held()
             self._ready.set()
 
     async def _relist(self, forward: JSONRPCNotification) -> None:
@@ -257,6 +263,7 @@ class Relay:
             self._current = {str(t.get("name")): t for t in tools}
             self._observe()
             self._statuses = self._status_map()
+            self._record_held()
         except Exception as exc:
             log.warning("server '%s': relisting tools failed: %s", self.guard.name, exc)
             self._current = {}  # fail closed: nothing known, nothing callable
@@ -278,6 +285,21 @@ class Relay:
     def _status_map(self) -> dict[str, str]:
         return {name: self.guard.tool_status(d) for name, d in self._current.items()}
 
+    def _record_held(self) -> None:
+        """One `blocked` row per held definition, whether or not anything ever calls it."""
+        for name, definition in self._current.items():
+            refusal = self._late_refusal
+            if refusal is None and self.guard.tool_status(definition) != "approved":
+                refusal = self.guard.call_refusal(name, self._current)
+            if refusal is None or not self.guard.first_hold(
+                name, tool_hash(definition), refusal.reason
+            ):
+                continue
+            why = "; ".join(self.guard.why_held(definition, self._current))
+            body = {"name": name, "definition": definition}
+            message = f"{refusal.message} ({why})" if why else refusal.message
+            self.recorder.submit(held_record(self.guard.name, name, body, refusal.reason, message))
+
     async def _watch_lock(self) -> None:
         """When a person approves something, tell the client to list the tools again."""
         while True:
@@ -286,6 +308,7 @@ class Relay:
                 statuses = self._status_map()
                 if statuses != self._statuses:
                     self._statuses = statuses
+                    self._record_held()
                     await self._send(
                         JSONRPCNotification(
                             jsonrpc="2.0", method="notifications/tools/list_changed"
@@ -309,6 +332,7 @@ class Relay:
                 log.warning(
                     "server '%s': held back until approved: %s", self.guard.name, ", ".join(hidden)
                 )
+                self._record_held()
             reply = JSONRPCResponse(
                 jsonrpc="2.0", id=reply.id, result={**reply.result, "tools": shown}
             )
@@ -364,12 +388,19 @@ class Relay:
                 }
                 await self._send_error(msg.id, error)
                 return
-            if isinstance(reply, JSONRPCError):
+            refused = list(egress.refused) if egress is not None else []
+            if refused:
+                answer = (
+                    reply.result
+                    if isinstance(reply, JSONRPCResponse)
+                    else {"error": reply.error.model_dump(exclude_none=True)}
+                )
+                rec.egress_refused(refused, answer)
+            elif isinstance(reply, JSONRPCError):
                 err = reply.error
                 rec.failed(f"jsonrpc_error {err.code}: {err.message}", code=err.code)
             else:
-                refused = egress.refused if egress is not None else []
-                rec.answered(reply.result, list(refused))
+                rec.answered(reply.result)
             await self._answer(msg.id, reply)
         except asyncio.CancelledError:
             rec.cancelled("cancelled by the client")

@@ -55,7 +55,9 @@ HOOK_JS = r"""
     globalThis.fetch = async function (input, init) {
       const request = new Request(input, init);
       const u = new URL(request.url);
-      if (isGuard(u.hostname, u.port || (u.protocol === 'https:' ? 443 : 80))) {
+      // data:, blob: and file: URLs never leave the machine.
+      if ((u.protocol !== 'http:' && u.protocol !== 'https:')
+          || isGuard(u.hostname, u.port || (u.protocol === 'https:' ? 443 : 80))) {
         return rawFetch(input, init);
       }
       const body = request.body ? await request.clone().text() : null;
