@@ -18,7 +18,7 @@ The config is a client's `mcpServers` (or VS Code `servers`) file, with turnout'
         env: {POSTMARK_SERVER_TOKEN: "${env:POSTMARK_SERVER_TOKEN}"}
         guard:
           egress: enforce                   # off | record | enforce: pin what each tool sends out
-          egress_first_use: hold            # hold | learn: a tool's first request waits for approval
+          egress_first_use: hold            # hold | learn: a first request waits for approval
           unpinned: pin                     # pin | block: trust a server on first use or not
           pass_env: [HTTPS_PROXY]           # variables passed through (none by default)
           deny: [delete_everything]         # or allow: [...]

@@ -133,7 +133,7 @@ def parse_guard_config(text: str, source: str, base: Path | None = None) -> Guar
     if not isinstance(entries, dict):
         raise ConfigError(source, key, "expected a mapping of server name to server")
     servers = {
-        str(name): _server(source, f"{key}.{name}", str(name), entry)
+        str(name): _server(source, f"{key}.{name}", str(name), entry, base)
         for name, entry in entries.items()
     }
     lock = data.get("lock", "mcp.lock")
@@ -203,7 +203,7 @@ def _expand(value: str) -> str:
     return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
 
 
-def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
+def _server(source: str, where: str, name: str, entry: Any, base: Path) -> ServerSpec:
     if not isinstance(entry, dict):
         raise ConfigError(source, where, "expected a mapping")
     kind = entry.get("type")
@@ -272,7 +272,7 @@ def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
         command=_expand(entry["command"]) if transport == "stdio" else None,
         args=tuple(_expand(str(a)) for a in args),
         env={str(k): _expand(str(v)) for k, v in env.items()},
-        cwd=entry.get("cwd"),
+        cwd=_cwd(source, f"{where}.cwd", entry.get("cwd"), base),
         url=url if transport == "http" else None,
         headers={str(k): _expand(str(v)) for k, v in headers.items()},
         pass_env=_strings(source, f"{g}.pass_env", guard.get("pass_env")) or (),
@@ -283,6 +283,16 @@ def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
         validate_arguments=validate,
         call_timeout_s=None if timeout is None else float(timeout),
     )
+
+
+def _cwd(source: str, where: str, value: Any, base: Path) -> str | None:
+    """A relative `cwd` is taken from the config's folder, like `lock` and `store`: a client
+    starts the proxy wherever it likes."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(source, where, "expected a path")
+    return str(_beside(base, _expand(value)))
 
 
 def _policy(source: str, where: str, guard: dict[str, Any]) -> Policy:
