@@ -38,6 +38,7 @@ async def _observe(
 ) -> Observation | None:
     """With `startup`, what the server sends while it starts and lists is let through and
     collected there (a person running `lock` is approving this server as it is now)."""
+    print(f"{spec.name}: starting and listing it …", file=sys.stderr, flush=True)  # progress
     recorder: EgressRecorder | None = None
     if startup is not None and spec.transport == "stdio" and spec.egress != "off":
 
