@@ -1,4 +1,5 @@
 """A stand-in for an email provider's HTTP API on loopback: it prints each message it delivers.
+Run it as:
 
     python mail_api.py [--port 8025]
 """
