@@ -134,7 +134,8 @@ async def approve(
         lock = LockFile.load(config.lock_path)
         pending = lock.pending.get(server)
         obs = None if live or pending is None else pending.observation
-        if obs is None and (live or not (pending and pending.egress)):
+        unpinned = server not in lock.servers
+        if obs is None and (live or unpinned or not (pending and pending.egress)):
             obs = await _observe(spec, report, timeout)
             if obs is None:
                 continue
