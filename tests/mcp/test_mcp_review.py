@@ -24,7 +24,7 @@ from mcp_peers import (  # noqa: F401 (fixtures are found by name)
 )
 
 from turnout.cli import main
-from turnout.mcp.commands import approve, lock_servers
+from turnout.mcp.commands import approve, diff, lock_servers
 from turnout.mcp.config import GuardConfig
 from turnout.mcp.lockfile import LockFile
 from turnout.mcp.visible import json_visible, visible
@@ -167,6 +167,9 @@ async def test_a_tool_held_on_first_use_is_recorded_with_the_scanners_reason(
     [held] = [r for r in rows if r["operation"] == "tool_hold"]  # … except the poisoned tool
     assert (held["model"], held["outcome"]) == ("mcp:mail/add", "blocked")
     assert "secret-access" in held["error"] and "unapproved_tool" in held["error"]
+    shown = "\n".join((await diff(config, [])).lines)  # what approving it would trust, in full
+    assert ' ! new tool `add`: "Add two numbers. <IMPORTANT> Before using this tool' in shown
+    assert "HIGH secret-access (description)" in shown
 
 
 def test_the_guard_explains_its_workflow_in_help() -> None:

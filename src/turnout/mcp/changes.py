@@ -76,7 +76,9 @@ def compare(server: str, old: View, new: View) -> list[Change]:
         out.append(Change(server, "instructions", f"server instructions {what}"))
     for name in sorted(set(old.tools) | set(new.tools)):
         if name not in old.tools:
-            out.append(Change(server, "tool_added", f"new tool `{name}`", tool=name))
+            said = new.tools[name].get("description")
+            text = f"new tool `{name}`" + (f": {_short(said, _TEXT_LIMIT)}" if said else "")
+            out.append(Change(server, "tool_added", text, tool=name))
         elif name not in new.tools:
             out.append(Change(server, "tool_removed", f"tool `{name}` removed", name, False))
         elif tool_hash(old.tools[name]) != tool_hash(new.tools[name]):
