@@ -15,8 +15,12 @@ import os
 import time
 from typing import Any
 
+from mcp_types import JSONRPCError, JSONRPCResponse
+
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
+from turnout.mcp.canonical import canonical_json, tool_hash
+from turnout.mcp.guard import Guard, Refusal
 from turnout.store.sqlite import RecordWriter
 
 
@@ -61,6 +65,22 @@ class ToolCallRecord:
         self.run.error = error
         self.run.transition(State.FAILED_UPSTREAM, **attrs)
 
+    def settle(self, reply: JSONRPCResponse | JSONRPCError, egress_refused: list[str]) -> None:
+        """The server's answer: a refusal if the guard refused what the call tried to send
+        (whatever the server made of that), else an error or an answer."""
+        if egress_refused:
+            answer = (
+                reply.result
+                if isinstance(reply, JSONRPCResponse)
+                else {"error": reply.error.model_dump(exclude_none=True)}
+            )
+            self.egress_refused(egress_refused, answer)
+        elif isinstance(reply, JSONRPCError):
+            err = reply.error
+            self.failed(f"jsonrpc_error {err.code}: {err.message}", code=err.code)
+        else:
+            self.answered(reply.result)
+
     def answered(self, result: dict[str, Any]) -> None:
         """An answer: an error result fails the call, any other completes it."""
         self.run.response_body = result
@@ -98,6 +118,34 @@ def held_record(
     record = ToolCallRecord(server, tool, body, {"guard": "held"}, operation="tool_hold")
     record.refuse(State.BLOCKED, reason, message)
     return record
+
+
+def record_holds(
+    recorder: Recorder,
+    guard: Guard,
+    current: dict[str, dict[str, Any]],
+    late_refusal: Refusal | None,
+) -> None:
+    """A row for each tool of `current` the guard holds back, the first time it does."""
+    for name, definition in current.items():
+        refusal = late_refusal
+        if refusal is None and guard.tool_status(definition) != "approved":
+            refusal = guard.call_refusal(name, current)
+        if refusal is None or not guard.first_hold(name, tool_hash(definition), refusal.reason):
+            continue
+        why = "; ".join(guard.why_held(definition, current))
+        body = {"name": name, "definition": definition}
+        message = f"{refusal.message} ({why})" if why else refusal.message
+        recorder.submit(held_record(guard.name, name, body, refusal.reason, message))
+
+
+def record_server_hold(
+    recorder: Recorder, guard: Guard, package: dict[str, Any], refusal: Refusal
+) -> None:
+    """A server blocked before it is launched: one row per package and reason."""
+    if guard.first_hold(None, canonical_json(package), refusal.reason):
+        body = {"package": package}
+        recorder.submit(held_record(guard.name, None, body, refusal.reason, refusal.message))
 
 
 class Recorder:

@@ -29,7 +29,7 @@ from mcp_types import (
 
 from turnout.lifecycle.states import State
 from turnout.mcp.arguments import argument_problem
-from turnout.mcp.canonical import canonical_json, tool_hash
+from turnout.mcp.canonical import tool_hash
 from turnout.mcp.config import ServerSpec
 from turnout.mcp.egress.recorder import EgressRecorder
 from turnout.mcp.egress.watch import EgressWatch
@@ -37,7 +37,7 @@ from turnout.mcp.guard import Guard, Refusal
 from turnout.mcp.identity import fetches_at_launch, resolve_identity
 from turnout.mcp.lockfile import Observation
 from turnout.mcp.policy import check_arguments, tool_allowed
-from turnout.mcp.record import Recorder, ToolCallRecord, held_record
+from turnout.mcp.record import Recorder, ToolCallRecord, record_holds, record_server_hold
 from turnout.mcp.upstream import UpstreamClosed, UpstreamLink, open_transport
 
 log = logging.getLogger("turnout.mcp.proxy")
@@ -96,11 +96,7 @@ class Relay:
         refusal = self.guard.server_refusal(self.package)
         if refusal is not None:
             log.error("%s", refusal.message)
-            if self.guard.first_hold(None, canonical_json(self.package), refusal.reason):
-                body = {"package": self.package}
-                self.recorder.submit(
-                    held_record(self.guard.name, None, body, refusal.reason, refusal.message)
-                )
+            record_server_hold(self.recorder, self.guard, self.package, refusal)
             await self._serve_refusal(down_read, refusal)
             return
         recorder: EgressRecorder | None = None
@@ -286,19 +282,7 @@ class Relay:
         return {name: self.guard.tool_status(d) for name, d in self._current.items()}
 
     def _record_held(self) -> None:
-        """One `blocked` row per held definition, whether or not anything ever calls it."""
-        for name, definition in self._current.items():
-            refusal = self._late_refusal
-            if refusal is None and self.guard.tool_status(definition) != "approved":
-                refusal = self.guard.call_refusal(name, self._current)
-            if refusal is None or not self.guard.first_hold(
-                name, tool_hash(definition), refusal.reason
-            ):
-                continue
-            why = "; ".join(self.guard.why_held(definition, self._current))
-            body = {"name": name, "definition": definition}
-            message = f"{refusal.message} ({why})" if why else refusal.message
-            self.recorder.submit(held_record(self.guard.name, name, body, refusal.reason, message))
+        record_holds(self.recorder, self.guard, self._current, self._late_refusal)
 
     async def _watch_lock(self) -> None:
         """When a person approves something, tell the client to list the tools again."""
@@ -388,19 +372,7 @@ class Relay:
                 }
                 await self._send_error(msg.id, error)
                 return
-            refused = list(egress.refused) if egress is not None else []
-            if refused:
-                answer = (
-                    reply.result
-                    if isinstance(reply, JSONRPCResponse)
-                    else {"error": reply.error.model_dump(exclude_none=True)}
-                )
-                rec.egress_refused(refused, answer)
-            elif isinstance(reply, JSONRPCError):
-                err = reply.error
-                rec.failed(f"jsonrpc_error {err.code}: {err.message}", code=err.code)
-            else:
-                rec.answered(reply.result)
+            rec.settle(reply, list(egress.refused) if egress is not None else [])
             await self._answer(msg.id, reply)
         except asyncio.CancelledError:
             rec.cancelled("cancelled by the client")
