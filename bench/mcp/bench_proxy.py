@@ -115,6 +115,7 @@ async def main(calls: int, block: int) -> dict[str, object]:
     (work / "off").mkdir()
     off = guard_config(work / "off", "everything", {**everything, "guard": {"egress": "off"}})
     times: dict[str, list[float]] = {name: [] for name in PATHS}
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     with email_api() as url:
         mail_proxy = await approved_mail_proxy(work, url)
         direct_mail = StdioServerParameters(
@@ -148,6 +149,7 @@ async def main(calls: int, block: int) -> dict[str, object]:
         "overhead_egress_off_ms": _overhead(stats["egress_off"], stats["direct"]),
         "overhead_sending_ms": _overhead(stats["mail_default"], stats["mail_direct"]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "command": COMMAND,
     }
 
@@ -181,6 +183,8 @@ def report(r: dict[str, Any]) -> str:
         "",
         f"{r['calls_each']} calls each, alternating blocks, SDK client over stdio; "
         f"proxied = `turnout mcp proxy` (stdio, recording to SQLite). {r['machine']}.",
+        f"Load average (1 min) at start and end: {r['load_average_1m'][0]}, "
+        f"{r['load_average_1m'][1]} on {os.cpu_count()} cores.",
         f"Reproduce: `{r['command']}`",
         "",
         "| path | p50 ms | p90 ms | p99 ms | mean ms |",
