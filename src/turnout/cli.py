@@ -23,7 +23,17 @@ def _load(path: str | None) -> Config:
 def _store_url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
-    return _load(args.config).store.url
+    try:
+        return _load(args.config).store.url
+    except ConfigError:
+        # The MCP guard's config names a store too: its tool calls are read the same way.
+        from turnout.mcp.config import guard_store_url
+
+        path = args.config or os.environ.get("TURNOUT_CONFIG")
+        url = guard_store_url(path) if path else None
+        if url is None:
+            raise
+        return url
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ these tests fail rather than skip: a guard untested against real servers is not 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import sys
@@ -164,3 +166,25 @@ def email_api_fixture() -> Iterator[EmailApi]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def install_postmark(app: Path, version: str) -> Path:
+    """Put postmark-fixture@VERSION into app/node_modules as `npm install` would, lockfile too."""
+    package = app / "node_modules" / "postmark-fixture"
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(FIXTURES / f"postmark-{version}", package)
+    sdk = app / "node_modules" / "@modelcontextprotocol"
+    if not sdk.exists():
+        sdk.symlink_to(NODE_MODULES / "@modelcontextprotocol", target_is_directory=True)
+    bin_dir = app / "node_modules" / ".bin"
+    bin_dir.mkdir(exist_ok=True)
+    if not (bin_dir / "postmark-fixture").is_symlink():
+        (bin_dir / "postmark-fixture").symlink_to("../postmark-fixture/server.mjs")
+    tarball = b"".join(p.read_bytes() for p in sorted(package.iterdir()))
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    lock = {
+        "packages": {"node_modules/postmark-fixture": {"version": version, "integrity": integrity}}
+    }
+    (app / "node_modules" / ".package-lock.json").write_text(json.dumps(lock))
+    return package / "server.mjs"

@@ -16,10 +16,12 @@ from mcp_peers import (  # noqa: F401 (fixtures are found by name)
     GUARDED,
     node_server,
     npm_peers_fixture,
+    through_guard,
     write_config,
 )
 
 from turnout.cli import main
+from turnout.mcp.config import load_guard_config
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +114,32 @@ async def test_the_stdio_proxy_records_each_call_for_turnout_requests_and_trace(
     trace = turnout("trace", row["id"], "--store", store, cwd=tmp_path)
     states = [line.split()[3] for line in trace.stdout.splitlines() if line.strip().startswith("+")]
     assert states == ["received", "routed", "attempting", "validating", "completed"]
+
+
+async def test_turnout_requests_and_trace_read_the_record_the_guards_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text("{}")
+    config_path = tmp_path / "turnout-mcp.yaml"
+    config_path.write_text(
+        "lock: mcp.lock\n"
+        "store: {url: 'sqlite:///calls.db', flush_interval_s: 0.01}\n"
+        "mcpServers:\n"
+        f"  mail: {{command: node, args: ['{GUARDED}'], env: {{FIXTURE_STATE: '{state}'}}}}\n"
+    )
+    async with through_guard(load_guard_config(config_path), "mail") as g:
+        await g.client.call_tool("add", {"a": 1, "b": 2})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the store is found beside the config, not here
+    listed = turnout("requests", "--config", str(config_path), "--json", cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["model"], row["outcome"]) == ("mcp:mail/add", "completed")
+    trace = turnout("trace", row["id"], "--config", str(config_path), cwd=elsewhere)
+    assert trace.returncode == 0 and "completed" in trace.stdout
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("lock: mcp.lock\n")  # neither a gateway config nor a guard config
+    failed = turnout("requests", "--config", str(bad), cwd=elsewhere)
+    assert failed.returncode == 2 and "lock" in failed.stderr

@@ -74,6 +74,29 @@ def test_guard_settings_are_checked_key_by_key(tmp_path: Path) -> None:
     assert config.lock_path == tmp_path / "locks/mcp.lock"
 
 
+def test_the_defaults_enforce_egress_and_hold_a_tools_first_request(tmp_path: Path) -> None:
+    config = parse_guard_config("mcpServers:\n  m: {command: node}\n", "g.yaml", base=tmp_path)
+    server = config.servers["m"]
+    assert (server.egress, server.egress_first_use, server.unpinned) == ("enforce", "hold", "pin")
+
+
+def test_relative_paths_are_taken_from_the_configs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "conf" / "turnout-mcp.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "lock: mcp.lock\nstore: {url: 'sqlite:///calls.db'}\n"
+        "mcpServers:\n  m: {command: python3, args: [server.py], cwd: servers}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # a client starts the proxy wherever it likes
+    config = load_guard_config("conf/turnout-mcp.yaml")
+    assert config.lock_path == path.parent / "mcp.lock"
+    assert config.store_url == f"sqlite:///{path.parent / 'calls.db'}"
+    assert config.servers["m"].cwd == str(path.parent / "servers")
+    assert config.servers["m"].args == ("server.py",)  # args are the server's, left alone
+
+
 @pytest.mark.parametrize(
     ("server", "where", "message"),
     [
@@ -90,6 +113,12 @@ def test_guard_settings_are_checked_key_by_key(tmp_path: Path) -> None:
         ),
         ("{args: [a]}", "mcpServers.x.command", "a stdio server needs a command"),
         ("{type: sse, url: 'http://x'}", "mcpServers.x.type", "SSE transport is not supported"),
+        (
+            "{command: n, guard: {egress_first_use: trust}}",
+            "mcpServers.x.guard.egress_first_use",
+            "must be one of hold, learn",
+        ),
+        ("{command: n, cwd: [a]}", "mcpServers.x.cwd", "expected a path"),
     ],
 )
 def test_errors_name_the_file_the_key_path_and_the_problem(

@@ -64,3 +64,26 @@ def test_shapes_keep_keys_and_drop_values_and_ids() -> None:
         ],
         "query": ["page", "token"],
     }
+
+
+async def test_the_node_hook_gets_one_verdict_per_report_on_a_kept_alive_connection() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def decide(shape: dict[str, Any]) -> Verdict:
+        seen.append(shape)
+        return Verdict(shape["path"] == "/ok", "only /ok")
+
+    recorder = EgressRecorder(decide)
+    await recorder.start()
+    try:
+        url = recorder.env()["TURNOUT_EGRESS_URL"]
+        async with httpx.AsyncClient() as http:  # one pooled connection, reused
+            verdicts = [
+                (await http.post(url, json={"method": "GET", "url": f"https://api.example{p}"}))
+                for p in ("/ok", "/other", "/ok")
+            ]
+    finally:
+        await recorder.stop()
+    assert [v.json()["allow"] for v in verdicts] == [True, False, True]
+    assert all(v.headers["connection"] == "keep-alive" for v in verdicts)
+    assert [s["path"] for s in seen] == ["/ok", "/other", "/ok"]

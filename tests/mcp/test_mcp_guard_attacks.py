@@ -73,7 +73,8 @@ async def test_a_changed_definition_is_hidden_and_refused_until_approved(
         assert refused.value.data["turnout"]["reason"] == "changed_tool"
         assert f"turnout mcp approve mail:{tool}" in refused.value.message
         assert (await g.client.call_tool("add", {"a": 1, "b": 2})).content[0].text == "3"
-        [blocked, completed] = g.records()
+        [held, blocked, completed] = g.records()
+    assert (held["operation"], held["model"]) == ("tool_hold", f"mcp:mail/{tool}")
     assert (blocked["outcome"], blocked["model"]) == ("blocked", f"mcp:mail/{tool}")
     assert [e["state"] for e in blocked["events"]] == ["received", "blocked"]
     assert completed["outcome"] == "completed"
@@ -81,7 +82,10 @@ async def test_a_changed_definition_is_hidden_and_refused_until_approved(
     changes = await diff(config, [])
     assert any(words in line for line in changes.lines), changes.lines
 
-    await approve(config, [f"mail:{tool}"])
+    # The description attack is one the scanner flags too: approving it takes a second word.
+    report = await approve(config, [f"mail:{tool}"])
+    assert report.held == (["mail:send_email"] if variant == "description" else [])
+    await approve(config, [f"mail:{tool}"], accept_findings=True)
     async with through_guard(config, "mail") as g:
         assert tool in await names(g)
     assert "mail" not in LockFile.load(config.lock_path).pending

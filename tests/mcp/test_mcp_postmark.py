@@ -2,25 +2,21 @@
 
 Definition hashes cannot see it. Two mechanisms do: the package identity (a new version blocks
 the server until a person approves it) and behaviour pinning (the shape of what `send_email`
-sends to the email API, learned on first use; 1.0.16 adds `Bcc`).
+sends to the email API; 1.0.16 adds `Bcc`). The defaults are tested in test_mcp_default_egress;
+here `egress_first_use: learn`, which pins a tool's first call instead of holding it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import MCPError
 from mcp_peers import (  # noqa: F401 (fixtures are found by name)
-    FIXTURES,
-    NODE_MODULES,
     EmailApi,
     email_api_fixture,
+    install_postmark,
     npm_peers_fixture,
     through_guard,
     write_config,
@@ -36,34 +32,12 @@ pytestmark = pytest.mark.anyio
 MESSAGE = {"to": "friend@example.com", "subject": "hello", "textBody": "see you"}
 
 
-def install(app: Path, version: str) -> Path:
-    """Put postmark-fixture@VERSION into app/node_modules as `npm install` would, lockfile too."""
-    package = app / "node_modules" / "postmark-fixture"
-    if package.exists():
-        shutil.rmtree(package)
-    shutil.copytree(FIXTURES / f"postmark-{version}", package)
-    sdk = app / "node_modules" / "@modelcontextprotocol"
-    if not sdk.exists():
-        sdk.symlink_to(NODE_MODULES / "@modelcontextprotocol", target_is_directory=True)
-    bin_dir = app / "node_modules" / ".bin"
-    bin_dir.mkdir(exist_ok=True)
-    if not (bin_dir / "postmark-fixture").is_symlink():
-        (bin_dir / "postmark-fixture").symlink_to("../postmark-fixture/server.mjs")
-    tarball = b"".join(p.read_bytes() for p in sorted(package.iterdir()))
-    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
-    lock = {
-        "packages": {"node_modules/postmark-fixture": {"version": version, "integrity": integrity}}
-    }
-    (app / "node_modules" / ".package-lock.json").write_text(json.dumps(lock))
-    return package / "server.mjs"
-
-
 def postmark(tmp_path: Path, api: EmailApi, egress: str, lock: str = "mcp.lock") -> GuardConfig:
     server = {
         "command": "node",
         "args": [str(tmp_path / "app/node_modules/postmark-fixture/server.mjs")],
         "env": {"POSTMARK_API_URL": api.url},
-        "guard": {"egress": egress},
+        "guard": {"egress": egress, "egress_first_use": "learn"},
     }
     return write_config(tmp_path, {"postmark": server}, lock=lock)
 
@@ -77,12 +51,12 @@ async def send(config: GuardConfig) -> tuple[Any, list[dict[str, Any]]]:
 async def test_version_bump_with_identical_definitions_is_blocked_by_package_identity(
     tmp_path: Path, email_api: EmailApi
 ) -> None:
-    install(tmp_path / "app", "1.0.15")
+    install_postmark(tmp_path / "app", "1.0.15")
     config = postmark(tmp_path, email_api, egress="off")
     await send(config)  # first use: pinned
     pinned = LockFile.load(config.lock_path).servers["postmark"]
 
-    install(tmp_path / "app", "1.0.16")
+    install_postmark(tmp_path / "app", "1.0.16")
     with pytest.raises(BaseException) as raised:
         await send(config)
     refused = _only(raised.value, MCPError)
@@ -99,10 +73,10 @@ async def test_version_bump_with_identical_definitions_is_blocked_by_package_ide
     )
 
 
-async def test_the_added_bcc_is_refused_before_it_leaves_and_diff_says_so(
+async def test_a_learned_first_call_pins_egress_and_the_added_bcc_is_refused_before_it_leaves(
     tmp_path: Path, email_api: EmailApi
 ) -> None:
-    install(tmp_path / "app", "1.0.15")
+    install_postmark(tmp_path / "app", "1.0.15")
     config = postmark(tmp_path, email_api, egress="enforce")
     result, _ = await send(config)  # first use: what send_email sends is learned and pinned
     assert result.content[0].text == "Email sent: 200"
@@ -117,15 +91,15 @@ async def test_the_added_bcc_is_refused_before_it_leaves_and_diff_says_so(
     ]
 
     # The update lands and a person approves it: the definitions are the same, after all.
-    install(tmp_path / "app", "1.0.16")
+    install_postmark(tmp_path / "app", "1.0.16")
     await approve(config, ["postmark"], live=True)
 
     result, records = await send(config)
     assert result.is_error
     assert "turnout egress guard refused" in result.content[0].text
     assert len(email_api.received) == 1  # the Bcc'd message never reached the email API
-    assert records[-1]["outcome"] == "failed_upstream"
-    assert "egress refused: send_email now sends field `Bcc`" in records[-1]["error"]
+    assert records[-1]["outcome"] == "blocked"
+    assert records[-1]["error"].startswith("egress_refused: send_email now sends field `Bcc`")
 
     words = "\n".join((await diff(config, [])).lines)
     assert f"send_email now sends field `Bcc` to {host} (POST /email)" in words
@@ -139,10 +113,10 @@ async def test_the_added_bcc_is_refused_before_it_leaves_and_diff_says_so(
 async def test_record_mode_lets_it_through_but_diff_between_versions_shows_the_new_field(
     tmp_path: Path, email_api: EmailApi
 ) -> None:
-    install(tmp_path / "app", "1.0.15")
+    install_postmark(tmp_path / "app", "1.0.15")
     old = postmark(tmp_path, email_api, egress="record", lock="old.lock")
     await send(old)
-    install(tmp_path / "app", "1.0.16")
+    install_postmark(tmp_path / "app", "1.0.16")
     new = postmark(tmp_path, email_api, egress="record", lock="new.lock")
     result, records = await send(new)
     assert not result.is_error and records[-1]["outcome"] == "completed"
@@ -159,7 +133,7 @@ async def test_an_npx_launch_is_identified_by_what_npx_resolves(
     tmp_path: Path, email_api: EmailApi
 ) -> None:
     app = tmp_path / "app"
-    install(app, "1.0.15")
+    install_postmark(app, "1.0.15")
     server = {
         "command": "npx",
         "args": ["--no-install", "postmark-fixture"],
@@ -171,7 +145,7 @@ async def test_an_npx_launch_is_identified_by_what_npx_resolves(
     pinned = LockFile.load(config.lock_path).servers["postmark"].package
     assert (pinned["name"], pinned["version"]) == ("postmark-fixture", "1.0.15")
     assert pinned["integrity"].startswith("sha512-")
-    install(app, "1.0.16")  # what `npx -y postmark-fixture` does when a new version is out
+    install_postmark(app, "1.0.16")  # what `npx -y postmark-fixture` does once 1.0.16 is out
     with pytest.raises(BaseException) as raised:
         await send(config)
     assert "package postmark-fixture 1.0.15 → 1.0.16" in _only(raised.value, MCPError).message

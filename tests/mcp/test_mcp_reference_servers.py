@@ -23,6 +23,18 @@ from turnout.mcp.lockfile import LockFile
 
 pytestmark = pytest.mark.anyio
 
+# What the egress recorder launches a server with (EgressRecorder.env).
+GUARD_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "NODE_OPTIONS",
+    "TURNOUT_EGRESS_URL",
+)
+
 # One call per tool of server-everything, with arguments that keep it quick and offline.
 EVERYTHING_CALLS: dict[str, dict[str, Any]] = {
     "echo": {"message": "hello through the guard"},
@@ -101,6 +113,12 @@ async def test_every_everything_tool_answers_the_same_directly_and_through_the_g
         got = await _call_all(g.client, EVERYTHING_CALLS)
         records = g.records()
     assert sorted(EVERYTHING_CALLS) == listed, "a tool was added upstream: give it a call above"
+    # Under the default `egress: enforce` the server starts with the recorder's variables (its
+    # proxy, the Node hook); apart from those, it sees the environment it would see directly.
+    env = json.loads(got["get-env"]["content"][0]["text"])
+    assert set(env) - set(json.loads(expected["get-env"]["content"][0]["text"])) == set(GUARD_ENV)
+    trimmed = {k: v for k, v in env.items() if k not in GUARD_ENV}
+    got["get-env"]["content"][0]["text"] = json.dumps(trimmed, indent=2, ensure_ascii=False)
     for name in EVERYTHING_CALLS:
         assert got[name] == expected[name], name
     # Each call is a recorded run; a tool that reports an error fails as an upstream failure.

@@ -61,6 +61,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
             S.FALLBACK,
             S.FAILED_UPSTREAM,
             S.BUDGET_EXCEEDED,
+            S.BLOCKED,  # a guard refused what the attempt tried to do (an MCP tool's egress)
         }
     ),
     S.STREAMING: frozenset({S.VALIDATING, S.FAILED_UPSTREAM}),

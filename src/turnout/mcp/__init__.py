@@ -5,7 +5,7 @@
     turnout mcp proxy --config turnout-mcp.yaml NAME   # stdio, in place of the server NAME
     turnout mcp proxy --config turnout-mcp.yaml --http 127.0.0.1:8701   # /mcp/NAME for each
     turnout mcp diff [NAME | OLD.lock NEW.lock] [--live]
-    turnout mcp approve NAME[:TOOL] [--live]
+    turnout mcp approve NAME[:TOOL] [--live] [--accept-findings]
 
 The config is a client's `mcpServers` (or VS Code `servers`) file, with turnout's keys added:
 
@@ -18,6 +18,7 @@ The config is a client's `mcpServers` (or VS Code `servers`) file, with turnout'
         env: {POSTMARK_SERVER_TOKEN: "${env:POSTMARK_SERVER_TOKEN}"}
         guard:
           egress: enforce                   # off | record | enforce: pin what each tool sends out
+          egress_first_use: hold            # hold | learn: a first request waits for approval
           unpinned: pin                     # pin | block: trust a server on first use or not
           pass_env: [HTTPS_PROXY]           # variables passed through (none by default)
           deny: [delete_everything]         # or allow: [...]

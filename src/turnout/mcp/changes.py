@@ -8,6 +8,7 @@ from typing import Any
 from turnout.mcp.canonical import canonical_json, text_hash, tool_hash
 from turnout.mcp.identity import describe_identity
 from turnout.mcp.lockfile import Observation, ServerPin
+from turnout.mcp.visible import visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,9 @@ def compare(server: str, old: View, new: View) -> list[Change]:
         out.append(Change(server, "instructions", f"server instructions {what}"))
     for name in sorted(set(old.tools) | set(new.tools)):
         if name not in old.tools:
-            out.append(Change(server, "tool_added", f"new tool `{name}`", tool=name))
+            said = new.tools[name].get("description")
+            text = f"new tool `{name}`" + (f": {_short(said, _TEXT_LIMIT)}" if said else "")
+            out.append(Change(server, "tool_added", text, tool=name))
         elif name not in new.tools:
             out.append(Change(server, "tool_removed", f"tool `{name}` removed", name, False))
         elif tool_hash(old.tools[name]) != tool_hash(new.tools[name]):
@@ -133,13 +136,28 @@ def tool_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _text_change(key: str, a: str | None, b: str | None) -> str:
+    """Name the part that changed: an edit deep inside a long text, or one of invisible
+    characters, would otherwise show as two identical-looking strings."""
     if a is None:
-        return f"{key} added: {_short(b)}"
+        return f"{key} added: {_short(b, _TEXT_LIMIT)}"
     if b is None:
         return f"{key} removed"
     if b.startswith(a):
-        return f"{key} gained text {_short(b[len(a) :])}"
-    return f"{key} changed: {_short(a)} → {_short(b)}"
+        return f"{key} gained text {_short(b[len(a) :], _TEXT_LIMIT)}"
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    lost, gained = a[start : len(a) - end], b[start : len(b) - end]
+    context = ("…" if start > 30 else "") + a[max(0, start - 30) : start]
+    where = f" after {_short(context)}" if start else " at the start"
+    if not lost:
+        return f"{key} gained text {_short(gained, _TEXT_LIMIT)}{where}"
+    if not gained:
+        return f"{key} lost text {_short(lost, _TEXT_LIMIT)}{where}"
+    return f"{key} changed: {_short(lost, _TEXT_LIMIT)} → {_short(gained, _TEXT_LIMIT)}{where}"
 
 
 def schema_changes(where: str, a: Any, b: Any, path: str = "") -> list[str]:
@@ -239,8 +257,10 @@ def egress_changes(tool: str, old: list[dict[str, Any]], new: list[dict[str, Any
     return out
 
 
+_TEXT_LIMIT = 240  # what a reviewer is asked to approve is shown in full, up to a point
+
+
 def _short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else canonical_json(value)
-    text = text.replace("\n", "\\n")
+    text = visible(value if isinstance(value, str) else canonical_json(value))
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return f'"{text}"' if isinstance(value, str) else text

@@ -17,9 +17,35 @@ from turnout.config import ConfigError
 CONFIG_ENV = "TURNOUT_MCP_CONFIG"
 DEFAULT_CONFIG = "turnout-mcp.yaml"
 
+WORKFLOW = """\
+The guard stands between an MCP client and its servers. It pins what each server is (its
+package), what its tools say (their definitions) and what each tool sends out (the shape of
+its HTTP requests), and holds back whatever changes until a person approves it.
+
+workflow:
+  1. turnout mcp scan claude_desktop_config.json      look for poisoned tools, offline
+  2. turnout mcp lock --config turnout-mcp.yaml       pin every server in mcp.lock
+  3. in the client's config, run each server through the guard:
+       "mail": {"command": "turnout",
+                "args": ["mcp", "proxy", "--config", "/abs/path/turnout-mcp.yaml", "mail"]}
+  4. when the guard refuses something (a tool call fails with `turnout: ...`):
+       turnout mcp diff mail                           what changed, in words
+       turnout mcp approve mail:send_email             trust it (the proxy picks it up)
+  5. turnout requests --config turnout-mcp.yaml       every call, refusal and held tool
+
+Relative paths in the config (lock, store) are taken from the config's folder. By default
+(egress: enforce) a tool's first outbound request is held until approved; servers that are
+not Node show HTTPS requests by host only. Each ACTION has its own --help.
+"""
+
 
 def register(subparsers: Any) -> None:
-    mcp = subparsers.add_parser("mcp", help="MCP tool supply-chain guard")
+    mcp = subparsers.add_parser(
+        "mcp",
+        help="MCP tool supply-chain guard",
+        description=WORKFLOW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = mcp.add_subparsers(dest="mcp_command", required=True, metavar="ACTION")
 
     proxy = sub.add_parser("proxy", help="run the guard between an MCP client and its servers")
@@ -47,6 +73,7 @@ def register(subparsers: Any) -> None:
     lock = sub.add_parser("lock", help="pin servers' packages and tool definitions in mcp.lock")
     lock.add_argument("servers", nargs="*", metavar="SERVER")
     lock.add_argument("--update", action="store_true", help="re-pin servers that changed")
+    _accept(lock)
     _common(lock)
     lock.set_defaults(func=cmd_lock)
 
@@ -55,6 +82,7 @@ def register(subparsers: Any) -> None:
     approve.add_argument(
         "--live", action="store_true", help="pin what the server shows now, not what was seen"
     )
+    _accept(approve)
     _common(approve)
     approve.set_defaults(func=cmd_approve)
 
@@ -63,6 +91,14 @@ def register(subparsers: Any) -> None:
     diff.add_argument("--live", action="store_true", help="connect now and compare with the lock")
     _common(diff)
     diff.set_defaults(func=cmd_diff)
+
+
+def _accept(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accept-findings",
+        action="store_true",
+        help="pin definitions even when the scanner calls them poisoned (a high finding)",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -115,36 +151,47 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def _print(report: Any, as_json: bool) -> None:
+    """Every line names the characters that would hide or rewrite text on a terminal."""
+    from turnout.mcp.visible import json_visible, visible
+
     if as_json:
         out = {
             "lines": report.lines,
             "changes": [c.as_json() for c in report.changes],
             "errors": report.errors,
+            "held": report.held,
         }
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
+        sys.stdout.write(json_visible(text) + "\n")
         return
     for line in report.lines:
-        print(line)
+        print(visible(line))
     for error in report.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {visible(error)}", file=sys.stderr)
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
     from turnout.mcp.commands import lock_servers
 
     config = _config(args)
-    report = anyio.run(lambda: lock_servers(config, args.servers, update=args.update))
+    report = anyio.run(
+        lambda: lock_servers(
+            config, args.servers, update=args.update, accept_findings=args.accept_findings
+        )
+    )
     _print(report, args.json)
-    return 2 if report.errors else 1 if report.changes else 0
+    return 2 if report.errors else 1 if report.changes or report.held else 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from turnout.mcp.commands import approve
 
     config = _config(args)
-    report = anyio.run(lambda: approve(config, args.targets, live=args.live))
+    report = anyio.run(
+        lambda: approve(config, args.targets, live=args.live, accept_findings=args.accept_findings)
+    )
     _print(report, args.json)
-    return 2 if report.errors else 0
+    return 2 if report.errors else 1 if report.held else 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -171,7 +218,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             pass_env=tuple(args.pass_env),
         )
     )
-    sys.stdout.write(render_json(result) if args.json else render_text(result))
+    sys.stdout.write(render_json(result) if args.json else render_text(result))  # sanitised
     threshold = SEVERITIES.index(args.fail_on)
     if any(SEVERITIES.index(f.severity) >= threshold for f in result.findings):
         return 1

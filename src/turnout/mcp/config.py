@@ -19,6 +19,8 @@ import yaml
 from turnout.config import RECORD_BODIES, ConfigError
 
 EGRESS_MODES = ("off", "record", "enforce")
+# What a tool's first outbound request meets: held until a person approves its shape, or learned.
+FIRST_USE_MODES = ("hold", "learn")
 UNPINNED_MODES = ("pin", "block")
 TRANSPORTS = {"stdio": "stdio", "http": "http", "streamable-http": "http", "streamableHttp": "http"}
 CONSTRAINTS = ("email_domains", "path_prefixes", "url_hosts", "pattern", "max_length", "one_of")
@@ -55,7 +57,8 @@ class ServerSpec:
     url: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()
-    egress: str = "off"
+    egress: str = "enforce"
+    egress_first_use: str = "hold"
     unpinned: str = "pin"
     policy: Policy = field(default_factory=Policy)
     validate_arguments: bool = True
@@ -106,6 +109,18 @@ def load_guard_config(path: str | os.PathLike[str]) -> GuardConfig:
     return parse_guard_config(text, source, base=Path(path).resolve().parent)
 
 
+def guard_store_url(path: str | os.PathLike[str]) -> str | None:
+    """The record a guard config writes to, or None if the file is not a guard config: so
+    `turnout requests --config turnout-mcp.yaml` reads the tool calls the proxy recorded."""
+    try:
+        data = _parse_document(Path(path).read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None
+    if not isinstance(data, dict) or not ({"mcpServers", "servers"} & set(data)):
+        return None
+    return load_guard_config(path).store_url
+
+
 def parse_guard_config(text: str, source: str, base: Path | None = None) -> GuardConfig:
     data = _parse_document(text, source)
     if not isinstance(data, dict):
@@ -118,7 +133,7 @@ def parse_guard_config(text: str, source: str, base: Path | None = None) -> Guar
     if not isinstance(entries, dict):
         raise ConfigError(source, key, "expected a mapping of server name to server")
     servers = {
-        str(name): _server(source, f"{key}.{name}", str(name), entry)
+        str(name): _server(source, f"{key}.{name}", str(name), entry, base)
         for name, entry in entries.items()
     }
     lock = data.get("lock", "mcp.lock")
@@ -188,7 +203,7 @@ def _expand(value: str) -> str:
     return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
 
 
-def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
+def _server(source: str, where: str, name: str, entry: Any, base: Path) -> ServerSpec:
     if not isinstance(entry, dict):
         raise ConfigError(source, where, "expected a mapping")
     kind = entry.get("type")
@@ -222,6 +237,7 @@ def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
         guard,
         (
             "egress",
+            "egress_first_use",
             "unpinned",
             "pass_env",
             "allow",
@@ -231,11 +247,16 @@ def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
             "call_timeout_s",
         ),
     )
-    egress = guard.get("egress", "off")
+    egress = guard.get("egress", "enforce")
     if egress is False:
         egress = "off"  # YAML reads a bare `off` as false
     if egress not in EGRESS_MODES:
         raise ConfigError(source, f"{g}.egress", f"must be one of {', '.join(EGRESS_MODES)}")
+    first_use = guard.get("egress_first_use", "hold")
+    if first_use not in FIRST_USE_MODES:
+        raise ConfigError(
+            source, f"{g}.egress_first_use", f"must be one of {', '.join(FIRST_USE_MODES)}"
+        )
     unpinned = guard.get("unpinned", "pin")
     if unpinned not in UNPINNED_MODES:
         raise ConfigError(source, f"{g}.unpinned", f"must be one of {', '.join(UNPINNED_MODES)}")
@@ -251,16 +272,27 @@ def _server(source: str, where: str, name: str, entry: Any) -> ServerSpec:
         command=_expand(entry["command"]) if transport == "stdio" else None,
         args=tuple(_expand(str(a)) for a in args),
         env={str(k): _expand(str(v)) for k, v in env.items()},
-        cwd=entry.get("cwd"),
+        cwd=_cwd(source, f"{where}.cwd", entry.get("cwd"), base),
         url=url if transport == "http" else None,
         headers={str(k): _expand(str(v)) for k, v in headers.items()},
         pass_env=_strings(source, f"{g}.pass_env", guard.get("pass_env")) or (),
         egress=egress,
+        egress_first_use=first_use,
         unpinned=unpinned,
         policy=_policy(source, g, guard),
         validate_arguments=validate,
         call_timeout_s=None if timeout is None else float(timeout),
     )
+
+
+def _cwd(source: str, where: str, value: Any, base: Path) -> str | None:
+    """A relative `cwd` is taken from the config's folder, like `lock` and `store`: a client
+    starts the proxy wherever it likes."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(source, where, "expected a path")
+    return str(_beside(base, _expand(value)))
 
 
 def _policy(source: str, where: str, guard: dict[str, Any]) -> Policy:

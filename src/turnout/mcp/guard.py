@@ -54,6 +54,7 @@ class Guard:
         self.name = spec.name
         self.lock = LockFile.load(lock_path)
         self._stamp = self.lock.stamp()
+        self._holds: set[tuple[str | None, str, str]] = set()  # recorded: (tool, what, reason)
 
     # -- the lock, reread when a person approves something --------------------------------------
 
@@ -141,6 +142,29 @@ class Guard:
         for t in tools:
             (shown if self.tool_status(t) == "approved" else hidden).append(t)
         return shown, [str(t.get("name")) for t in hidden]
+
+    def first_hold(self, tool: str | None, what: str, reason: str) -> bool:
+        """True the first time this proxy holds back this definition (or package) for this
+        reason: it is recorded once, not on every listing of every session."""
+        key = (tool, what, reason)
+        if key in self._holds:
+            return False
+        self._holds.add(key)
+        return True
+
+    def why_held(self, definition: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
+        """What a person would be approving: the change from the pinned definition, or for a new
+        tool what the scanner says about it."""
+        from turnout.mcp.changes import tool_changes
+        from turnout.mcp.scanner.rules import scan_tool
+
+        name = str(definition.get("name"))
+        pin = self.pin
+        if pin is not None and name in pin.tools:
+            return tool_changes(pin.tools[name].get("definition") or {}, definition)
+        siblings = set(current) | {str(t.get("title") or "") for t in current.values()}
+        high = [f for f in scan_tool(definition, self.name, siblings) if f.severity == "high"]
+        return [f"{f.rule}: {f.message}" for f in high] or ["new tool"]
 
     # -- learning and reporting -------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Each proxied tool call is one `Run` in the request record, like an LLM request.
 
 received → routed → attempting → validating → completed; `blocked` when the guard or the policy
-refuses, `rejected` for arguments that break the tool's schema, `failed_upstream` when the server
-answers with an error (a JSON-RPC error or a result flagged `isError`), `cancelled` when the client
-withdraws the call.
+refuses (before the call, or during it: an outbound request the guard refused), `rejected` for
+arguments that break the tool's schema, `failed_upstream` when the server answers with an error
+(a JSON-RPC error or a result flagged `isError`), `cancelled` when the client withdraws the call.
+
+A tool the guard holds back is recorded too, called or not: one `tool_hold` run, `blocked`, per
+held definition, so a client that never shows the proxy's stderr still leaves a trace.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ import os
 import time
 from typing import Any
 
+from mcp_types import JSONRPCError, JSONRPCResponse
+
 from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
+from turnout.mcp.canonical import canonical_json, tool_hash
+from turnout.mcp.guard import Guard, Refusal
 from turnout.store.sqlite import RecordWriter
 
 
@@ -25,12 +32,19 @@ def new_run_id() -> str:
 class ToolCallRecord:
     """The Run of one tool call, with the few moves the proxy makes on it."""
 
-    def __init__(self, server: str, tool: str, params: dict[str, Any], client: dict[str, Any]):
+    def __init__(
+        self,
+        server: str,
+        tool: str | None,
+        params: dict[str, Any],
+        client: dict[str, Any],
+        operation: str = "tool_call",
+    ):
         self.server = server
         self.run = Run(
             id=new_run_id(),
-            model=f"mcp:{server}/{tool}",
-            operation="tool_call",
+            model=f"mcp:{server}/{tool}" if tool else f"mcp:{server}",
+            operation=operation,
             request_body=params,
             client=client,
         )
@@ -51,24 +65,39 @@ class ToolCallRecord:
         self.run.error = error
         self.run.transition(State.FAILED_UPSTREAM, **attrs)
 
-    def answered(self, result: dict[str, Any], egress_refused: list[str]) -> None:
-        """An answer: an error result fails the call; any other has its behaviour checked."""
+    def settle(self, reply: JSONRPCResponse | JSONRPCError, egress_refused: list[str]) -> None:
+        """The server's answer: a refusal if the guard refused what the call tried to send
+        (whatever the server made of that), else an error or an answer."""
+        if egress_refused:
+            answer = (
+                reply.result
+                if isinstance(reply, JSONRPCResponse)
+                else {"error": reply.error.model_dump(exclude_none=True)}
+            )
+            self.egress_refused(egress_refused, answer)
+        elif isinstance(reply, JSONRPCError):
+            err = reply.error
+            self.failed(f"jsonrpc_error {err.code}: {err.message}", code=err.code)
+        else:
+            self.answered(reply.result)
+
+    def answered(self, result: dict[str, Any]) -> None:
+        """An answer: an error result fails the call, any other completes it."""
         self.run.response_body = result
         if result.get("isError"):
-            error = "tool_error" + (
-                f"; egress refused: {egress_refused[0]}" if egress_refused else ""
-            )
-            self.failed(error, is_error=True)
+            self.failed("tool_error", is_error=True)
             return
         self._end_attempt(None)
         self.run.transition(State.VALIDATING)
-        if egress_refused:
-            # The lifecycle has no validating → blocked; a call whose behaviour broke its pin is
-            # recorded as output that failed validation.
-            self.run.error = f"egress_refused: {egress_refused[0]}"
-            self.run.transition(State.INVALID_OUTPUT, egress_refused=len(egress_refused))
-        else:
-            self.run.transition(State.COMPLETED)
+        self.run.transition(State.COMPLETED)
+
+    def egress_refused(self, refused: list[str], answer: dict[str, Any]) -> None:
+        """The guard refused what the tool tried to send: a refusal, whatever the server made of
+        it (an error, an `isError` result, or an answer that hides the failure)."""
+        self.run.response_body = answer
+        self._end_attempt("egress_refused")
+        self.run.error = f"egress_refused: {refused[0]}"
+        self.run.transition(State.BLOCKED, reason="egress_refused", refused=len(refused))
 
     def cancelled(self, reason: str | None) -> None:
         if not self.run.state.terminal:
@@ -80,6 +109,43 @@ class ToolCallRecord:
             self.attempt.ended = self.run.now()
             self.attempt.ok = error is None
             self.attempt.error = error
+
+
+def held_record(
+    server: str, tool: str | None, body: dict[str, Any], reason: str, message: str
+) -> ToolCallRecord:
+    """A tool (or a whole server, `tool` None) the guard holds back, as one `blocked` run."""
+    record = ToolCallRecord(server, tool, body, {"guard": "held"}, operation="tool_hold")
+    record.refuse(State.BLOCKED, reason, message)
+    return record
+
+
+def record_holds(
+    recorder: Recorder,
+    guard: Guard,
+    current: dict[str, dict[str, Any]],
+    late_refusal: Refusal | None,
+) -> None:
+    """A row for each tool of `current` the guard holds back, the first time it does."""
+    for name, definition in current.items():
+        refusal = late_refusal
+        if refusal is None and guard.tool_status(definition) != "approved":
+            refusal = guard.call_refusal(name, current)
+        if refusal is None or not guard.first_hold(name, tool_hash(definition), refusal.reason):
+            continue
+        why = "; ".join(guard.why_held(definition, current))
+        body = {"name": name, "definition": definition}
+        message = f"{refusal.message} ({why})" if why else refusal.message
+        recorder.submit(held_record(guard.name, name, body, refusal.reason, message))
+
+
+def record_server_hold(
+    recorder: Recorder, guard: Guard, package: dict[str, Any], refusal: Refusal
+) -> None:
+    """A server blocked before it is launched: one row per package and reason."""
+    if guard.first_hold(None, canonical_json(package), refusal.reason):
+        body = {"package": package}
+        recorder.submit(held_record(guard.name, None, body, refusal.reason, refusal.message))
 
 
 class Recorder:

@@ -37,7 +37,7 @@ from turnout.mcp.guard import Guard, Refusal
 from turnout.mcp.identity import fetches_at_launch, resolve_identity
 from turnout.mcp.lockfile import Observation
 from turnout.mcp.policy import check_arguments, tool_allowed
-from turnout.mcp.record import Recorder, ToolCallRecord
+from turnout.mcp.record import Recorder, ToolCallRecord, record_holds, record_server_hold
 from turnout.mcp.upstream import UpstreamClosed, UpstreamLink, open_transport
 
 log = logging.getLogger("turnout.mcp.proxy")
@@ -96,12 +96,13 @@ class Relay:
         refusal = self.guard.server_refusal(self.package)
         if refusal is not None:
             log.error("%s", refusal.message)
+            record_server_hold(self.recorder, self.guard, self.package, refusal)
             await self._serve_refusal(down_read, refusal)
             return
         recorder: EgressRecorder | None = None
         env_extra: dict[str, str] = {}
         if self.spec.egress != "off" and self.spec.transport == "stdio":
-            self._watch = EgressWatch(self.guard, self.spec.egress)
+            self._watch = EgressWatch(self.guard, self.spec.egress, self.spec.egress_first_use)
             recorder = EgressRecorder(self._watch.decide)
             await recorder.start()
             env_extra = recorder.env(self.spec.env.get("NODE_OPTIONS", ""))
@@ -249,6 +250,7 @@ class Relay:
             log.warning("server '%s': listing tools failed: %s", self.guard.name, exc)
         finally:
             self._statuses = self._status_map()
+            self._record_held()
             self._ready.set()
 
     async def _relist(self, forward: JSONRPCNotification) -> None:
@@ -257,6 +259,7 @@ class Relay:
             self._current = {str(t.get("name")): t for t in tools}
             self._observe()
             self._statuses = self._status_map()
+            self._record_held()
         except Exception as exc:
             log.warning("server '%s': relisting tools failed: %s", self.guard.name, exc)
             self._current = {}  # fail closed: nothing known, nothing callable
@@ -278,6 +281,9 @@ class Relay:
     def _status_map(self) -> dict[str, str]:
         return {name: self.guard.tool_status(d) for name, d in self._current.items()}
 
+    def _record_held(self) -> None:
+        record_holds(self.recorder, self.guard, self._current, self._late_refusal)
+
     async def _watch_lock(self) -> None:
         """When a person approves something, tell the client to list the tools again."""
         while True:
@@ -286,6 +292,7 @@ class Relay:
                 statuses = self._status_map()
                 if statuses != self._statuses:
                     self._statuses = statuses
+                    self._record_held()
                     await self._send(
                         JSONRPCNotification(
                             jsonrpc="2.0", method="notifications/tools/list_changed"
@@ -309,6 +316,7 @@ class Relay:
                 log.warning(
                     "server '%s': held back until approved: %s", self.guard.name, ", ".join(hidden)
                 )
+                self._record_held()
             reply = JSONRPCResponse(
                 jsonrpc="2.0", id=reply.id, result={**reply.result, "tools": shown}
             )
@@ -364,12 +372,7 @@ class Relay:
                 }
                 await self._send_error(msg.id, error)
                 return
-            if isinstance(reply, JSONRPCError):
-                err = reply.error
-                rec.failed(f"jsonrpc_error {err.code}: {err.message}", code=err.code)
-            else:
-                refused = egress.refused if egress is not None else []
-                rec.answered(reply.result, list(refused))
+            rec.settle(reply, list(egress.refused) if egress is not None else [])
             await self._answer(msg.id, reply)
         except asyncio.CancelledError:
             rec.cancelled("cancelled by the client")

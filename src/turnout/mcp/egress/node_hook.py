@@ -19,6 +19,9 @@ HOOK_JS = r"""
   const guard = new URL(guardUrl);
   const rawRequest = http.request;
   const rawFetch = globalThis.fetch;
+  // One kept-alive connection to the guard: a verdict per request without a TCP handshake each.
+  // Idle kept-alive sockets are unref'd by Node, so they never keep a server from exiting.
+  const askAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
   function isGuard(host, port) {
     return (host === guard.hostname || host === '127.0.0.1' && guard.hostname === 'localhost')
@@ -30,6 +33,7 @@ HOOK_JS = r"""
       const payload = Buffer.from(JSON.stringify(shape));
       const req = rawRequest({
         host: guard.hostname, port: guard.port, path: guard.pathname, method: 'POST',
+        agent: askAgent,
         headers: {'content-type': 'application/json', 'content-length': payload.length},
       }, (res) => {
         const chunks = [];
@@ -55,7 +59,9 @@ HOOK_JS = r"""
     globalThis.fetch = async function (input, init) {
       const request = new Request(input, init);
       const u = new URL(request.url);
-      if (isGuard(u.hostname, u.port || (u.protocol === 'https:' ? 443 : 80))) {
+      // data:, blob: and file: URLs never leave the machine.
+      if ((u.protocol !== 'http:' && u.protocol !== 'https:')
+          || isGuard(u.hostname, u.port || (u.protocol === 'https:' ? 443 : 80))) {
         return rawFetch(input, init);
       }
       const body = request.body ? await request.clone().text() : null;

@@ -68,29 +68,34 @@ class EgressRecorder:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _version = line.split(" ", 2)
-            headers = [tuple(h.split(":", 1)) for h in header_lines if ":" in h]
-            hmap = {k.strip().lower(): v.strip() for k, v in headers}
-            if method == "CONNECT":
-                await self._tunnel(target, reader, writer)
+            while True:  # the Node hook keeps its connection for the next verdict
+                head = await reader.readuntil(b"\r\n\r\n")
+                line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, target, _version = line.split(" ", 2)
+                headers = [tuple(h.split(":", 1)) for h in header_lines if ":" in h]
+                hmap = {k.strip().lower(): v.strip() for k, v in headers}
+                if method == "CONNECT":
+                    await self._tunnel(target, reader, writer)
+                    return
+                body = await _read_body(reader, hmap)
+                if target == f"/__turnout/{self._token}/egress":
+                    keep = hmap.get("connection", "").lower() != "close"
+                    await self._hook_report(body, writer, keep)
+                    if keep:
+                        continue
+                elif target.startswith("http://"):
+                    await self._forward(method, target, headers, body, hmap, reader, writer)
+                else:
+                    await _respond(writer, 400, "turnout egress recorder: not a proxy request")
                 return
-            body = await _read_body(reader, hmap)
-            if target == f"/__turnout/{self._token}/egress":
-                await self._hook_report(body, writer)
-            elif target.startswith("http://"):
-                await self._forward(method, target, headers, body, hmap, reader, writer)
-            else:
-                await _respond(writer, 400, "turnout egress recorder: not a proxy request")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
+            pass  # also how a kept-alive connection ends: closed between requests
         except (ConnectionError, OSError) as exc:
             log.debug("egress connection ended: %s", exc)
         finally:
             writer.close()
 
-    async def _hook_report(self, body: bytes, writer: asyncio.StreamWriter) -> None:
+    async def _hook_report(self, body: bytes, writer: asyncio.StreamWriter, keep: bool) -> None:
         try:
             report = json.loads(body)
             shape = shape_of(
@@ -101,9 +106,11 @@ class EgressRecorder:
         else:
             verdict = self._decide(shape)
         payload = json.dumps({"allow": verdict.allow, "reason": verdict.reason}).encode()
+        connection = b"keep-alive" if keep else b"close"
         writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            + f"content-length: {len(payload)}\r\n\r\n".encode()
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: "
+            + connection
+            + f"\r\ncontent-length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
         await writer.drain()

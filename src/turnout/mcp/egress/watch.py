@@ -1,9 +1,17 @@
 """Per session: attribute each outbound request to the tool calls in flight, and judge it.
 
-A tool's first call through the guard is trusted and its shapes are pinned (an empty list pins
-"sends nothing"). After that a shape the lock lacks is kept for review; under `enforce` the
-request is refused before it leaves. With several calls in flight a request is attributed to all
-of them: it passes if any of them is pinned to send it.
+What a tool may send is part of what a person approves: a shape the lock does not hold for the
+tool is kept for review (`turnout mcp diff`), and under `enforce` refused before it leaves. A
+tool's first outbound request is no exception (`egress_first_use: hold`): nothing is trusted
+because it came first. With `egress_first_use: learn` a tool's first call is trusted and pins its
+shapes instead (an empty list pins "sends nothing").
+
+What a server sends while it starts (npx fetching it, say) is pinned with the server itself:
+by `turnout mcp lock`, or in the session in which the proxy pins an unpinned server on first use
+(`unpinned: pin`), which trusts that server's definitions in the same breath.
+
+With several calls in flight a request is attributed to all of them: it passes if any of them is
+pinned to send it.
 """
 
 from __future__ import annotations
@@ -33,11 +41,18 @@ class CallEgress:
 
 
 class EgressWatch:
-    def __init__(self, guard: Guard, mode: str):
+    def __init__(self, guard: Guard, mode: str, first_use: str = "hold"):
         self.guard = guard
         self.mode = mode
+        self.learn = first_use == "learn"
         self._calls: dict[str, CallEgress] = {}
-        self._background = CallEgress(BACKGROUND, learning=not self._pinned(BACKGROUND))
+        first_session = guard.pin is None
+        self._background = CallEgress(
+            BACKGROUND, learning=self._learns(BACKGROUND) or first_session
+        )
+
+    def _learns(self, tool: str) -> bool:
+        return self.learn and not self._pinned(tool)
 
     def _pinned(self, tool: str) -> bool:
         pin = self.guard.pin
@@ -45,7 +60,7 @@ class EgressWatch:
 
     def begin(self, call_id: str, tool: str) -> CallEgress:
         self.guard.refresh()
-        call = CallEgress(tool, learning=not self._pinned(tool))
+        call = CallEgress(tool, learning=self._learns(tool))
         self._calls[call_id] = call
         return call
 
@@ -86,8 +101,12 @@ class EgressWatch:
             for call in calls:
                 call.refused.append(text)
             log.warning("egress refused for server '%s': %s", self.guard.name, text)
+            names = [c.tool for c in calls if c.tool != BACKGROUND]
+            target = f"{self.guard.name}:{names[0]}" if len(names) == 1 else self.guard.name
             return Verdict(
-                False, f"{text} — not approved; see `turnout mcp diff {self.guard.name}`"
+                False,
+                f"{text} — not approved: review with `turnout mcp diff {self.guard.name}`, "
+                f"approve with `turnout mcp approve {target}`",
             )
         log.warning("egress changed for server '%s': %s", self.guard.name, text)
         return Verdict(True, "recorded")

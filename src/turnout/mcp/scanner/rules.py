@@ -282,10 +282,8 @@ def _sentences(text: str) -> list[str]:
 def _excerpt(text: str, start: int = 0, end: int | None = None, width: int = 100) -> str:
     end = len(text) if end is None else end
     lo = max(0, start - 30)
-    snippet = text[lo : min(len(text), max(end, lo + width))]
-    return (
-        snippet.encode("unicode_escape").decode("ascii") if not snippet.isprintable() else snippet
-    )
+    # Kept as the server wrote it; whoever shows it names the hiding characters (visible.py).
+    return text[lo : min(len(text), max(end, lo + width))]
 
 
 def _own(name: str, siblings: set[str]) -> bool:

@@ -9,6 +9,7 @@ being listed is a finding). Remote (HTTP) servers are not contacted: the scan st
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ async def scan_configs(
             if spec.transport == "http":
                 result.servers[name] = {"status": "skipped", "why": "remote server: not contacted"}
                 continue
+            print(f"{name}: starting and listing it …", file=sys.stderr, flush=True)  # progress
             obs, calls = await _observe_sandboxed(replace(spec, pass_env=pass_env), timeout, result)
             if obs is not None:
                 observed[name] = obs
