@@ -201,7 +201,8 @@ def turnout_gateway(
     `config` is a Config, YAML text, or None for the embedded default. The cassette is the
     test's own unless `cassette=False` (live) — and never for a `trials` test. Faults default
     to the test's `faults` marker. In a trials test, the gateways the first trial starts are
-    handed back to the later trials that ask for the same: one model in memory, not one a trial.
+    handed back to the later trials that ask for the same: one model in memory, not one a trial;
+    a gateway a trial did not ask for again is stopped before the next trial.
     """
     from turnout.testing.inprocess import InProcessGateway
 
@@ -209,9 +210,16 @@ def turnout_gateway(
     trials = request.node.get_closest_marker("trials") is not None
     kept: dict[tuple[object, ...], InProcessGateway] = {}  # (arguments, nth call) → gateway
     calls: dict[tuple[object, ...], int] = {}  # arguments → calls in this trial
+    used: set[int] = set()  # the gateways handed out in this trial
 
     def new_trial(_: int) -> None:
+        for slot, gw in list(kept.items()):
+            if id(gw) not in used and calls:  # not asked for again in the trial that ended
+                gw.stop()
+                del kept[slot]
+                started.remove(gw)
         calls.clear()
+        used.clear()
 
     _per_trial(request.node, new_trial)
 
@@ -234,12 +242,14 @@ def turnout_gateway(
         asked = (_identity(config), _identity(cassette), id(plan))
         nth = calls[asked] = calls.get(asked, 0) + 1
         if (asked, nth) in kept:
+            used.add(id(kept[(asked, nth)]))
             return kept[(asked, nth)]
         store_dir = tmp_path / f"gateway-{len(started)}"
         store_dir.mkdir(exist_ok=True)
         gw = InProcessGateway(config, cassette=chosen, faults=plan, store_dir=store_dir)
         started.append(gw.start())
         kept[(asked, nth)] = gw
+        used.add(id(gw))
         return gw
 
     yield start
