@@ -17,6 +17,8 @@ from upstream import ScriptedUpstream, Step
 from turnout.testing import Cassette, CassetteError, InProcessGateway, Mode
 from turnout.testing.cassette_schema import problems
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -201,3 +203,17 @@ def test_cassette_check_lists_the_problems_and_exits_1(
     failed = check(good, bad)
     assert failed.returncode == 1
     assert "repeat: '0' is not of type 'integer'" in failed.stderr
+
+
+def test_serve_refuses_a_broken_cassette_with_its_problems(tmp_path: Path) -> None:
+    path = tmp_path / "tape.json"
+    path.write_text('{"turnout_cassette": 1, "entries": [{"key": "x"}]}')
+    done = subprocess.run(
+        [sys.executable, "-m", "turnout", "serve", "--record", str(path), "--cassette-mode",
+         "none", "--port", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"error: {path}: not a valid turnout cassette" in done.stderr
+    assert "entry 0 (key 'x', repeat None): (the entry): 'repeat' is missing" in done.stderr
+    assert "Traceback" not in done.stderr
