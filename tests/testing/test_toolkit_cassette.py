@@ -253,3 +253,55 @@ def test_the_cassette_never_holds_the_api_key_or_a_secret_in_text(
     text = path.read_text()
     assert "0123456789abcdef" not in text
     assert "<redacted:UPSTREAM_API_KEY>" in text
+
+
+WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+CLOCK = {"type": "function", "function": {"name": "clock", "parameters": {"type": "object"}}}
+
+
+def test_reordered_tools_are_one_difference_that_says_only_the_order_changed() -> None:
+    recorded = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "tools": [TOOLS[0], WEATHER, CLOCK]}  # fmt: skip
+    asked = {**recorded, "tools": [CLOCK, TOOLS[0], WEATHER]}
+    text = explain_miss(asked, [recorded])
+    assert text == (
+        "differs from the nearest recorded request only in order: tools (only the order "
+        "changed: recorded lookup, weather, clock; now clock, lookup, weather)"
+    )
+
+
+def test_a_reordering_next_to_a_real_change_diffs_only_the_real_change() -> None:
+    recorded = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "tools": [TOOLS[0], WEATHER]}  # fmt: skip
+    asked = {"model": "m", "messages": [{"role": "user", "content": "hello"}],
+             "tools": [WEATHER, TOOLS[0]]}  # fmt: skip
+    text = explain_miss(asked, [recorded])
+    assert text.startswith(
+        "differs from the nearest recorded request at: messages[0].content, tools (only the "
+        "order changed: recorded lookup, weather; now weather, lookup)"
+    )
+    changed = [line for line in text.splitlines()[1:] if line[:1] in "+-"]
+    assert changed == ["--- recorded (nearest)", "+++ requested",
+                       '-      "content": "hi",', '+      "content": "hello",']  # fmt: skip
+
+
+def test_a_retried_miss_points_back_to_the_first_instead_of_repeating_its_diff(
+    up: ScriptedUpstream, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.json"
+    gw = run_gateway(up, Cassette.load(path, Mode.ONCE))
+    ask(gw, "What is the capital of France?")
+    gw.stop()
+    cassette = Cassette.load(path, Mode.NONE)
+    gw = run_gateway(up, cassette)
+    errors = []
+    for _ in range(3):  # an agent that retries what failed
+        with pytest.raises(openai.BadRequestError) as info:
+            ask(gw, "What is the capital of Spain?")
+        errors.append(str(info.value))
+    gw.stop()
+    assert "differs from the nearest recorded request" in errors[0]
+    for n, later in ((2, errors[1]), (3, errors[2])):
+        assert f"repeat #{n}): the same request as miss #1 above, asked again" in later
+        assert "Spain" not in later and "France" not in later
+    assert len(cassette.misses) == 3 and sum("@@" in m for m in cassette.misses) == 1

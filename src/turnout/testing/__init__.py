@@ -11,7 +11,7 @@ Plus assertions that fit non-determinism: `assert_trajectory`, `assert_json_sche
 from __future__ import annotations
 
 from turnout.testing import faults
-from turnout.testing.cassette import Cassette, CassetteMiss, Mode
+from turnout.testing.cassette import Cassette, CassetteError, CassetteMiss, Mode
 from turnout.testing.faults import At, Fault, FaultKind, FaultPlan, ToolFault, parse_fault
 from turnout.testing.stats import (
     SPRT,
@@ -40,6 +40,7 @@ __all__ = [
     "Calibration",
     "Call",
     "Cassette",
+    "CassetteError",
     "CassetteMiss",
     "Fault",
     "FaultKind",

@@ -2,6 +2,8 @@
 
 Entries are found by (key, repeat): the n-th time a test asks the same thing it gets the n-th
 recorded answer, so an agent that asks twice and gets two different answers replays faithfully.
+Several tests (and pytest-xdist workers) may share one file: saving merges under a lock, and
+never overwrites what another test recorded. The format: docs/cassette-format.md.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 import orjson
 
 from turnout.backends.base import Failure, StreamChunk, UpstreamError
+from turnout.testing._lock import folder_lock
+from turnout.testing.cassette_schema import FORMAT_VERSION, CassetteError, check
 from turnout.testing.keys import explain_miss, request_key
 from turnout.testing.redact import Redactor
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "Cassette", "CassetteError", "CassetteMiss", "Entry", "Mode"]
 # How a stream whose reader stopped early is recorded: replayed past its end, it breaks.
 PARTIAL = "the recorded stream ends here: its reader stopped early while recording"
 
@@ -28,7 +32,7 @@ class Mode(enum.StrEnum):
     """When the real model is called (VCR's record modes, same names)."""
 
     NONE = "none"  # replay only; an unknown request fails (the CI default)
-    ONCE = "once"  # record if the cassette file does not exist yet, else like `none`
+    ONCE = "once"  # record if the file holds nothing of this test's yet, else like `none`
     NEW_EPISODES = "new_episodes"  # replay what is known, record what is new
     ALL = "all"  # call the model for everything and rewrite the cassette
 
@@ -92,9 +96,13 @@ class Entry:
     completion: dict[str, Any] | None = None
     events: list[dict[str, Any]] | None = None
     error: dict[str, Any] | None = None
+    recorded_by: str | None = None  # the test that recorded it: `all` re-records only its own
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.key, "repeat": self.repeat, "request": self.request}
+        out: dict[str, Any] = {"key": self.key, "repeat": self.repeat}
+        if self.recorded_by is not None:
+            out["recorded_by"] = self.recorded_by
+        out["request"] = self.request
         response: dict[str, Any] = {}
         if self.completion is not None:
             response["completion"] = self.completion
@@ -115,6 +123,7 @@ class Entry:
             completion=response.get("completion"),
             events=response.get("stream"),
             error=response.get("error"),
+            recorded_by=data.get("recorded_by"),
         )
 
     def body(self) -> dict[str, Any]:
@@ -131,6 +140,16 @@ class Entry:
         return _error(self.error) if self.error is not None else None
 
 
+def read_entries(path: Path) -> dict[tuple[str, int], Entry]:
+    """The entries of a cassette file, checked against the format first."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise CassetteError(f"{path}: not a valid turnout cassette: not JSON ({exc})") from None
+    check(doc, path)
+    return {(e.key, e.repeat): e for e in map(Entry.from_json, doc["entries"])}
+
+
 @dataclass
 class Cassette:
     """The recorded calls of one test (or one `turnout serve --record` session)."""
@@ -139,13 +158,17 @@ class Cassette:
     mode: Mode = Mode.NONE
     redactor: Redactor = field(default_factory=Redactor.from_environment)
     autosave: bool = False
+    owner: str | None = None  # who records into it (a test's node id), kept on each entry
     existed: bool = False
+    has_own: bool = False  # the file holds entries this owner recorded (or unattributed ones)
     recorded: dict[tuple[str, int], Entry] = field(default_factory=dict)
     new: list[Entry] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     replayed: int = 0
     _asked: dict[str, int] = field(default_factory=dict)
     _fresh: dict[tuple[str, int], Entry] = field(default_factory=dict)
+    _missed: dict[str, int] = field(default_factory=dict)  # key → its first miss's number
+    _written: set[tuple[str, int]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -156,17 +179,16 @@ class Cassette:
         *,
         redactor: Redactor | None = None,
         autosave: bool = False,
+        owner: str | None = None,
     ) -> Cassette:
+        """Open a cassette; raises CassetteError (naming the file, entry and field) if the file
+        does not follow the format."""
         p = Path(path) if path is not None else None
-        c = cls(p, Mode(mode), redactor or Redactor.from_environment(), autosave)
+        c = cls(p, Mode(mode), redactor or Redactor.from_environment(), autosave, owner)
         if p is not None and p.is_file():
             c.existed = True
-            data = orjson.loads(p.read_bytes())
-            if data.get("turnout_cassette") != FORMAT_VERSION:
-                raise ValueError(f"{p}: not a turnout cassette (version {FORMAT_VERSION})")
-            for raw in data.get("entries") or ():
-                e = Entry.from_json(raw)
-                c.recorded[(e.key, e.repeat)] = e
+            c.recorded = read_entries(p)
+            c.has_own = any(e.recorded_by in (None, owner) for e in c.recorded.values())
         return c
 
     # -- what the mode allows ------------------------------------------------------------------
@@ -179,12 +201,13 @@ class Cassette:
     def records(self) -> bool:
         """Whether a request without an answer may go to the real model."""
         return self.mode in (Mode.ALL, Mode.NEW_EPISODES) or (
-            self.mode is Mode.ONCE and not self.existed
+            self.mode is Mode.ONCE and not self.has_own
         )
 
     @property
     def records_everything(self) -> bool:
-        return self.mode is Mode.ALL or (self.mode is Mode.ONCE and not self.existed)
+        """Whether this session records from its first call (the model is started up front)."""
+        return self.mode is Mode.ALL or (self.mode is Mode.ONCE and not self.has_own)
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -203,6 +226,13 @@ class Cassette:
         with self._lock:
             self._asked.clear()
 
+    def unslot(self, key: str, repeat: int) -> None:
+        """The call in slot (key, repeat) did not count — an injected fault replaced its
+        answer — so the next identical call takes the same slot (and the same answer)."""
+        with self._lock:
+            if self._asked.get(key) == repeat + 1:
+                self._asked[key] = repeat
+
     def find(self, key: str, repeat: int) -> Entry | None:
         if not self.replays:
             return None
@@ -216,7 +246,11 @@ class Cassette:
     def miss(self, request: dict[str, Any], key: str, repeat: int) -> CassetteMiss:
         """The error for a request the cassette cannot answer; remembered for the test report."""
         where = str(self.path) if self.path is not None else "(in memory)"
-        if not self.existed and self.path is not None:
+        with self._lock:
+            first = self._missed.get(key)
+        if first is not None:  # asked again (a retry): the diff was shown with the first miss
+            why = f"the same request as miss #{first + 1} above, asked again"
+        elif not self.existed and self.path is not None:
             why = f"there is no cassette at {where} (record it with a mode other than none)"
         else:
             seen = [e.request for e in self.recorded.values()]
@@ -226,6 +260,7 @@ class Cassette:
             f"(key {key}, repeat #{repeat + 1}): {why}"
         )
         with self._lock:
+            self._missed.setdefault(key, len(self.misses))
             self.misses.append(msg)
         return CassetteMiss(msg)
 
@@ -236,6 +271,7 @@ class Cassette:
         entry.completion = self.redactor.value(entry.completion)
         entry.events = self.redactor.value(entry.events)
         entry.error = self.redactor.value(entry.error)
+        entry.recorded_by = self.owner
         with self._lock:
             self.new.append(entry)
             self._fresh[(entry.key, entry.repeat)] = entry
@@ -271,28 +307,37 @@ class Cassette:
     ) -> None:
         self.add(Entry(key, repeat, request, error=_error_record(error)))
 
-    def entries(self) -> list[Entry]:
-        """What the file holds after this session: old entries kept unless the mode rewrites."""
+    def merged(self, on_disk: dict[tuple[str, int], Entry]) -> list[Entry]:
+        """What the file holds after this session, given what it holds now: `all` replaces
+        this owner's entries; an entry someone else recorded is never overwritten."""
+        kept = dict(on_disk)
+        if self.mode is Mode.ALL:
+            kept = {s: e for s, e in kept.items() if e.recorded_by not in (None, self.owner)}
         with self._lock:
-            kept = {} if self.records_everything else dict(self.recorded)
-            for e in self.new:
-                kept[(e.key, e.repeat)] = e
+            mine = {(e.key, e.repeat): e for e in self.new}  # a re-recorded slot: the last wins
+            for slot, entry in mine.items():
+                if slot not in kept or slot in self._written:
+                    kept[slot] = entry
         return list(kept.values())
 
     def save(self) -> Path | None:
-        """Write the file if this session recorded anything; atomically, so a kill leaves the
-        previous version."""
+        """Merge what this session recorded into the file, under a lock shared by every process;
+        written atomically, so a kill leaves the previous version."""
         if self.path is None or not self.new:
             return None
-        doc = {
-            "turnout_cassette": FORMAT_VERSION,
-            "note": "recorded model calls; replayed by turnout.testing. Review like code.",
-            "entries": [e.as_json() for e in self.entries()],
-        }
-        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
+        with folder_lock(self.path.parent):
+            on_disk = read_entries(self.path) if self.path.is_file() else {}
+            kept = self.merged(on_disk)
+            doc = {
+                "turnout_cassette": FORMAT_VERSION,
+                "note": "recorded model calls; replayed by turnout.testing. Review like code.",
+                "entries": [e.as_json() for e in kept],
+            }
+            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(self.path)
+            with self._lock:  # only slots whose entry is ours on disk now
+                ours = {id(e) for e in self.new}
+                self._written.update((e.key, e.repeat) for e in kept if id(e) in ours)
         return self.path

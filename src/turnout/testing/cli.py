@@ -1,11 +1,13 @@
-"""`turnout cassette show FILE`: what a cassette holds, one line per recorded call."""
+"""`turnout cassette show FILE`: what a cassette holds, one line per recorded call;
+`turnout cassette check FILE…`: whether hand-edited cassettes still follow the format."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from turnout.testing.cassette import Cassette
+from turnout.testing.cassette import Cassette, CassetteError
 
 
 def _asked(request: dict[str, Any]) -> str:
@@ -30,7 +32,11 @@ def _answered(entry: Any) -> str:
 
 
 def cmd_cassette_show(args: argparse.Namespace) -> int:
-    cassette = Cassette.load(args.file)
+    try:
+        cassette = Cassette.load(args.file)
+    except CassetteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not cassette.existed:
         raise FileNotFoundError(f"no cassette at {args.file}")
     for e in cassette.recorded.values():
@@ -43,9 +49,29 @@ def cmd_cassette_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cassette_check(args: argparse.Namespace) -> int:
+    bad = 0
+    for name in args.files:
+        try:
+            cassette = Cassette.load(name)
+        except CassetteError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+            continue
+        if not cassette.existed:
+            print(f"{name}: no such file", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{name}: ok, {len(cassette.recorded)} recorded calls")
+    return 1 if bad else 0
+
+
 def register(subparsers: Any) -> None:
     cassette = subparsers.add_parser("cassette", help="recorded model calls (turnout.testing)")
     sub = cassette.add_subparsers(dest="cassette_command", required=True, metavar="ACTION")
     show = sub.add_parser("show", help="list what a cassette holds")
     show.add_argument("file")
     show.set_defaults(func=cmd_cassette_show)
+    check = sub.add_parser("check", help="validate cassettes against the format (exit 1 if not)")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(func=cmd_cassette_check)

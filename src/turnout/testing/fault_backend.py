@@ -1,15 +1,18 @@
 """A Backend that injects model-call faults by position, around any other backend.
 
 It sits outside the cassette layer: injected failures are never recorded, and a faulted answer is
-derived from the real (or replayed) one, so faults work with live and replayed runs alike.
+derived from the real (or replayed) one, so faults work with live and replayed runs alike. A fault
+that changes or cuts an answer still lets the cassette see the whole real answer, and gives its
+slot back (`forget`), so the retry it causes replays that answer instead of recording another.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jsonschema
@@ -25,10 +28,21 @@ from turnout.backends.base import (
     UpstreamRequest,
 )
 from turnout.lifecycle.stream import Accumulator
+from turnout.routing.router import conversation_id
 from turnout.testing.cassette import event_bytes
 from turnout.testing.faults import Fault, FaultKind, FaultPlan
 
 _RAISED = (FaultKind.RATE_LIMITED, FaultKind.SERVER_ERROR, FaultKind.TIMEOUT)
+
+# The request's conversation id from its header: the in-process gateway sets it, because the
+# backend seam sees the body (where `metadata.conversation_id` also works) but not the headers.
+CONVERSATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "turnout_testing_conversation", default=None
+)
+
+
+def conversation_of(request: UpstreamRequest) -> str | None:
+    return CONVERSATION.get() or conversation_id(request.body, {})
 
 
 class FaultBackend:
@@ -46,13 +60,19 @@ class FaultBackend:
     def ready(self) -> bool:
         return self.inner.ready()
 
+    def _discard(self, request: UpstreamRequest) -> None:
+        forget = getattr(self.inner, "forget", None)
+        if forget is not None:
+            forget(request.request_id)
+
     async def complete(self, request: UpstreamRequest) -> Completion:
-        fault = self.plan.model_call(request.request_id)
+        fault = self.plan.model_call(request.request_id, conversation_of(request))
         if fault is None:
             return await self.inner.complete(request)
         if fault.kind in _RAISED:
             raise _failure(fault)
         done = await self.inner.complete(request)
+        self._discard(request)
         if fault.kind is FaultKind.BROKEN_STREAM:
             raise UpstreamError(Failure.BROKEN_STREAM, f"connection dropped: {fault.describe()}")
         body = copy.deepcopy(done.body)
@@ -67,7 +87,7 @@ class FaultBackend:
         return Completion(body, done.usage)
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
-        fault = self.plan.model_call(request.request_id)
+        fault = self.plan.model_call(request.request_id, conversation_of(request))
         source = self.inner.stream(request)
         try:
             if fault is None:
@@ -77,10 +97,12 @@ class FaultBackend:
             if fault.kind in _RAISED:
                 raise _failure(fault)
             if fault.kind is FaultKind.BROKEN_STREAM:
-                async for chunk in _break(source, fault):
+                async for chunk in _break(source, fault, lambda: self._discard(request)):
                     yield chunk
                 return
-            for chunk in await self._mutated_stream(fault, request, source):
+            mutated = await self._mutated_stream(fault, request, source)
+            self._discard(request)
+            for chunk in mutated:
                 yield chunk
         finally:
             await source.aclose()  # type: ignore[attr-defined]
@@ -210,15 +232,26 @@ def _has_token(data: dict[str, Any]) -> bool:
     return False
 
 
-async def _break(source: AsyncIterator[StreamChunk], fault: Fault) -> AsyncIterator[StreamChunk]:
-    """Pass `after_chunks` token-bearing chunks through, then fail like a dropped connection."""
+async def _break(
+    source: AsyncIterator[StreamChunk], fault: Fault, discard: Callable[[], None]
+) -> AsyncIterator[StreamChunk]:
+    """Pass `after_chunks` token-bearing chunks through, then fail like a dropped connection.
+
+    The rest of the source is still read (and dropped): a cassette beneath records the whole
+    real answer, never the cut one, so replaying without the fault gets the whole answer."""
     tokens = 0
-    async for chunk in source:
-        if _has_token(chunk.data):
-            if tokens >= fault.after_chunks:
-                break
-            tokens += 1
-        yield chunk
+    broken = False
+    try:
+        async for chunk in source:
+            if not broken and _has_token(chunk.data):
+                broken = tokens >= fault.after_chunks
+                tokens += 1
+            if not broken:
+                yield chunk
+    except UpstreamError:
+        if not broken:
+            raise  # a real failure before the fault's place is what the reader sees
+    discard()
     raise UpstreamError(Failure.BROKEN_STREAM, f"upstream stream broke: {fault.describe()}")
 
 

@@ -4,6 +4,11 @@
 Model-call faults are injected at the backend seam (see `fault_backend.py`) and then meet
 turnout's real lifecycle; tool faults are injected into the agent's own tool functions
 (`FaultPlan.wrap_tools`).
+
+Positions count per conversation when requests carry one (the `x-turnout-conversation-id`
+header or `metadata.conversation_id`), so agents running at once each get their faults at their
+own call 6; requests without one share one count. A fault that never fires fails the test
+unless it says `optional=True`: a fault that did not happen tested nothing.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Fault:
     retry_after_s: float | None = None  # rate_limited's Retry-After
     after_chunks: int = 2  # broken_stream: tokens delivered before the break
     message: str = ""
+    optional: bool = False  # may pass without ever firing
 
     def __str__(self) -> str:
         extra = ""
@@ -87,6 +93,8 @@ class Fault:
             extra += f",attempts={'all' if self.attempts is None else self.attempts}"
         if self.kind is FaultKind.SERVER_ERROR and self.status != 500:
             extra += f",status={self.status}"
+        if self.optional:
+            extra += ",optional"
         return f"{self.kind.value}@{self.at}{extra}"
 
     def describe(self) -> str:
@@ -134,7 +142,8 @@ def tool_exception(
 
 def parse_fault(text: str) -> Fault:
     """`kind@call=6`, `kind@every=3,status=503`, `tool_error@tool=lookup,call=2`,
-    `timeout@call=2,attempts=all` — the form `str(fault)` prints."""
+    `timeout@call=2,attempts=all`, `rate_limited@call=9,optional` — the form `str(fault)`
+    prints."""
     kind_text, _, spec = text.strip().partition("@")
     try:
         kind = FaultKind(kind_text.strip())
@@ -145,6 +154,11 @@ def parse_fault(text: str) -> Fault:
     opts: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, eq, value = part.partition("=")
+        if name == "optional":
+            if value.lower() not in ("", "true", "false"):
+                raise ValueError(f"fault {text!r}: optional is true or false, got {value!r}")
+            opts[name] = value.lower() != "false"
+            continue
         if not eq:
             raise ValueError(f"fault {text!r}: expected name=value, got {part!r}")
         if name in ("call", "every"):
@@ -181,6 +195,7 @@ class Injection:
     call: int
     attempt: int = 1
     tool: str | None = None
+    conversation: str | None = None
 
 
 class FaultPlan:
@@ -190,60 +205,116 @@ class FaultPlan:
         self.faults = tuple(parse_fault(f) if isinstance(f, str) else f for f in faults)
         self.injected: list[Injection] = []
         self.problems: list[str] = []
-        self._calls: dict[str, int] = {}  # request id → model call number
+        self._calls: dict[str, int] = {}  # request id → its model call number in its conversation
+        self._conversation_calls: Counter[str] = Counter()  # conversation ("": none) → calls
         self._attempts: Counter[str] = Counter()
-        self._tool_calls: Counter[str] = Counter()  # "" counts every tool
+        self._tool_calls: Counter[tuple[str, str]] = Counter()  # (conversation, tool or "")
+        self._wrapped: set[str] = set()
+        self._fired: set[int] = set()  # indices into `faults`
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._conversation_calls.clear()
             self._attempts.clear()
             self._tool_calls.clear()
+            self._fired.clear()
             self.injected.clear()
 
     @property
     def model_calls(self) -> int:
         return len(self._calls)
 
-    def model_call(self, request_id: str) -> Fault | None:
+    def model_call(self, request_id: str, conversation: str | None = None) -> Fault | None:
         """Count an upstream attempt of request `request_id`; the fault that hits it, if any."""
         with self._lock:
-            n = self._calls.setdefault(request_id, len(self._calls) + 1)
+            n = self._calls.get(request_id)
+            if n is None:
+                self._conversation_calls[conversation or ""] += 1
+                n = self._calls[request_id] = self._conversation_calls[conversation or ""]
             self._attempts[request_id] += 1
             attempt = self._attempts[request_id]
-            for f in self.faults:
+            for i, f in enumerate(self.faults):
                 if f.kind.on_tool or not f.at.hits(n):
                     continue
                 if f.attempts is None or attempt <= f.attempts:
-                    self.injected.append(Injection(str(f), n, attempt))
+                    self._fired.add(i)
+                    self.injected.append(Injection(str(f), n, attempt, conversation=conversation))
                     return f
         return None
 
-    def tool_call(self, tool: str) -> Fault | None:
+    def tool_call(self, tool: str, conversation: str | None = None) -> Fault | None:
+        conv = conversation or ""
         with self._lock:
-            self._tool_calls[""] += 1
-            self._tool_calls[tool] += 1
-            for f in self.faults:
+            self._tool_calls[(conv, "")] += 1
+            self._tool_calls[(conv, tool)] += 1
+            for i, f in enumerate(self.faults):
                 if not f.kind.on_tool or (f.at.tool is not None and f.at.tool != tool):
                     continue
-                n = self._tool_calls[f.at.tool or ""]
+                n = self._tool_calls[(conv, f.at.tool or "")]
                 if f.at.hits(n):
-                    self.injected.append(Injection(str(f), n, tool=tool))
+                    self._fired.add(i)
+                    self.injected.append(Injection(str(f), n, tool=tool, conversation=conversation))
                     return f
         return None
+
+    def unfired(self) -> list[str]:
+        """Why each fault that is not optional never fired in this run, one line each."""
+        out = []
+        with self._lock:
+            for i, f in enumerate(self.faults):
+                if i in self._fired or f.optional:
+                    continue
+                out.append(
+                    f"fault {f} never fired: {self._why_not(f)}; a fault that does not happen "
+                    "tests nothing (mark it optional=True if it need not fire)"
+                )
+        return out
+
+    def _why_not(self, f: Fault) -> str:
+        if not f.kind.on_tool:
+            most = max(self._conversation_calls.values(), default=0)
+            where = " in any one conversation" if len(self._conversation_calls) > 1 else ""
+            return f"the run made {most} model calls{where}"
+        calls = Counter[str]()
+        for (_, tool), n in self._tool_calls.items():
+            if tool:
+                calls[tool] += n
+        if f.at.tool is not None and self._wrapped and f.at.tool not in self._wrapped:
+            return (
+                f"no tool is named {f.at.tool!r} (the wrapped tools: "
+                f"{', '.join(sorted(self._wrapped))})"
+            )
+        if not self._wrapped:
+            return "no tools were wrapped with wrap_tools()"
+        seen = ", ".join(f"{t}×{n}" for t, n in sorted(calls.items())) or "none"
+        return f"the run's tool calls: {seen}"
+
+    def assert_fired(self) -> None:
+        """Fail (AssertionError) if a fault that is not optional never fired."""
+        missing = self.unfired()
+        if missing:
+            raise AssertionError("\n".join(missing))
 
     def problem(self, message: str) -> None:
         with self._lock:
             self.problems.append(message)
 
-    def wrap_tools(self, tools: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-        """The agent's tool functions, with this plan's tool faults injected by position."""
-        return {name: self._wrap(name, fn) for name, fn in tools.items()}
+    def wrap_tools(
+        self, tools: Mapping[str, Callable[..., Any]], conversation: str | None = None
+    ) -> dict[str, Callable[..., Any]]:
+        """The agent's tool functions, with this plan's tool faults injected by position.
+        With several agents at once, give each its `conversation`: calls count per agent."""
+        with self._lock:
+            self._wrapped.update(tools)
+        return {name: self._wrap(name, fn, conversation) for name, fn in tools.items()}
 
-    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(
+        self, name: str, fn: Callable[..., Any], conversation: str | None
+    ) -> Callable[..., Any]:
         def hit() -> Fault | None:
-            fault = self.tool_call(name)
+            fault = self.tool_call(name, conversation)
             if fault is not None and fault.kind is FaultKind.TOOL_EXCEPTION:
                 raise ToolFault(f"{name}: {fault.describe()}")
             return fault

@@ -22,9 +22,10 @@ import uvicorn
 from turnout.backends.base import Backend
 from turnout.config import Config, default_config, parse_config
 from turnout.gateway import Gateway
+from turnout.routing.router import CONVERSATION_HEADER
 from turnout.server.app import App
 from turnout.testing.cassette import Cassette
-from turnout.testing.fault_backend import FaultBackend
+from turnout.testing.fault_backend import CONVERSATION, FaultBackend
 from turnout.testing.faults import FaultPlan
 from turnout.testing.recording import CassetteBackend
 
@@ -51,6 +52,26 @@ def backend_wrapper(
         return backend
 
     return wrap
+
+
+class _Conversations:
+    """ASGI middleware: hands each request's conversation id to the fault layer."""
+
+    _HEADER = CONVERSATION_HEADER.encode()
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        value = None
+        if scope["type"] == "http":
+            found = [v for k, v in scope["headers"] if k.lower() == self._HEADER]
+            value = found[0].decode("latin-1") if found else None
+        token = CONVERSATION.set(value)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CONVERSATION.reset(token)
 
 
 def as_config(config: Config | str | None, store_dir: Path) -> Config:
@@ -110,7 +131,7 @@ class InProcessGateway:
         self.port = sock.getsockname()[1]
         server = uvicorn.Server(
             uvicorn.Config(
-                App(self.gateway),
+                _Conversations(App(self.gateway)),
                 loop="asyncio",
                 http="httptools",
                 lifespan="on",
@@ -129,10 +150,15 @@ class InProcessGateway:
             time.sleep(0.005)
         return self
 
-    def openai(self, **options: Any) -> openai.OpenAI:
-        """An `openai.OpenAI` client pointed at this gateway (no SDK retries: turnout retries)."""
+    def openai(self, conversation: str | None = None, **options: Any) -> openai.OpenAI:
+        """An `openai.OpenAI` client pointed at this gateway (no SDK retries: turnout retries).
+        `conversation` labels its requests, so fault positions count per agent."""
         import openai
 
+        if conversation is not None:
+            headers = dict(options.pop("default_headers", None) or {})
+            headers[CONVERSATION_HEADER] = conversation
+            options["default_headers"] = headers
         options.setdefault("max_retries", 0)
         options.setdefault("timeout", 120.0)
         return openai.OpenAI(base_url=self.base_url, api_key="turnout-test", **options)

@@ -80,6 +80,44 @@ def request_key(canonical: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(canonical)).hexdigest()[:20]
 
 
+def _label(value: Any) -> str:
+    """A list item as a person would name it: a tool by its name, a message by its role."""
+    if isinstance(value, dict):
+        fn = value.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return str(fn["name"])
+        for name in ("name", "role"):
+            if isinstance(value.get(name), str):
+                return str(value[name])
+    return dumps(value).decode()[:30]
+
+
+def _same_items(x: list[Any], y: list[Any]) -> bool:
+    return len(x) == len(y) and sorted(map(dumps, x)) == sorted(map(dumps, y))
+
+
+def _order_change(x: list[Any], y: list[Any]) -> str:
+    ours, theirs = [_label(v) for v in x], [_label(v) for v in y]
+    if len(set(ours)) == len(ours):
+        return f"only the order changed: recorded {', '.join(theirs)}; now {', '.join(ours)}"
+    where = [[dumps(v) for v in y].index(dumps(v)) for v in x]
+    return f"only the order changed: now in recorded positions {where}"
+
+
+def aligned(actual: Any, recorded: Any) -> Any:
+    """`actual` with each list that is a reordering of the recorded one put back in the
+    recorded order, so a diff shows only what else changed."""
+    if isinstance(actual, dict) and isinstance(recorded, dict):
+        return {k: aligned(v, recorded[k]) if k in recorded else v for k, v in actual.items()}
+    if isinstance(actual, list) and isinstance(recorded, list):
+        if actual != recorded and _same_items(actual, recorded):
+            return recorded
+        return [aligned(a, r) for a, r in zip(actual, recorded, strict=False)] + actual[
+            len(recorded) :
+        ]
+    return actual
+
+
 def differing_paths(a: Any, b: Any, path: str = "", limit: int = 12) -> list[str]:
     """Where two canonical requests differ, as JSON paths (`messages[2].content`)."""
     out: list[str] = []
@@ -98,6 +136,9 @@ def differing_paths(a: Any, b: Any, path: str = "", limit: int = 12) -> list[str
                     walk(x[k], y[k], where)
             return
         if isinstance(x, list) and isinstance(y, list):
+            if x != y and _same_items(x, y):
+                out.append(f"{at} ({_order_change(x, y)})")
+                return
             for i in range(max(len(x), len(y))):
                 if i >= len(x) or i >= len(y):
                     out.append(f"{at}[{i}:] (lengths {len(x)} vs {len(y)} recorded)")
@@ -127,13 +168,16 @@ def explain_miss(
     """A diff of `actual` against the most similar recorded request."""
     if not recorded:
         return "the cassette has no recorded requests"
-    nearest = max(recorded, key=lambda r: similarity(actual, r))
+    nearest = max(recorded, key=lambda r: similarity(aligned(actual, r), r))
     paths = differing_paths(actual, nearest)
     if not paths:
         return "an identical request was recorded, but fewer times than it was asked now"
+    shown = aligned(actual, nearest)  # reorderings are named in `paths`, not diffed line by line
+    if shown == nearest:
+        return "differs from the nearest recorded request only in order: " + ", ".join(paths)
     diff = list(
         difflib.unified_diff(
-            _lines(nearest), _lines(actual), "recorded (nearest)", "requested", lineterm="", n=2
+            _lines(nearest), _lines(shown), "recorded (nearest)", "requested", lineterm="", n=2
         )
     )
     if len(diff) > max_diff_lines:

@@ -8,11 +8,15 @@ confidence=)` or `trials(sprt=(p0, p1), alpha=, beta=, n=max)`.
 
 Loaded into every pytest run of an environment that has turnout, so importing it stays cheap:
 the gateway machinery is imported when a fixture first needs it.
+
+Under pytest-xdist each worker sends its trials results to the controller, which prints the one
+table and writes the one report; cassettes shared by tests on several workers are merged on save.
 """
 
 from __future__ import annotations
 
 import inspect
+import pickle
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from turnout.testing.cassette import Cassette, Mode
+from turnout.testing.cassette import Cassette, CassetteError, Mode
 from turnout.testing.faults import FaultPlan
 from turnout.testing.trials import TrialsResult, TrialsSpec, run_trials
 
@@ -45,6 +49,9 @@ class _State:
 
 _STATE = pytest.StashKey[_State]()
 _PER_TRIAL = pytest.StashKey[list[Callable[[int], None]]]()
+_AFTER_TRIAL = pytest.StashKey[list[Callable[[], None]]]()
+_PLANS = pytest.StashKey[list[FaultPlan]]()
+_WORKER_RESULTS = "turnout_trials"  # key in pytest-xdist's workeroutput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -134,7 +141,16 @@ def turnout_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette]:
             "a `trials` test measures live behaviour: its repeats are never served from a "
             "cassette", pytrace=False,
         )  # fmt: skip
-    cassette = Cassette.load(cassette_path(request), cassette_mode(request))
+    try:
+        cassette = Cassette.load(
+            cassette_path(request), cassette_mode(request), owner=request.node.nodeid
+        )
+    except CassetteError as exc:
+        broken = str(exc)
+    else:
+        broken = ""
+    if broken:
+        pytest.fail(broken, pytrace=False)
     yield cassette
     cassette.save()
     if cassette.misses:
@@ -152,10 +168,14 @@ def _per_trial(node: Any, hook: Callable[[int], None]) -> None:
 @pytest.fixture
 def turnout_faults(request: pytest.FixtureRequest) -> Iterator[FaultPlan]:
     """The faults of the test's `faults` marker (empty without one); counters restart with each
-    trial. `turnout_faults.wrap_tools(tools)` puts the tool faults into an agent's tools."""
+    trial. `turnout_faults.wrap_tools(tools)` puts the tool faults into an agent's tools.
+
+    A fault that never fired fails the test (in a trials test, the trial) unless optional."""
     marker = request.node.get_closest_marker("faults")
     plan = FaultPlan(marker.args if marker is not None else ())
     _per_trial(request.node, lambda _: plan.reset())
+    request.node.stash.setdefault(_AFTER_TRIAL, []).append(plan.assert_fired)
+    request.node.stash.setdefault(_PLANS, []).append(plan)
     yield plan
     if plan.problems:
         pytest.fail("\n".join(plan.problems), pytrace=False)
@@ -180,12 +200,28 @@ def turnout_gateway(
 
     `config` is a Config, YAML text, or None for the embedded default. The cassette is the
     test's own unless `cassette=False` (live) — and never for a `trials` test. Faults default
-    to the test's `faults` marker.
+    to the test's `faults` marker. In a trials test, the gateways the first trial starts are
+    handed back to the later trials that ask for the same: one model in memory, not one a trial;
+    a gateway a trial did not ask for again is stopped before the next trial.
     """
     from turnout.testing.inprocess import InProcessGateway
 
     started: list[InProcessGateway] = []
     trials = request.node.get_closest_marker("trials") is not None
+    kept: dict[tuple[object, ...], InProcessGateway] = {}  # (arguments, nth call) → gateway
+    calls: dict[tuple[object, ...], int] = {}  # arguments → calls in this trial
+    used: set[int] = set()  # the gateways handed out in this trial
+
+    def new_trial(_: int) -> None:
+        for slot, gw in list(kept.items()):
+            if id(gw) not in used and calls:  # not asked for again in the trial that ended
+                gw.stop()
+                del kept[slot]
+                started.remove(gw)
+        calls.clear()
+        used.clear()
+
+    _per_trial(request.node, new_trial)
 
     def start(
         config: Config | str | None = None,
@@ -202,20 +238,28 @@ def turnout_gateway(
             chosen = request.getfixturevalue("turnout_cassette")
         elif isinstance(cassette, Cassette):
             chosen = cassette
+        plan = faults if faults is not None else turnout_faults
+        asked = (_identity(config), _identity(cassette), id(plan))
+        nth = calls[asked] = calls.get(asked, 0) + 1
+        if (asked, nth) in kept:
+            used.add(id(kept[(asked, nth)]))
+            return kept[(asked, nth)]
         store_dir = tmp_path / f"gateway-{len(started)}"
         store_dir.mkdir(exist_ok=True)
-        gw = InProcessGateway(
-            config,
-            cassette=chosen,
-            faults=faults if faults is not None else turnout_faults,
-            store_dir=store_dir,
-        )
+        gw = InProcessGateway(config, cassette=chosen, faults=plan, store_dir=store_dir)
         started.append(gw.start())
+        kept[(asked, nth)] = gw
+        used.add(id(gw))
         return gw
 
     yield start
     for gw in started:
         gw.stop()
+
+
+def _identity(value: object) -> object:
+    """Arguments equal by value (YAML text, flags) or by identity (a Config, a Cassette)."""
+    return value if value is None or isinstance(value, str | bool) else id(value)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -230,6 +274,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     hooks = pyfuncitem.stash.get(_PER_TRIAL, [])
+    checks = pyfuncitem.stash.get(_AFTER_TRIAL, [])
 
     def before_each(i: int) -> None:
         for hook in hooks:
@@ -237,9 +282,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     def trial(_: int) -> Any:
         try:
-            return pyfuncitem.obj(**kwargs)
+            outcome = pyfuncitem.obj(**kwargs)
         except pytest.fail.Exception as exc:  # pytest.fail() inside a trial fails that trial
             raise AssertionError(str(exc)) from None
+        for check in checks:  # e.g. a fault that never fired: this trial tested nothing
+            check()
+        return outcome
 
     result = run_trials(
         trial,
@@ -259,9 +307,42 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that passed with a fault that never fired fails: it did not test that fault.
+    (Trials are checked trial by trial; a test that failed already says enough.)"""
+    yield  # raises if the test failed
+    if item.get_closest_marker("trials") is None:
+        unfired = [line for plan in item.stash.get(_PLANS, []) for line in plan.unfired()]
+        if unfired:
+            pytest.fail("\n".join(unfired), pytrace=False)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    if state is not None and _is_worker(config):
+        # Pickled: the results go to the controller of this same run, in this same code.
+        config.workeroutput[_WORKER_RESULTS] = pickle.dumps(state.results)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker finished; its trials results join the controller's."""
+    data = getattr(node, "workeroutput", {}).get(_WORKER_RESULTS)
+    state = node.config.stash.get(_STATE, None)
+    if data and state is not None:
+        state.results.extend(pickle.loads(data))
+        state.results.sort(key=lambda r: r.name)  # workers finish in any order
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or not state.results:
+    if state is None or not state.results or _is_worker(config):
         return
     from turnout.testing.report import table, write_json
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from turnout.backends.base import (
     Backend,
@@ -30,6 +31,7 @@ class CassetteBackend:
         self.name = name or inner.name
         self._inner_started = False
         self._starting: asyncio.Lock | None = None
+        self._slots: dict[str, tuple[str, int]] = {}  # request id → its latest attempt's slot
 
     async def start(self) -> None:
         self._starting = asyncio.Lock()
@@ -50,12 +52,25 @@ class CassetteBackend:
             self._inner_started = False
         self.cassette.save()
 
+    def forget(self, request_id: str) -> None:
+        """The latest attempt of `request_id` did not count: an injected fault replaced its
+        answer. Its entry stays (the real answer); the next identical call reuses its slot, so
+        a retry that a fault caused is never recorded as an answer of its own."""
+        slot = self._slots.pop(request_id, None)
+        if slot is not None:
+            self.cassette.unslot(*slot)
+
+    def _slot(self, request: UpstreamRequest, stream: bool) -> tuple[dict[str, Any], str, int]:
+        canonical = canonical_request(self.name, request, stream=stream)
+        asked, key, repeat = self.cassette.slot(canonical)
+        self._slots[request.request_id] = (key, repeat)
+        return asked, key, repeat
+
     def ready(self) -> bool:
         return self.inner.ready() if self._inner_started else self._starting is not None
 
     async def complete(self, request: UpstreamRequest) -> Completion:
-        canonical = canonical_request(self.name, request, stream=False)
-        asked, key, repeat = self.cassette.slot(canonical)
+        asked, key, repeat = self._slot(request, stream=False)
         entry = self.cassette.find(key, repeat)
         if entry is not None:
             body = entry.body()
@@ -72,8 +87,7 @@ class CassetteBackend:
         return done
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
-        canonical = canonical_request(self.name, request, stream=True)
-        asked, key, repeat = self.cassette.slot(canonical)
+        asked, key, repeat = self._slot(request, stream=True)
         entry = self.cassette.find(key, repeat)
         if entry is not None:
             for chunk in entry.chunks():

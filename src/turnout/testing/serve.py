@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from turnout.backends.base import Backend
-from turnout.testing.cassette import Cassette, Mode
+from turnout.testing.cassette import Cassette, CassetteError, Mode
 from turnout.testing.inprocess import backend_wrapper
 
 log = logging.getLogger("turnout.testing")
@@ -23,7 +23,10 @@ def cassette_wrapper(record: str | None, mode: str | None) -> Callable[[str, Bac
     path = Path(record)
     if path.suffix != ".json":
         path = path / CASSETTE_FILE
-    cassette = Cassette.load(path, Mode(mode or Mode.NEW_EPISODES), autosave=True)
+    try:
+        cassette = Cassette.load(path, Mode(mode or Mode.NEW_EPISODES), autosave=True)
+    except CassetteError as exc:
+        raise SystemExit(f"error: {exc}") from None
     log.info(
         "cassette %s, mode %s: %d recorded calls", path, cassette.mode.value, len(cassette.recorded)
     )
