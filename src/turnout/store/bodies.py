@@ -24,18 +24,30 @@ def shape_bodies(request: Any, response: Any, mode: str) -> tuple[Any, Any]:
 
 def redact(value: Any) -> Any:
     """Structure only: wire-format keys, identifiers of the protocol, numbers and booleans."""
-    if isinstance(value, dict):
+    # Exact type checks and scalars inlined: this runs for every record in `redacted` mode.
+    kind = type(value)
+    if kind is str:
+        return f"[redacted: {len(value)} chars]"
+    if kind is dict:
         out: dict[str, Any] = {}
         for i, (k, v) in enumerate(value.items(), 1):
             if k in _WIRE_KEYS:
-                out[k] = _keep(v) if k in _IDENTIFIER_KEYS else redact(v)
+                if type(v) is str and k in _IDENTIFIER_KEYS:
+                    out[k] = token(v)
+                else:
+                    out[k] = v if type(v) in _SCALARS else redact(v)
             else:
-                out[f"[key {i}]"] = redact(v)
+                out[f"[key {i}]"] = v if type(v) in _SCALARS else redact(v)
         return out
-    if isinstance(value, list):
-        return [redact(v) for v in value]
+    if kind is list:
+        return [v if type(v) in _SCALARS else redact(v) for v in value]
+    # Subclasses and tuples, the slow way.
     if isinstance(value, str):
         return placeholder(value)
+    if isinstance(value, dict):
+        return redact(dict(value))
+    if isinstance(value, list | tuple):
+        return redact(list(value))
     return value
 
 
@@ -45,9 +57,15 @@ def placeholder(text: str) -> str:
 
 def token(value: Any) -> Any:
     """An identifier of the protocol (`assistant`, `stop`, `call_1`) kept; other text replaced."""
-    if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
-        return placeholder(value)
-    return value
+    if type(value) is not str:
+        return value
+    known = _TOKENS.get(value)
+    if known is not None:
+        return known
+    out = value if _IDENTIFIER.fullmatch(value) else placeholder(value)
+    if len(_TOKENS) < 4096:  # the protocol's vocabulary repeats; ids do not, hence the bound
+        _TOKENS[value] = out
+    return out
 
 
 def scrub_error(text: str | None, mode: str) -> str | None:
@@ -59,7 +77,7 @@ def scrub_error(text: str | None, mode: str) -> str | None:
 
 def scrub_attrs(attrs: dict[str, Any], mode: str) -> dict[str, Any]:
     """An event's attributes with client and model text replaced, turnout's own words kept."""
-    if mode == "full":
+    if mode == "full" or attrs.keys() <= _VOCABULARY_ATTRS:
         return attrs
     out: dict[str, Any] = {}
     for k, v in attrs.items():
@@ -74,10 +92,8 @@ def scrub_attrs(attrs: dict[str, Any], mode: str) -> dict[str, Any]:
     return out
 
 
-def _keep(value: Any) -> Any:
-    return token(value) if isinstance(value, str) else redact(value)
-
-
+_SCALARS = frozenset({int, float, bool, type(None)})
+_TOKENS: dict[str, str] = {}
 # Protocol identifiers: roles, types, finish reasons, ids. No spaces, no quotes, bounded.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/+-]{1,64}")
 # A `reason` turnout wrote ("attempts exhausted", "queue full") carries no quoted input.
