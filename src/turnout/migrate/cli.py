@@ -142,8 +142,9 @@ def _look_line(quiet: bool) -> Callable[[int, int, Look], None] | None:
 
     def show(number: int, planned: int, look: Look) -> None:
         then = "continuing" if look.outcome == "inconclusive" else "stopping"
+        after_bar = "\n" if sys.stderr.isatty() else ""  # the bar's line may still be open
         print(
-            f"look {number}/{planned}: {look.pairs} pairs at α={look.alpha:.3g} → "
+            f"{after_bar}look {number}/{planned}: {look.pairs} pairs at α={look.alpha:.3g} → "
             f"{look.outcome.upper()} ({then})",
             file=sys.stderr,
             flush=True,
