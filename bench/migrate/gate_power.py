@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         got = pools.get(pool.name, {})
         if len(got) < len(PROMPTS) or min(len(v) for v in got.values()) < pool.per_prompt:
             raise SystemExit(f"pool {pool.name} is incomplete: run bench/migrate/pools.py first")
+    # the prompts too: an answer closer to its prompt than to the recorded answer is no match
     texts = [a.text for p in pools.values() for answers in p.values() for a in answers]
+    texts += list(PROMPTS)
     started = time.monotonic()
     embed = CachedEmbed(texts)
     embed_s = time.monotonic() - started

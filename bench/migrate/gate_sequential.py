@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         got = pools.get(pool.name, {})
         if len(got) < len(PROMPTS) or min(len(v) for v in got.values()) < pool.per_prompt:
             raise SystemExit(f"pool {pool.name} is incomplete: run bench/migrate/pools.py first")
-    embed = CachedEmbed([a.text for p in pools.values() for xs in p.values() for a in xs])
+    texts = [a.text for p in pools.values() for xs in p.values() for a in xs] + list(PROMPTS)
+    embed = CachedEmbed(texts)
     settings = GateSettings(alpha=ALPHA)
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()

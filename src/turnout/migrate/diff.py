@@ -11,6 +11,7 @@ recorded answer is an echo, not a match, however similar it is to the recorded a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -89,6 +90,12 @@ class ArmDiff:
         return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "echo": self.echo}
 
 
+@functools.lru_cache(maxsize=8192)
+def features(text: str) -> Features:
+    """Cached: the recorded answer is read once per arm, and a sequential replay at every look."""
+    return Features.of(text)
+
+
 def arm_diff(
     request: dict[str, Any],
     recorded: Answer,
@@ -96,7 +103,7 @@ def arm_diff(
     similarity: float,
     prompt_similarity: float | None = None,
 ) -> ArmDiff:
-    rf, af = Features.of(recorded.text), Features.of(answer.text)
+    rf, af = features(recorded.text), features(answer.text)
     ok = answer.ok
     rec_tools, ans_tools = tool_trajectory(recorded.tool_calls), tool_trajectory(answer.tool_calls)
     tools_applicable = bool(rec_tools or ans_tools or request.get("tools"))
