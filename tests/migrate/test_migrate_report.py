@@ -58,7 +58,7 @@ def test_a_small_replay_says_how_many_pairs_a_pass_needs(
     identical_replay(20).write(path)
     assert main(["migrate", "report", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "INCONCLUSIVE" in out and "has 20 pairs, needs 52" in out
+    assert "INCONCLUSIVE" in out and "have 20 pairs, need 52" in out
     assert "a PASS needs about 52 pairs" in out
     assert "95% interval" in out
     assert "NOTE: neither arm has a price" in out  # cost unchecked, budget blind

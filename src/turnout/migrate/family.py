@@ -164,12 +164,15 @@ class Family:
             text += f"; too few pairs to decide, not counted: {few}"
         if self.outcome is Outcome.INCONCLUSIVE:
             if short := self.short():
-                text += "; cannot pass yet: " + ", ".join(
-                    f"{c} has {n} pairs, needs {least}"
-                    if least
-                    else f"{c} (margin 0: only more wins than losses can pass)"
-                    for c, n, least in short
-                )
+                groups: dict[tuple[int, int | None], list[str]] = {}
+                for check, n, least in short:
+                    groups.setdefault((n, least), []).append(check)
+                text += "; cannot pass yet: " + "; ".join(
+                    f"{', '.join(cs)} {'has' if len(cs) == 1 else 'have'} {n} pairs, "
+                    + (f"{'needs' if len(cs) == 1 else 'need'} {least}" if least else
+                       "margin 0: only more wins than losses can pass")
+                    for (n, least), cs in groups.items()
+                )  # fmt: skip
             need = self.needs()
             if need["pass"]:
                 text += f"; at the observed rates a PASS needs about {need['pass']} pairs"
