@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from turnout.migrate.diff import calibrate, diff, normalise
+from turnout.migrate.diff import calibrate, checks, diff, normalise, quantile_interval
 from turnout.migrate.features import Features, json_diff, language, parse_json, tool_trajectory
 from turnout.migrate.records import Answer, Recorded, SelectionError, parse_since, select
 from turnout.migrate.replay import Overrides, Pair, replay_body
@@ -135,3 +135,47 @@ def test_select_refuses_redacted_records_and_says_why(tmp_path: Path) -> None:
         select(f"sqlite:///{db}", models=("local",))
     with pytest.raises(SelectionError, match="no record store"):
         select(f"sqlite:///{tmp_path / 'none.db'}", models=("local",))
+
+
+def test_a_failed_call_fails_every_check_that_needs_an_answer() -> None:
+    failed = Answer(error="failed_upstream: 503 Service Unavailable")
+    p = Pair("1", "local", "edge", "chat", "chat", {}, Answer("Paris."), Answer("Paris."), failed)
+    (d,), _ = diff([p])
+    needs_answer = {
+        "valid", "semantic_match", "format_match", "language_match", "refusal_match",
+        "not_truncated",
+    }  # fmt: skip
+    assert {name for name, _ in checks(d)} == needs_answer
+    assert set(d.lost) == needs_answer
+    tools = Pair("2", "local", "edge", "tools", "chat", {"tools": [{"type": "function"}]},
+                 Answer("ok"), Answer("ok"), failed)  # fmt: skip
+    (t,), _ = diff([tools])
+    assert "tool_calls_match" in t.lost  # no call is not the same as the recorded no call
+
+
+def test_an_answer_closer_to_the_prompt_than_to_the_recorded_one_is_no_match() -> None:
+    ask = "What is the capital of France? Answer in one sentence."
+    request = {"messages": [{"role": "user", "content": ask}]}
+    p = Pair("1", "local", "edge", "chat", "chat", request,
+             Answer("The capital of France is Paris."), Answer("Paris is the capital of France."),
+             Answer(ask))  # fmt: skip
+    loose = calibrate(np.array([0.0]))  # a threshold every answer here clears
+    (d,), _ = diff([p], calibration=loose)
+    assert d.candidate.similarity >= loose.threshold
+    assert d.candidate.echo and not d.candidate.semantic_match
+    assert d.old.semantic_match and not d.old.echo
+    assert d.lost == ["semantic_match"]
+
+
+def test_the_threshold_comes_with_an_interval_that_narrows_with_pairs() -> None:
+    rng = np.random.default_rng(3)
+    covered = 0
+    for _ in range(400):
+        lo, hi = quantile_interval(rng.random(60), 0.10)
+        covered += lo <= 0.10 <= hi
+    assert covered / 400 >= 0.93  # a 95% interval for the 0.1 quantile of U(0, 1)
+    few = calibrate(rng.random(30))
+    many = calibrate(rng.random(3000))
+    assert few.interval[0] <= few.threshold <= few.interval[1]
+    assert many.interval[1] - many.interval[0] < (few.interval[1] - few.interval[0]) / 3
+    assert "95% interval" in few.describe() and "30 reruns" in few.describe()

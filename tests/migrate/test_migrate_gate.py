@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from turnout.migrate import _nulls
+from turnout.migrate.family import family
 from turnout.migrate.gate import (
     Outcome,
     Verdict,
     binomial_upper,
     continuous,
-    family,
     hodges_lehmann_paired,
     hodges_lehmann_two_sample,
     paired_pass_rate,

@@ -7,13 +7,7 @@ gateway's canary.
 
 from __future__ import annotations
 
-from turnout.migrate.gate import (
-    Family,
-    Outcome,
-    Verdict,
-    continuous,
-    family,
-    paired_pass_rate,
-)
+from turnout.migrate.family import Family, family
+from turnout.migrate.gate import Outcome, Verdict, continuous, paired_pass_rate
 
 __all__ = ["Family", "Outcome", "Verdict", "continuous", "family", "paired_pass_rate"]

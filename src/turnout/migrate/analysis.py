@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from turnout.migrate.diff import Calibration, Embed, PairDiff, checks, diff
-from turnout.migrate.gate import Family, Verdict, continuous, family, paired_pass_rate
+from turnout.migrate.family import Family, family
+from turnout.migrate.gate import Verdict, continuous, paired_pass_rate
 from turnout.migrate.replay import Replay
 
 # Shares of the gate's α (weighted Holm): the semantic match sees most kinds of regression.
@@ -24,7 +25,10 @@ WEIGHTS = {
 # Distances this small are paraphrase-level: the offset keeps exact matches (distance 0) from
 # turning a tiny wobble into a large ratio.
 DISTANCE_OFFSET = 0.05
-RATES = ("exact", "normalised", "semantic_match", "valid", "format_match", "refusal", "truncated")
+RATES = (
+    "exact", "normalised", "semantic_match", "echo", "valid", "format_match", "refusal",
+    "truncated",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ def judge(diffs: list[PairDiff], s: GateSettings) -> tuple[Family, list[str]]:
                 direction=direction, offset=offset,  # type: ignore[arg-type]
             )
         )  # fmt: skip
-    return family(verdicts, s.alpha, WEIGHTS), skipped
+    return family(verdicts, s.alpha, WEIGHTS, total=len(diffs)), skipped
 
 
 def analyse(

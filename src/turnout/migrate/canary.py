@@ -38,7 +38,8 @@ from turnout.migrate.evidence import (
     observe_record,
     observe_run,
 )
-from turnout.migrate.gate import Family, Outcome
+from turnout.migrate.family import Family
+from turnout.migrate.gate import Outcome
 from turnout.routing.router import conversation_id
 
 log = logging.getLogger("turnout.migrate")

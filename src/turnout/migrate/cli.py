@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import re
 import sys
@@ -13,13 +14,22 @@ from typing import Any
 
 import orjson
 
-from turnout.config import Config, ConfigError, DeploymentConfig, default_config, load_config
+from turnout.config import (
+    Config,
+    ConfigError,
+    DeploymentConfig,
+    Price,
+    default_config,
+    load_config,
+)
 from turnout.lifecycle.states import TERMINAL
 from turnout.migrate.analysis import RATES, Analysis, GateSettings, analyse
+from turnout.migrate.family import rate_min_pairs
 from turnout.migrate.gate import Outcome
 from turnout.migrate.records import SelectionError, parse_since, select
 from turnout.migrate.replay import Arm, Overrides, Replay, Replayer
 from turnout.migrate.report import html_page, plot_png, report_json, summary_text
+from turnout.migrate.sequential import MIN_LOOK, Look, last_level, replay_sequentially
 from turnout.migrate.status import add_reset_parser, add_status_parser
 
 FLAGGED, ERROR = 1, 2  # exit codes; 0: no --fail-on condition met
@@ -126,11 +136,46 @@ def _progress_bar(quiet: bool) -> Callable[[int, int, float], None] | None:
     return show
 
 
-async def _replay(args: argparse.Namespace, config: Config) -> Replay:
+def _look_line(quiet: bool) -> Callable[[int, int, Look], None] | None:
+    if quiet:
+        return None
+
+    def show(number: int, planned: int, look: Look) -> None:
+        then = "continuing" if look.outcome == "inconclusive" else "stopping"
+        after_bar = "\n" if sys.stderr.isatty() else ""  # the bar's line may still be open
+        print(
+            f"{after_bar}look {number}/{planned}: {look.pairs} pairs at α={look.alpha:.3g} → "
+            f"{look.outcome.upper()} ({then})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def warn_unpriced(old: DeploymentConfig, new: DeploymentConfig, budget: float | None) -> str:
+    """Said on stderr before a replay starts: without a price, cost is neither gated nor capped."""
+    unpriced = [d.name for d in (old, new) if d.price == Price()]
+    if not unpriced:
+        return ""
+    where = ", ".join(f"deployments.{n}.price" for n in dict.fromkeys(unpriced))
+    text = f"warning: no price set ({where}): "
+    if len(set(unpriced)) == len({old.name, new.name}):
+        text += "the cost check is left out of the gate"
+        if budget is not None:
+            text += f" and --budget-usd {budget:g} cannot stop the replay (it counts $0)"
+    else:
+        text += "that arm counts as free, in the cost check and in --budget-usd"
+    return text
+
+
+async def _replay(args: argparse.Namespace, config: Config) -> tuple[Replay, Analysis | None]:
     from turnout.gateway import make_backend
 
     old_dep, old_is_model = _resolve(config, args.from_, "--from")
     new_dep, _ = _resolve(config, args.to, "--to")
+    if warning := warn_unpriced(old_dep, new_dep, args.budget_usd):
+        print(warning, file=sys.stderr, flush=True)
     overrides = Overrides(system=args.system, params=_parse_set(args.set))
     since = parse_since(args.since) if args.since else None
     outcomes = tuple(o.strip() for o in args.outcome.split(",") if o.strip())
@@ -160,13 +205,20 @@ async def _replay(args: argparse.Namespace, config: Config) -> Replay:
             seed=args.seed,
             progress=_progress_bar(args.quiet),
         )
-        replay = await replayer.run(records)
+        analysis = None
+        if args.sequential:
+            replay, analysis = await replay_sequentially(
+                replayer, records, _settings(args), min_look=args.min_look, seed=args.seed,
+                on_look=_look_line(args.quiet),
+            )  # fmt: skip
+        else:
+            replay = await replayer.run(records)
     finally:
         for b in backends.values():
             await b.close()
     if not replay.pairs:
         raise _Failed(f"nothing was replayed ({replay.note or 'no requests'})")
-    return replay
+    return replay, analysis
 
 
 def _settings(args: argparse.Namespace) -> GateSettings:
@@ -193,8 +245,13 @@ def _settings(args: argparse.Namespace) -> GateSettings:
     return s
 
 
-def _finish(args: argparse.Namespace, replay: Replay) -> int:
-    analysis = analyse(replay, _settings(args))
+def _finish(args: argparse.Namespace, replay: Replay, analysis: Analysis | None = None) -> int:
+    if analysis is None:
+        settings = _settings(args)
+        if replay.sequential:  # judged again at its last look's level, not at the full α
+            level = last_level(settings.alpha, replay.sequential, len(replay.pairs))
+            settings = dataclasses.replace(settings, alpha=level)
+        analysis = analyse(replay, settings)
     met = failures(analysis, args.fail_on or [])
     if args.html:
         png = plot_png(analysis)
@@ -219,13 +276,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise _Failed(f"--sample {args.sample}: must be at least 1")
     if args.budget_usd is not None and args.budget_usd <= 0:
         raise _Failed(f"--budget-usd {args.budget_usd}: must be positive")
+    if args.min_look < 1:
+        raise _Failed(f"--min-look {args.min_look}: must be at least 1")
     config = _config(args)
     out = Path(args.out or f"migrate-{_slug(args.from_)}-to-{_slug(args.to)}.jsonl")
-    replay = asyncio.run(_replay(args, config))
+    replay, analysis = asyncio.run(_replay(args, config))
     replay.write(out)
     if not args.json:
         print(f"pairs: {out}")
-    return _finish(args, replay)
+    return _finish(args, replay, analysis)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -286,7 +345,16 @@ def register(subparsers: Any) -> None:
     )
     sub = mig.add_subparsers(dest="migrate_command", required=True, metavar="ACTION")
 
-    rp = sub.add_parser("replay", help="replay recorded requests to the old model and a candidate")
+    rp = sub.add_parser(
+        "replay",
+        help="replay recorded requests to the old model and a candidate",
+        description="Send each selected recorded request twice — to the old model again and to "
+        "the candidate — and gate the switch. Costs 2 calls per request (both arms priced by "
+        "their deployments' `price`; unpriced arms count $0 and leave the cost check out). "
+        f"A PASS needs at least {rate_min_pairs(0.05, 0.05)} pairs at the default --margin and "
+        "--alpha; fewer can FAIL but not PASS. With --sequential the replay stops as soon as the "
+        "gate decides.",
+    )
     rp.add_argument("--from", dest="from_", required=True, metavar="MODEL",
                     help="the recorded model (logical) or deployment")  # fmt: skip
     rp.add_argument(
@@ -294,13 +362,38 @@ def register(subparsers: Any) -> None:
     )
     rp.add_argument("--config", help="config file (default: $TURNOUT_CONFIG, else embedded)")
     rp.add_argument("--store", help="record store sqlite:///PATH (default: the config's)")
-    rp.add_argument("--sample", type=int, help="replay a random sample of N requests")
+    rp.add_argument(
+        "--sample", type=int,
+        help="replay a random sample of N requests (default: every selected request); with "
+        "--sequential, the most it may replay",
+    )  # fmt: skip
     rp.add_argument("--since", help="only requests since: 30m, 2h, 7d, an ISO time, a timestamp")
-    rp.add_argument("--outcome", default="completed,truncated",
-                    help="recorded outcomes, comma-separated ('' for any)")  # fmt: skip
+    rp.add_argument(
+        "--outcome", default="completed,truncated",
+        help="recorded outcomes to replay, comma-separated (default completed,truncated: the "
+        "requests that got an answer; '' for any)",
+    )  # fmt: skip
     rp.add_argument("--concurrency", type=int, help="requests in flight (both arms together)")
-    rp.add_argument("--budget-usd", type=float, help="stop before spending more than this")
-    rp.add_argument("--seed", type=int, help="seed the sample and requests without their own seed")
+    rp.add_argument(
+        "--budget-usd", type=float,
+        help="stop before spending more than this, both arms together (needs a price on the "
+        "deployments: unpriced calls count $0)",
+    )  # fmt: skip
+    rp.add_argument(
+        "--seed", type=int,
+        help="seeds the sample, the order of a --sequential replay and every request that sets "
+        "no seed of its own — the same seed in both arms, so a same-model candidate answers as "
+        "the old model's rerun does (default: unseeded, each arm samples afresh)",
+    )  # fmt: skip
+    rp.add_argument(
+        "--sequential", action="store_true",
+        help="replay in looks (halving back from --sample: e.g. 15, 30, 60) and stop at the "
+        "first PASS or FAIL; α is spent across the looks (α·t³)",
+    )  # fmt: skip
+    rp.add_argument(
+        "--min-look", type=int, default=MIN_LOOK,
+        help=f"with --sequential: the smallest look, in pairs (default {MIN_LOOK})",
+    )  # fmt: skip
     rp.add_argument("--system", help="candidate only: replace the system prompt with this")
     rp.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="candidate only: set a request field, e.g. temperature=0.7")  # fmt: skip

@@ -12,7 +12,8 @@ from typing import Any
 
 from turnout.config.schema import CanaryGate
 from turnout.lifecycle.run import Run
-from turnout.migrate.gate import Family, continuous, family
+from turnout.migrate.family import Family, family
+from turnout.migrate.gate import continuous
 from turnout.migrate.unpaired import unpaired_pass_rate
 
 # Outcomes that say nothing about a model: bad input, a policy refusal, a client that left.

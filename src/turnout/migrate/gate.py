@@ -21,8 +21,7 @@ Hodges–Lehmann estimate (median of all differences). Both with their distribut
 (order statistics at the exact or normal-approximate critical value, level 1 − 2α). Exact null
 distributions below 50 observations without ties, normal with tie and continuity correction above.
 
-`family` combines several verdicts: the FAIL p-values go through Holm's procedure (the one in
-turnout.fingerprint), so the chance that a null migration is flagged at all stays at most α.
+`turnout.migrate.family` combines several verdicts into the gate's one answer.
 """
 
 from __future__ import annotations
@@ -36,9 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from turnout.fingerprint.evidence import Evidence
 from turnout.fingerprint.permutation import average_ranks
-from turnout.fingerprint.verdict import holm
 from turnout.migrate import _nulls
 
 _N = NormalDist()
@@ -384,71 +381,3 @@ def continuous(
         check, outcome, test, ratio, ci, margin, "relative", alpha, n, p_fail, p_pass,
         explanation, detail,
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------- several checks at once
-
-
-@dataclass(slots=True)
-class Family:
-    """Several verdicts under one family-wise α: flagged when Holm rejects any FAIL test."""
-
-    verdicts: list[Verdict]
-    alpha: float
-    flagged: bool
-    failed: list[str]
-
-    @property
-    def outcome(self) -> Outcome:
-        if self.flagged:
-            return Outcome.FAIL
-        if self.verdicts and all(v.outcome is Outcome.PASS for v in self.verdicts):
-            return Outcome.PASS
-        return Outcome.INCONCLUSIVE
-
-    def summary(self) -> str:
-        if self.flagged:
-            return f"FAIL at family-wise α={self.alpha:g}: " + ", ".join(self.failed)
-        passed = sum(v.outcome is Outcome.PASS for v in self.verdicts)
-        return (
-            f"{self.outcome.value.upper()}: {passed} of {len(self.verdicts)} checks shown "
-            f"non-inferior, none failed at family-wise α={self.alpha:g}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome.value,
-            "alpha": self.alpha,
-            "flagged": self.flagged,
-            "failed": self.failed,
-            "summary": self.summary(),
-            "verdicts": [v.as_dict() for v in self.verdicts],
-        }
-
-
-def _informative(v: Verdict) -> bool:
-    """Left out of the family: no data, or no discordant pair (the same for either labelling of
-    the arms, so leaving them out keeps Holm's guarantee)."""
-    if v.n == 0:
-        return False
-    if v.margin_kind == "pass-rate difference" and "losses" in v.detail:  # paired
-        return bool(v.detail.get("losses", 0) + v.detail.get("wins", 0))
-    return True
-
-
-def family(
-    verdicts: list[Verdict], alpha: float = 0.05, weights: dict[str, float] | None = None
-) -> Family:
-    """Holm over the checks' FAIL p-values: a check fails the family only if Holm rejects it.
-    `weights` (by check name, default 1) spend more of α where it matters most, fixed in advance.
-
-    The individual verdicts keep their own per-check outcome; `detail["p_fail_holm"]` is added."""
-    evidence = [
-        Evidence(v.check, v.p_fail, v.estimate, v.margin_kind, applicable=_informative(v))
-        for v in verdicts
-    ]
-    holm(evidence, alpha, weights=weights or {})
-    for v, e in zip(verdicts, evidence, strict=True):
-        v.detail["p_fail_holm"] = e.p_adjusted if e.p_adjusted is not None else 1.0
-    failed = [e.name for e in evidence if e.rejected]
-    return Family(verdicts, alpha, bool(failed), failed)

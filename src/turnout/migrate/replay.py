@@ -101,6 +101,7 @@ class Replay:
     cost_usd: float = 0.0
     note: str = ""
     pairs: list[Pair] = field(default_factory=list)
+    sequential: dict[str, Any] | None = None  # the looks of a --sequential replay
 
     def header(self) -> dict[str, Any]:
         return {
@@ -114,6 +115,7 @@ class Replay:
             "cost_usd": self.cost_usd,
             "note": self.note,
             "pairs": len(self.pairs),
+            "sequential": self.sequential,
         }
 
     def write(self, path: Path) -> None:
@@ -133,7 +135,8 @@ class Replay:
             raise ValueError(f"{path}: not a turnout replay file ({exc})") from None
         fields = {k: head[k] for k in ("old", "candidate", "started", "ended", "overrides")}
         return cls(**fields, seed=head.get("seed"), cost_usd=head.get("cost_usd", 0.0),
-                   note=head.get("note", ""), pairs=pairs)  # fmt: skip
+                   note=head.get("note", ""), pairs=pairs,
+                   sequential=head.get("sequential"))  # fmt: skip
 
 
 def request_seed(seed: int, request_id: str) -> int:

@@ -33,20 +33,60 @@ def _margin(v: Verdict) -> str:
     return f"{sign}{v.margin:.0%}"
 
 
+def _label(v: Verdict) -> str:
+    if v.detail.get("too_few"):
+        return "TOO FEW"
+    return v.outcome.value.upper()
+
+
+def _need(v: Verdict, need: dict[str, int | None]) -> str:
+    if v.outcome is Outcome.FAIL:
+        return "-"
+    if need["pass"] is None:
+        return "not at these rates"
+    return str(need["pass"])
+
+
 def verdict_rows(a: Analysis) -> list[list[str]]:
+    needs = a.gate.needs()["by_check"]
     return [
         [
             v.check,
-            v.outcome.value.upper(),
+            _label(v),
             _estimate(v),
             _margin(v),
             str(v.n),
             _p(v.p_fail),
             _p(v.detail.get("p_fail_holm", 1.0)),
             _p(v.p_pass),
+            _need(v, needs[v.check]),
         ]
         for v in a.gate.verdicts
     ]
+
+
+def notes(a: Analysis) -> list[str]:
+    """What the reader must not miss: looks taken, checks left out and why."""
+    out = []
+    seq = a.replay.sequential
+    if seq:
+        looks = "; ".join(
+            f"{k['pairs']} pairs at α={k['alpha']:.3g}: {k['outcome'].upper()}"
+            for k in seq["looks"]
+        )
+        out.append(
+            f"sequential: {len(seq['looks'])} look(s) of at most {seq['planned']} pairs, α spent "
+            f"as {seq['spending']}: {looks}"
+        )
+    if "cost_usd" in a.skipped:
+        out.append(
+            "NOTE: neither arm has a price (deployments.NAME.price): the cost check is left out, "
+            "and --budget-usd counted $0"
+        )
+    for name in ("latency_s", "chars"):
+        if name in a.skipped:
+            out.append(f"NOTE: {name} not compared: no pair where both arms answered")
+    return out
 
 
 VERDICT_HEADER = [
@@ -58,6 +98,7 @@ VERDICT_HEADER = [
     "p fail",
     "p fail (Holm)",
     "p pass",
+    "PASS needs (requests)",
 ]
 
 
@@ -68,11 +109,12 @@ def summary_text(a: Analysis) -> str:
         f"migration {r.old} → {r.candidate}: {len(a.diffs)} requests replayed, ${r.cost_usd:.6f}"
         + (f" ({r.note})" if r.note else ""),
         f"GATE {a.gate.summary()}",
+        *notes(a),
         "",
         table(verdict_rows(a), VERDICT_HEADER),
         "",
-        f"semantic match threshold {a.calibration.threshold:.3f} (old-vs-old quantile "
-        f"{a.calibration.quantile:g} − {a.calibration.tolerance:g})",
+        a.calibration.describe() + "; an answer closer to the prompt than to the recorded one is "
+        "an echo, never a match",
         table(
             [[k, f"{rates['old'][k]:.2f}", f"{rates['candidate'][k]:.2f}"] for k in rates["old"]],
             ["rate", "old rerun", "candidate"],
@@ -223,6 +265,7 @@ def html_page(a: Analysis, png: bytes | None = None, failures: list[str] | None 
     ]
     if failures:
         parts.append("<p class='bad'>--fail-on: " + esc("; ".join(failures)) + "</p>")
+    parts += [f"<p>{esc(n)}</p>" for n in notes(a)]
     rows = "".join(
         "<tr>"
         + "".join(
@@ -249,9 +292,9 @@ def html_page(a: Analysis, png: bytes | None = None, failures: list[str] | None 
         for k in rates["old"]
     )
     parts.append(
-        f"<h2>Rates</h2><p>Semantic match: similarity to the recorded answer ≥ "
-        f"{a.calibration.threshold:.3f}, the old model's own {a.calibration.quantile:g} quantile "
-        f"less {a.calibration.tolerance:g}.</p>"
+        f"<h2>Rates</h2><p>Semantic match: similarity to the recorded answer at or above the "
+        f"{esc(a.calibration.describe())}, and closer to the recorded answer than to the prompt "
+        "(an echo of the request never matches).</p>"
         f"<table><tr><th>rate</th><th>old rerun</th><th>candidate</th></tr>{rows}</table>"
     )
     for key in ("route", "category"):
