@@ -32,7 +32,7 @@ SUITE = replace(
     builtin_suite(),
     name="proxy-test",
     probes=tuple(p for p in builtin_suite().probes if p.id in PROBES),
-    sampling=Sampling(max_tokens=6),
+    sampling=Sampling(max_tokens=10),
     samples_per_probe=10,  # a check of 100 completions
     logprobs=5,
 )
@@ -61,7 +61,12 @@ def probe(proxy: ChangingProxy, change: Change, seed: int, per_probe: int = 10) 
 
 @pytest.fixture(scope="module")
 def baseline(proxy: ChangingProxy) -> ProbeRun:
-    return probe(proxy, Change(), seed=1)
+    return probe(proxy, Change(), seed=1, per_probe=15)
+
+
+def without_logprobs(run: ProbeRun) -> ProbeRun:
+    samples = [replace(s, token_logprob=None) for s in run.samples if s.kind != LOGPROB]
+    return replace(run, samples=samples)
 
 
 def evidence(verdict: Verdict, name: str) -> tuple[bool, float]:
@@ -88,6 +93,9 @@ def test_a_temperature_forced_to_1_3_is_detected_in_100_completions(
     # The greedy log-probabilities do not depend on the sampler: the same model answers.
     applicable, p = evidence(verdict, "logprob")
     assert applicable and p == 1.0
+    # From a deployment that serves no logprobs, the text alone shows it.
+    text_only = compare(without_logprobs(baseline), without_logprobs(fresh), seed=0)
+    assert text_only.changed, text_only.summary()
 
 
 def test_a_rise_in_empty_answers_is_detected(proxy: ChangingProxy, baseline: ProbeRun) -> None:
@@ -96,3 +104,29 @@ def test_a_rise_in_empty_answers_is_detected(proxy: ChangingProxy, baseline: Pro
     verdict = compare(baseline, fresh, seed=0)
     assert verdict.changed, verdict.summary()
     assert "unanswered" in verdict.reasons
+
+
+@pytest.mark.parametrize(("served", "kept", "requests"), [(True, 8, 8), (False, 4, 5)])
+def test_progress_counts_every_request_and_drops_logprob_requests_not_served(
+    proxy: ChangingProxy, served: bool, kept: int, requests: int
+) -> None:
+    """2 probes × 2 completions, and 2 greedy logprob requests a probe where they are served (one
+    request finds out that they are not)."""
+    proxy.change = Change(strip_logprobs=not served)
+    seen: list[tuple[int, int]] = []
+    suite = replace(SUITE, probes=SUITE.probes[:2], samples_per_probe=2)
+
+    async def run() -> ProbeRun:
+        backend = OpenAIHTTPBackend("assistant", proxy.base_url, "assistant")
+        await backend.start()
+        try:
+            runner = ProbeRunner(backend, suite, seed=1, progress=lambda *p: seen.append(p))
+            return await runner.run()
+        finally:
+            await backend.close()
+
+    run = asyncio.run(run())
+    assert len(run.samples) == kept
+    assert seen[-1] == (requests, requests)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and len(set(done)) == requests  # it moves with every request
