@@ -91,7 +91,7 @@ def test_runs_of_different_suites_are_not_compared(
 
 
 LOGPROB_SUITE = replace(
-    small_suite(PROMPT_SENSITIVE, samples_per_probe=3, max_tokens=10), logprobs=5
+    small_suite(PROMPT_SENSITIVE, samples_per_probe=6, max_tokens=10), logprobs=5
 )
 
 
@@ -116,7 +116,7 @@ def test_a_silent_temperature_change_is_flagged_where_logprobs_are_offered(
     smollm2: EmbeddedBackend, logprob_baseline: ProbeRun
 ) -> None:
     base = logprob_baseline
-    colder = TamperedBackend(smollm2, temperature=0.7)
+    colder = TamperedBackend(smollm2, temperature=0.3)
     verdict = compare(base, probe(colder, LOGPROB_SUITE, seed=3), seed=0)
     assert verdict.changed, verdict.summary()
     assert "token_logprob" in verdict.reasons
