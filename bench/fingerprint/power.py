@@ -87,6 +87,10 @@ SCENARIOS = (
 )
 
 
+def _greedy(rng: np.random.Generator, g: list[Sample], n: int = GREEDY_PER_PROBE) -> list[Sample]:
+    return [g[i] for i in rng.permutation(len(g))[:n]]
+
+
 def drawer(pools: Pools, greedy: Pools, sc: Scenario, logprobs: bool) -> Draw:
     base_pool = pools["smollm2"]
 
@@ -101,10 +105,13 @@ def drawer(pools: Pools, greedy: Pools, sc: Scenario, logprobs: bool) -> Draw:
             swapped = int(np.sum(rng.random(nf) < sc.share)) if sc.pool else 0
             mine = [theirs[i] for i in picks[:swapped]] + spare[: nf - swapped]
             fresh += [emptied(s) if rng.random() < sc.empty else s for s in mine]
-            if logprobs:
-                for side, source in ((baseline, "smollm2"), (fresh, sc.pool or "smollm2")):
-                    g = greedy[source].get(probe, [])
-                    side += [g[i] for i in rng.permutation(len(g))[:GREEDY_PER_PROBE]]
+            if logprobs:  # greedy samples too come from the changed pool at its share
+                baseline += _greedy(rng, greedy["smollm2"].get(probe, []))
+                for _ in range(GREEDY_PER_PROBE):
+                    changed = sc.pool is not None and rng.random() < sc.share
+                    fresh += _greedy(
+                        rng, greedy[sc.pool if changed else "smollm2"].get(probe, []), 1
+                    )
         if not logprobs:  # a deployment that serves none
             baseline = [dataclasses.replace(s, token_logprob=None) for s in baseline]
             fresh = [dataclasses.replace(s, token_logprob=None) for s in fresh]
@@ -200,11 +207,18 @@ def main() -> int:
         "--sizes", type=int, nargs="*", default=[2, 4], help="fresh completions per probe"
     )
     p.add_argument("--only", nargs="*", help="scenario names (default: all with a pool)")
+    p.add_argument("--out", default="fingerprint_power", help="results file name, no suffix")
+    p.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="result JSONs whose cells to keep where this run measured none (later ones win)",
+    )
     args = p.parse_args()
     store = FingerprintStore(POOLS_DB)
     names = {"smollm2"} | {sc.pool for sc in SCENARIOS if sc.pool}
     pools = {n: disguised(load_pool(store, n)) for n in names}
-    greedy = {n: load_greedy(store, n) for n in names}
+    greedy = {n: disguised(load_greedy(store, n)) for n in names}
     sizes = {n: min((len(v) for v in pool.values()), default=0) for n, pool in pools.items()}
     print("pool sizes per probe:", sizes, flush=True)
     cells: list[Cell] = []
@@ -229,8 +243,31 @@ def main() -> int:
                     f"{cell.previous / reps:.3f}  ({time.monotonic() - started:.0f} s)",
                     flush=True,
                 )
-    write(cells, sizes, args)
+    write(merged(cells, args.merge), sizes, args)
     return 0
+
+
+def merged(cells: list[Cell], files: list[str]) -> list[Cell]:
+    """Cells from earlier result files, replaced by this run's where both measured one."""
+    out: dict[tuple[str, bool, int], Cell] = {}
+    for name in files:
+        for d in json.loads(Path(name).read_text())["cells"]:
+            reps = d["reps"]
+            cell = Cell(
+                d["scenario"],
+                d["logprobs"],
+                d["baseline_completions"],
+                d["fresh_completions"],
+                reps,
+                round(d["rejection_rate"] * reps),
+                round(d["previous_tests_rate"] * reps),
+                {k: round(v * reps) for k, v in d["rejected_by"].items()},
+            )
+            out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
+    for cell in cells:
+        out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
+    order = {sc.name: i for i, sc in enumerate(SCENARIOS)}
+    return sorted(out.values(), key=lambda c: (c.fresh_n, order[c.scenario], c.logprobs))
 
 
 def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) -> None:
@@ -282,10 +319,10 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "![power curves](fingerprint_power.png)",
+        f"![power curves]({args.out}.png)",
     ]
-    (RESULTS / "fingerprint_power.md").write_text("\n".join(md) + "\n")
-    (RESULTS / "fingerprint_power.json").write_text(
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(
         json.dumps(
             {
                 "command": command,
@@ -298,8 +335,8 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         )
         + "\n"
     )
-    plot(cells, RESULTS / "fingerprint_power.png")
-    print(f"wrote {RESULTS / 'fingerprint_power.md'}")
+    plot(cells, RESULTS / f"{args.out}.png")
+    print(f"wrote {RESULTS / args.out}.md")
 
 
 if __name__ == "__main__":
