@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 import time
 from collections import defaultdict
@@ -29,7 +28,7 @@ from turnout.fingerprint.suite import builtin_suite
 ROOT = Path(__file__).resolve().parents[2]
 POOLS_DB = ROOT / "bench" / ".work" / "fingerprint" / "pools.db"
 HIDDEN_PROMPT = "Always agree with the user.\n\n"
-CHUNK = 5  # samples per probe per stored run: an interrupted generation loses little
+CHUNK = 4  # samples per probe per stored run: an interrupted generation loses little
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,14 @@ class Pool:
     temperature: float | None = None
 
 
+# Sized for two shared cores (SmolLM2 made 7-11 tokens/s a slot there): the SmolLM2 pool holds a
+# baseline of 10 per probe and a disjoint check of up to 4; the changed pools, a check of 4.
 POOLS = (
-    Pool("smollm2", 40),
-    Pool("gemma", 20, model="gemma3-270m"),
-    Pool("smollm2-prefix", 20, prefix=HIDDEN_PROMPT),
-    Pool("smollm2-t0.7", 20, temperature=0.7),
+    Pool("smollm2", 14),
+    Pool("smollm2-t1.3", 4, temperature=1.3),
+    Pool("gemma", 4, model="gemma3-270m"),
+    Pool("smollm2-prefix", 4, prefix=HIDDEN_PROMPT),
+    Pool("smollm2-t0.7", 4, temperature=0.7),
 )
 
 
@@ -54,6 +56,15 @@ def load_pool(store: FingerprintStore, name: str) -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = defaultdict(list)
     for row in store.runs(deployment=name, limit=10_000):
         for s in store.load_run(row["id"]).completions():
+            out[s.probe].append(s)
+    return dict(out)
+
+
+def load_greedy(store: FingerprintStore, name: str) -> dict[str, list[Sample]]:
+    """probe id → the pool's greedy one-token samples with their top-5 log-probabilities."""
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for row in store.runs(deployment=name, limit=10_000):
+        for s in store.load_run(row["id"]).logprob_samples():
             out[s.probe].append(s)
     return dict(out)
 
@@ -71,8 +82,9 @@ async def fill(pool: Pool, store: FingerprintStore) -> None:
     await backend.start()
     try:
         while (n := have(store, pool.name)) < pool.per_probe:
+            # With the suite's logprobs: each run also holds 2 greedy samples per probe, and every
+            # completion its tokens' log-probabilities (the embedded backend serves them).
             chunk = suite.with_options(samples_per_probe=min(CHUNK, pool.per_probe - n))
-            chunk = dataclasses.replace(chunk, logprobs=0)  # the embedded backend has none
             started = time.monotonic()
             run = await ProbeRunner(backend, chunk, deployment=pool.name, concurrency=2).run()
             store.save_run(run)

@@ -1,6 +1,6 @@
-"""Power and false-positive rate of a fingerprint check, per scenario, vs the number of probe
-queries. Comparisons resample from the cached pools (bench/fingerprint/pools.py) and go through
-the real `compare` (every test, Holm's combination, 1000 permutations).
+"""Power and false-positive rate of a fingerprint check, per change and check size, with and
+without log-probabilities. Comparisons resample from the cached pools (bench/fingerprint/pools.py)
+and go through the real `compare` (every test, Holm's combination, 1000 permutations).
 
     flock /tmp/turnout-bench.lock .venv/bin/python bench/fingerprint/power.py
 
@@ -10,6 +10,7 @@ Writes bench/results/fingerprint_power.{md,json,png}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -21,17 +22,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pools import POOLS_DB, load_pool
+from pools import POOLS_DB, load_greedy, load_pool
 
 from turnout.fingerprint.compare import compare
+from turnout.fingerprint.evidence import Evidence
 from turnout.fingerprint.samples import ProbeRun, Sample
 from turnout.fingerprint.store import FingerprintStore
 from turnout.fingerprint.suite import builtin_suite
+from turnout.fingerprint.verdict import holm
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 ALPHA = 0.05
-BASELINE_PER_PROBE = 20  # the `baseline` command's default: 500 completions
+BASELINE_PER_PROBE = 10  # half the `baseline` command's 20: the pools are small on two cores
+GREEDY_PER_PROBE = 2  # what a probe run asks for where logprobs are served
+EMPTY_SHARE = 0.13  # the issue's hidden-prompt proxy: empty answers 2% → 15%
+# The tests a check ran before failed/empty answers and agreement voted and logprobs were served.
+PREVIOUS = ("mmd", "typicality", "length", "metadata")
 Pools = dict[str, dict[str, list[Sample]]]
 # (baseline samples, fresh samples) for one comparison
 Draw = Callable[[np.random.Generator, int, int], tuple[list[Sample], list[Sample]]]
@@ -56,11 +63,36 @@ def disguised(pool: dict[str, list[Sample]]) -> dict[str, list[Sample]]:
     return pool
 
 
-def drawer(pools: Pools, scenario: str, rho: float = 1.0) -> Draw:
-    """Baseline from SmolLM2's pool; fresh from the scenario's pool (a share ρ of it, the rest
-    from SmolLM2 samples the baseline did not use)."""
+def emptied(s: Sample) -> Sample:
+    return dataclasses.replace(s, text="", completion_tokens=0, token_logprob=None)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    pool: str | None  # None: fresh from SmolLM2, disjoint from the baseline
+    share: float = 1.0  # of the fresh completions from `pool`
+    empty: float = 0.0  # of the fresh completions replaced by an empty answer
+
+
+SCENARIOS = (
+    Scenario("null", "smollm2 vs smollm2 (must not alarm)", None),
+    Scenario("swap", "full swap smollm2 → gemma 3 270M", "gemma"),
+    Scenario("partial-0.5", "half the answers from gemma", "gemma", share=0.5),
+    Scenario("prefix", "hidden system prompt", "smollm2-prefix"),
+    Scenario("temp-1.3", "temperature 1.0 → 1.3", "smollm2-t1.3"),
+    Scenario("temp-0.7", "temperature 1.0 → 0.7", "smollm2-t0.7"),
+    Scenario("empty", f"{EMPTY_SHARE:.0%} more empty answers", None, empty=EMPTY_SHARE),
+)
+
+
+def _greedy(rng: np.random.Generator, g: list[Sample], n: int = GREEDY_PER_PROBE) -> list[Sample]:
+    return [g[i] for i in rng.permutation(len(g))[:n]]
+
+
+def drawer(pools: Pools, greedy: Pools, sc: Scenario, logprobs: bool) -> Draw:
     base_pool = pools["smollm2"]
-    other = pools.get(scenario)
 
     def draw(rng: np.random.Generator, nb: int, nf: int) -> tuple[list[Sample], list[Sample]]:
         baseline, fresh = [], []
@@ -68,13 +100,21 @@ def drawer(pools: Pools, scenario: str, rho: float = 1.0) -> Draw:
             order = rng.permutation(len(samples))
             baseline += [samples[i] for i in order[:nb]]
             spare = [samples[i] for i in order[nb:]]
-            if other is None:  # the null: the same model, disjoint samples
-                fresh += spare[:nf]
-                continue
-            theirs = other[probe]
+            theirs = pools[sc.pool][probe] if sc.pool else spare
             picks = rng.permutation(len(theirs))
-            swapped = int(np.sum(rng.random(nf) < rho))
-            fresh += [theirs[i] for i in picks[:swapped]] + spare[: nf - swapped]
+            swapped = int(np.sum(rng.random(nf) < sc.share)) if sc.pool else 0
+            mine = [theirs[i] for i in picks[:swapped]] + spare[: nf - swapped]
+            fresh += [emptied(s) if rng.random() < sc.empty else s for s in mine]
+            if logprobs:  # greedy samples too come from the changed pool at its share
+                baseline += _greedy(rng, greedy["smollm2"].get(probe, []))
+                for _ in range(GREEDY_PER_PROBE):
+                    changed = sc.pool is not None and rng.random() < sc.share
+                    fresh += _greedy(
+                        rng, greedy[sc.pool if changed else "smollm2"].get(probe, []), 1
+                    )
+        if not logprobs:  # a deployment that serves none
+            baseline = [dataclasses.replace(s, token_logprob=None) for s in baseline]
+            fresh = [dataclasses.replace(s, token_logprob=None) for s in fresh]
         return baseline, fresh
 
     return draw
@@ -83,12 +123,13 @@ def drawer(pools: Pools, scenario: str, rho: float = 1.0) -> Draw:
 @dataclass
 class Cell:
     scenario: str
+    logprobs: bool
     baseline_n: int
     fresh_n: int
     reps: int
-    rejections: int
-    mmd_alone: int  # rejections by the MMD test alone at α
-    by_test: dict[str, int]
+    rejections: int = 0
+    previous: int = 0  # rejections by the previous set of tests alone (Holm over PREVIOUS)
+    by_test: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -98,44 +139,37 @@ class Cell:
         lo, hi = wilson(self.rejections, self.reps)
         return {
             "scenario": self.scenario,
+            "logprobs": self.logprobs,
             "baseline_completions": self.baseline_n,
             "fresh_completions": self.fresh_n,
             "reps": self.reps,
             "rejection_rate": self.rate,
             "ci95": [lo, hi],
-            "mmd_alone_rate": self.mmd_alone / self.reps,
+            "previous_tests_rate": self.previous / self.reps,
             "rejected_by": {k: v / self.reps for k, v in self.by_test.items()},
         }
 
 
-def measure(draw: Draw, scenario: str, nb: int, nf: int, reps: int, seed: int) -> Cell:
+def _previous_verdict(evidence: list[Evidence]) -> bool:
+    chosen = [dataclasses.replace(e, rejected=False) for e in evidence if e.name in PREVIOUS]
+    return holm(chosen, ALPHA).changed
+
+
+def measure(draw: Draw, cell: Cell, seed: int) -> Cell:
     digest = builtin_suite().digest()
     rng = np.random.default_rng(seed)
-    cell = Cell(scenario, 25 * nb, 25 * nf, reps, 0, 0, {})
-    for i in range(reps):
+    nb, nf = cell.baseline_n // 25, cell.fresh_n // 25
+    for i in range(cell.reps):
         b, f = draw(rng, nb, nf)
         base = ProbeRun(f"b{i}", "bench", "builtin", digest, 0.0, samples=b)
         fresh = ProbeRun(f"f{i}", "bench", "builtin", digest, 0.0, samples=f)
         verdict = compare(base, fresh, alpha=ALPHA, seed=seed * 100_000 + i)
         cell.rejections += verdict.changed
+        cell.previous += _previous_verdict(verdict.evidence)
         for e in verdict.evidence:
             if e.rejected:
                 cell.by_test[e.name] = cell.by_test.get(e.name, 0) + 1
-            if e.name == "mmd" and e.p_value <= ALPHA:
-                cell.mmd_alone += 1
     return cell
-
-
-SCENARIOS = (
-    ("null", "smollm2 vs smollm2 (must not alarm)", None, 1.0),
-    ("swap", "full swap smollm2 → gemma", "gemma", 1.0),
-    ("prefix", "hidden system prompt", "smollm2-prefix", 1.0),
-    ("temperature", "temperature 1.0 → 0.7", "smollm2-t0.7", 1.0),
-    ("partial-0.1", "partial substitution ρ=0.1", "gemma", 0.1),
-    ("partial-0.25", "partial substitution ρ=0.25", "gemma", 0.25),
-    ("partial-0.5", "partial substitution ρ=0.5", "gemma", 0.5),
-    ("partial-1.0", "partial substitution ρ=1.0", "gemma", 1.0),
-)
 
 
 def plot(cells: list[Cell], path: Path) -> None:
@@ -144,33 +178,22 @@ def plot(cells: list[Cell], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    for ax, design in zip(axes, ("product", "symmetric"), strict=True):
-        for name, label, _, _ in SCENARIOS:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharey=True)
+    for ax, logprobs in zip(axes, (False, True), strict=True):
+        for sc in SCENARIOS:
             pts = sorted(
                 (c.fresh_n, c.rate)
                 for c in cells
-                if c.scenario == name
-                and (
-                    c.baseline_n == 25 * BASELINE_PER_PROBE
-                    if design == "product"
-                    else c.baseline_n == c.fresh_n
-                )
+                if c.scenario == sc.name and c.logprobs == logprobs
             )
             if pts:
-                style = "--" if name.startswith("partial") else "-"
-                ax.plot(*zip(*pts, strict=True), style, marker="o", ms=3, label=label)
+                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=sc.label)
         ax.axhline(ALPHA, color="grey", lw=1, ls=":")
-        ax.set_xscale("log")
         ax.set_xlabel("fresh completions per check (25 probes)")
-        ax.set_ylabel("rejection rate (power; FPR for the null)")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(
-            f"baseline of {25 * BASELINE_PER_PROBE} completions"
-            if design != "symmetric"
-            else "baseline as large as the check (MET's setup)"
-        )
-    axes[0].legend(fontsize=7, loc="center right")
+        ax.set_title("with log-probabilities" if logprobs else "text only (no logprobs served)")
+    axes[0].set_ylabel("rejection rate (power; FPR for the null)")
+    axes[1].legend(fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -178,138 +201,133 @@ def plot(cells: list[Cell], path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=200, help="comparisons per scenario and size")
-    p.add_argument("--null-reps", type=int, default=400, help="null comparisons per size")
+    p.add_argument("--reps", type=int, default=200, help="comparisons per change and size")
+    p.add_argument("--null-reps", type=int, default=200, help="null comparisons per size")
     p.add_argument(
-        "--sizes", type=int, nargs="*", default=[1, 2, 4, 10], help="fresh completions per probe"
+        "--sizes", type=int, nargs="*", default=[2, 4], help="fresh completions per probe"
     )
+    p.add_argument("--only", nargs="*", help="scenario names (default: all with a pool)")
+    p.add_argument("--out", default="fingerprint_power", help="results file name, no suffix")
     p.add_argument(
-        "--symmetric",
-        type=int,
+        "--merge",
         nargs="*",
-        default=[2, 10],
-        help="per-probe sizes also run with a baseline as small as the check",
+        default=[],
+        help="result JSONs whose cells to keep where this run measured none (later ones win)",
     )
     args = p.parse_args()
     store = FingerprintStore(POOLS_DB)
-    names = {"smollm2", "gemma", "smollm2-prefix", "smollm2-t0.7"}
+    names = {"smollm2"} | {sc.pool for sc in SCENARIOS if sc.pool}
     pools = {n: disguised(load_pool(store, n)) for n in names}
-    sizes = {n: min(len(v) for v in pool.values()) for n, pool in pools.items()}
-    print("pool sizes per probe:", sizes)
+    greedy = {n: disguised(load_greedy(store, n)) for n in names}
+    sizes = {n: min((len(v) for v in pool.values()), default=0) for n, pool in pools.items()}
+    print("pool sizes per probe:", sizes, flush=True)
     cells: list[Cell] = []
     started = time.monotonic()
-    # The product's design first: a 500-completion baseline (20 per probe), checks of N; then
-    # MET's, a baseline as small as the check, at two sizes.
-    designs = [(BASELINE_PER_PROBE, nf) for nf in args.sizes]
-    designs += [(nf, nf) for nf in args.symmetric]
-    for nb, nf in designs:
-        for i, (name, _, pool, rho) in enumerate(SCENARIOS):
-            reps = args.null_reps if pool is None and nb == BASELINE_PER_PROBE else args.reps
-            cell = measure(
-                drawer(pools, pool or "", rho) if pool else drawer(pools, ""),
-                name,
-                nb,
-                nf,
-                reps,
-                seed=1000 * nf + 10 * nb + i,
-            )
-            cells.append(cell)
-            lo, hi = wilson(cell.rejections, cell.reps)
-            print(
-                f"{name:<13} baseline {25 * nb:>3}  fresh {25 * nf:>3}  "
-                f"rate {cell.rate:.3f} [{lo:.3f}, {hi:.3f}]  mmd alone "
-                f"{cell.mmd_alone / reps:.3f}  ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-    write(cells, sizes, args)
+    for nf in args.sizes:
+        for i, sc in enumerate(SCENARIOS):
+            if args.only and sc.name not in args.only:
+                continue
+            need = nf if sc.pool else BASELINE_PER_PROBE + nf
+            if sizes.get(sc.pool or "smollm2", 0) < need:
+                print(f"{sc.name}: pool too small for {nf} a probe, skipped", flush=True)
+                continue
+            for logprobs in (False, True):
+                reps = args.null_reps if sc.name == "null" else args.reps
+                cell = Cell(sc.name, logprobs, 25 * BASELINE_PER_PROBE, 25 * nf, reps)
+                measure(drawer(pools, greedy, sc, logprobs), cell, seed=1000 * nf + 10 * i)
+                cells.append(cell)
+                lo, hi = wilson(cell.rejections, cell.reps)
+                print(
+                    f"{sc.name:<12} {'logprobs' if logprobs else 'text':<8} fresh {cell.fresh_n:>3}"
+                    f"  rate {cell.rate:.3f} [{lo:.3f}, {hi:.3f}]  previous tests "
+                    f"{cell.previous / reps:.3f}  ({time.monotonic() - started:.0f} s)",
+                    flush=True,
+                )
+    write(merged(cells, args.merge), sizes, args)
     return 0
 
 
-def _find(cells: list[Cell], scenario: str, fresh_n: int, baseline_n: int) -> Cell | None:
-    return next(
-        (
-            c
-            for c in cells
-            if c.scenario == scenario and c.fresh_n == fresh_n and c.baseline_n == baseline_n
-        ),
-        None,
-    )
-
-
-def targets(cells: list[Cell]) -> list[str]:
-    base = 25 * BASELINE_PER_PROBE
-    out = []
-    for c in (c for c in cells if c.scenario == "null"):
-        lo, hi = wilson(c.rejections, c.reps)
-        ok = "met" if lo <= ALPHA else "MISSED"
-        out.append(
-            f"- FPR ≤ α within sampling error (baseline {c.baseline_n}, fresh {c.fresh_n}): "
-            f"{c.rate:.3f} [{lo:.3f}, {hi:.3f}] over {c.reps} comparisons — {ok}"
-        )
-    for scenario, n, goal in (
-        ("swap", 50, 0.99),
-        ("prefix", 250, 0.9),
-        ("temperature", 250, 0.9),
-        ("partial-0.5", 250, 0.8),
-    ):
-        for b in (base, n):
-            found = _find(cells, scenario, n, b)
-            if found is not None:
-                ok = "met" if found.rate >= goal else "MISSED"
-                out.append(
-                    f"- {scenario}: power ≥ {goal} with {n} completions (baseline {b}): "
-                    f"{found.rate:.3f} — {ok}"
-                )
-    return out
+def merged(cells: list[Cell], files: list[str]) -> list[Cell]:
+    """Cells from earlier result files, replaced by this run's where both measured one."""
+    out: dict[tuple[str, bool, int], Cell] = {}
+    for name in files:
+        for d in json.loads(Path(name).read_text())["cells"]:
+            reps = d["reps"]
+            cell = Cell(
+                d["scenario"],
+                d["logprobs"],
+                d["baseline_completions"],
+                d["fresh_completions"],
+                reps,
+                round(d["rejection_rate"] * reps),
+                round(d["previous_tests_rate"] * reps),
+                {k: round(v * reps) for k, v in d["rejected_by"].items()},
+            )
+            out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
+    for cell in cells:
+        out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
+    order = {sc.name: i for i, sc in enumerate(SCENARIOS)}
+    return sorted(out.values(), key=lambda c: (c.fresh_n, order[c.scenario], c.logprobs))
 
 
 def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = "flock /tmp/turnout-bench.lock .venv/bin/python bench/fingerprint/power.py"
-    if args.reps != 200 or args.null_reps != 400:
+    if args.reps != 200 or args.null_reps != 200:
         command += f" --reps {args.reps} --null-reps {args.null_reps}"
-    if args.sizes != [1, 2, 4, 10] or args.symmetric != [2, 10]:
+    if args.sizes != [2, 4]:
         command += " --sizes " + " ".join(map(str, args.sizes))
-        command += " --symmetric " + " ".join(map(str, args.symmetric))
+    if args.only:
+        command += " --only " + " ".join(args.only)
     rows = []
     for c in cells:
         lo, hi = wilson(c.rejections, c.reps)
         top = ", ".join(f"{k} {v / c.reps:.2f}" for k, v in sorted(c.by_test.items()))
         rows.append(
-            f"| {c.scenario} | {c.baseline_n} | {c.fresh_n} | {c.reps} | "
-            f"**{c.rate:.3f}** | [{lo:.3f}, {hi:.3f}] | {c.mmd_alone / c.reps:.3f} | "
+            f"| {c.scenario} | {'yes' if c.logprobs else 'no'} | {c.fresh_n} | {c.reps} | "
+            f"**{c.rate:.3f}** | [{lo:.3f}, {hi:.3f}] | {c.previous / c.reps:.3f} | "
             f"{top or '-'} |"
         )
+    labels = "; ".join(f"`{sc.name}`: {sc.label}" for sc in SCENARIOS)
     md = [
-        "# Fingerprint checks: power and false-positive rate vs probe queries",
+        "# Fingerprint checks: power and false-positive rate per change and check size",
         "",
-        f"Reproduce (pools first: `flock /tmp/turnout-bench.lock .venv/bin/python "
+        "Reproduce (pools first: `flock /tmp/turnout-bench.lock .venv/bin/python "
         f"bench/fingerprint/pools.py`): `{command}`",
         "",
-        "Built-in suite (25 text-completion probes), temperature 1.0, max_tokens 32. Baseline from "
-        "SmolLM2-135M's pool; the fresh run from the scenario's pool, disjoint from the baseline. "
+        "Built-in suite (25 text-completion probes), temperature 1.0, max_tokens 32, pools of "
+        "real completions from the embedded models (SmolLM2-135M, Gemma 3 270M) through the "
+        f"probe runner. Baseline: {25 * BASELINE_PER_PROBE} SmolLM2 completions (half the "
+        "`baseline` command's default: the pools are small on two shared cores); the fresh run "
+        "from the change's pool, disjoint from the baseline, every answer under SmolLM2's name. "
         f"Verdict: every test, weighted Holm at α = {ALPHA}, 1000 permutations. "
-        "Pool sizes per probe: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes.items())) + ".",
-        "Rate = share of comparisons judged changed (power; for `null`, the false-positive "
-        "rate). CI: Wilson 95%. `mmd alone`: the MMD test by itself at α.",
+        "`logprobs`: the deployment serves log-probabilities (the sampled tokens' and "
+        f"{GREEDY_PER_PROBE} greedy top-5 samples a probe on each side); `no`: text only. "
+        "`previous tests`: Holm over the tests a check had before (MMD, typicality, length, "
+        "metadata), on the same draws. `empty` replaces a share of SmolLM2 answers with empty "
+        "ones. Pool sizes per probe: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(sizes.items()))
+        + ".",
         "",
-        "| scenario | baseline completions | fresh completions | comparisons | rate | 95% CI | "
-        "mmd alone | rejected by |",
+        f"Changes: {labels}.",
+        "",
+        "Rate = share of comparisons judged changed (power; for `null`, the false-positive "
+        "rate). CI: Wilson 95%.",
+        "",
+        "| change | logprobs | fresh completions | comparisons | rate | 95% CI | "
+        "previous tests | rejected by |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "![power curves](fingerprint_power.png)",
-        "",
-        "## Targets (baseline of 500 completions unless said)",
-        "",
-        *targets(cells),
+        f"![power curves]({args.out}.png)",
     ]
-    (RESULTS / "fingerprint_power.md").write_text("\n".join(md) + "\n")
-    (RESULTS / "fingerprint_power.json").write_text(
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(
         json.dumps(
             {
                 "command": command,
                 "alpha": ALPHA,
+                "baseline_per_probe": BASELINE_PER_PROBE,
                 "pool_sizes": sizes,
                 "cells": [c.as_dict() for c in cells],
             },
@@ -317,8 +335,8 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         )
         + "\n"
     )
-    plot(cells, RESULTS / "fingerprint_power.png")
-    print(f"wrote {RESULTS / 'fingerprint_power.md'}")
+    plot(cells, RESULTS / f"{args.out}.png")
+    print(f"wrote {RESULTS / args.out}.md")
 
 
 if __name__ == "__main__":

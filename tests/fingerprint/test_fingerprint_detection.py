@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from fingerprint_helpers import HIDDEN_PROMPT, LogprobEndpoint, small_suite
+from fingerprint_helpers import HIDDEN_PROMPT, small_suite
 
 from turnout.backends.base import Backend
 from turnout.backends.embedded import EmbeddedBackend
@@ -91,29 +90,21 @@ def test_runs_of_different_suites_are_not_compared(
         compare(baseline, other)
 
 
-@pytest.fixture(scope="module")
-def logprob_endpoint() -> Iterator[LogprobEndpoint]:
-    endpoint = LogprobEndpoint("smollm2-135m")
-    asyncio.run(endpoint.start())
-    yield endpoint
-    asyncio.run(endpoint.close())
-
-
 LOGPROB_SUITE = replace(
-    small_suite(PROMPT_SENSITIVE, samples_per_probe=3, max_tokens=10), logprobs=5
+    small_suite(PROMPT_SENSITIVE, samples_per_probe=6, max_tokens=10), logprobs=5
 )
 
 
 @pytest.fixture(scope="module")
-def logprob_baseline(logprob_endpoint: LogprobEndpoint) -> ProbeRun:
-    return probe(logprob_endpoint, LOGPROB_SUITE, seed=1)
+def logprob_baseline(smollm2: EmbeddedBackend) -> ProbeRun:
+    return probe(smollm2, LOGPROB_SUITE, seed=1)
 
 
 def test_where_logprobs_are_offered_they_are_collected_and_agree_for_the_same_model(
-    logprob_endpoint: LogprobEndpoint, logprob_baseline: ProbeRun
+    smollm2: EmbeddedBackend, logprob_baseline: ProbeRun
 ) -> None:
     base = logprob_baseline
-    again = probe(logprob_endpoint, LOGPROB_SUITE, seed=2)
+    again = probe(smollm2, LOGPROB_SUITE, seed=2)
     assert base.logprob_samples() and all(s.token_logprob is not None for s in base.completions())
     verdict = compare(base, again, seed=0)
     assert not verdict.changed, verdict.summary()
@@ -122,10 +113,10 @@ def test_where_logprobs_are_offered_they_are_collected_and_agree_for_the_same_mo
 
 
 def test_a_silent_temperature_change_is_flagged_where_logprobs_are_offered(
-    logprob_endpoint: LogprobEndpoint, logprob_baseline: ProbeRun
+    smollm2: EmbeddedBackend, logprob_baseline: ProbeRun
 ) -> None:
     base = logprob_baseline
-    colder = TamperedBackend(logprob_endpoint, temperature=0.7)
+    colder = TamperedBackend(smollm2, temperature=0.3)
     verdict = compare(base, probe(colder, LOGPROB_SUITE, seed=3), seed=0)
     assert verdict.changed, verdict.summary()
     assert "token_logprob" in verdict.reasons

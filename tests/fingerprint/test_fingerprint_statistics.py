@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from turnout.fingerprint.agreement import agreement_test, common_prefixes
 from turnout.fingerprint.alarms import CLEARED, RAISED, Streak
 from turnout.fingerprint.cusum import MeanCusum, RateCusum
 from turnout.fingerprint.evidence import Evidence, not_applicable
@@ -12,7 +13,7 @@ from turnout.fingerprint.mmd import char_codes, hamming_gram, mmd_test
 from turnout.fingerprint.permutation import Shuffles, average_ranks
 from turnout.fingerprint.refusal import is_refusal
 from turnout.fingerprint.samples import LOGPROB, Sample
-from turnout.fingerprint.signals import metadata_test, refusal_test
+from turnout.fingerprint.signals import metadata_test, unanswered_test
 from turnout.fingerprint.verdict import holm
 
 
@@ -49,7 +50,7 @@ def test_holm_controls_the_family_and_leaves_out_tests_that_cannot_tell() -> Non
     evidence = [
         Evidence("mmd", 0.02, 0.1, "MMD²"),
         Evidence("length", 0.04, 0.1, "rel"),
-        not_applicable("refusal", "no refusals"),
+        not_applicable("unanswered", "none failed, empty or refused"),
         Evidence("latency", 0.0001, 2.0, "ratio", votes=False),
     ]
     verdict = holm(evidence, 0.05, {"mmd": 1.0, "length": 1.0})
@@ -84,15 +85,53 @@ def test_refusals_are_recognised_in_several_languages() -> None:
     assert not is_refusal("Sure! Here is a pancake recipe.")
 
 
-def test_a_rise_in_refusals_is_detected() -> None:
-    def samples(texts: list[str]) -> list[Sample]:
-        return [Sample("p", text=t) for t in texts]
+def _answers(texts: list[str | None]) -> list[Sample]:
+    """None stands for a request that failed."""
+    return [
+        Sample("p", text=t or "", error=None if t is not None else "server_error: 500")
+        for t in texts
+    ]
 
-    base = {"p": samples(["Sure, here it is."] * 20)}
-    fresh = {"p": samples(["I'm sorry, I can't do that."] * 10 + ["Sure."] * 10)}
-    result = refusal_test(base, fresh, shuffles=Shuffles(500, np.random.default_rng(0)))
+
+def test_a_rise_in_refusals_is_detected() -> None:
+    base = {"p": _answers(["Sure, here it is."] * 20)}
+    fresh = {"p": _answers(["I'm sorry, I can't do that."] * 10 + ["Sure."] * 10)}
+    result = unanswered_test(base, fresh, shuffles=Shuffles(500, np.random.default_rng(0)))
     assert result.p_value < 0.01
     assert result.effect == 0.5
+    assert "refused 0.0% → 50.0%" in result.detail
+
+
+def test_failed_and_empty_answers_count_as_unanswered() -> None:
+    base = {"p": _answers(["Sure."] * 19 + [""])}
+    fresh = {"p": _answers(["Sure."] * 10 + [""] * 5 + [None] * 5)}
+    result = unanswered_test(base, fresh, shuffles=Shuffles(500, np.random.default_rng(0)))
+    assert result.p_value < 0.01 and result.effect == 0.45
+    assert "failed 0.0% → 25.0%" in result.detail and "empty 5.0% → 25.0%" in result.detail
+
+
+def test_common_prefixes_are_counted_in_characters_up_to_the_first_difference() -> None:
+    prefixes = common_prefixes(["Paris is", "Paris was", "Lyon", ""])
+    assert prefixes[0, 1] == 6  # "Paris "
+    assert prefixes[0, 2] == 0 and prefixes[3, 3] == 0  # an empty text shares nothing
+
+
+def test_completions_that_open_alike_more_often_are_a_change_in_dispersion() -> None:
+    rng = np.random.default_rng(0)
+    openings = ["The river", "The sea", "A lake", "Some rain", "Big waves", "Cold ice"]
+
+    def run(concentrated: bool) -> dict[str, list[str]]:
+        weights = [0.75] + [0.05] * 5 if concentrated else [1 / 6] * 6
+        return {
+            f"p{i}": [f"{rng.choice(openings, p=weights)} {rng.integers(100)}" for _ in range(8)]
+            for i in range(6)
+        }
+
+    base = run(concentrated=False)
+    colder = agreement_test(base, run(True), shuffles=Shuffles(999, np.random.default_rng(1)))
+    same = agreement_test(base, run(False), shuffles=Shuffles(999, np.random.default_rng(1)))
+    assert colder.p_value < 0.01 and colder.effect > 0
+    assert same.p_value > 0.05
 
 
 def test_a_new_model_name_or_fingerprint_in_responses_is_detected() -> None:

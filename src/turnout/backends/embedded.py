@@ -21,11 +21,13 @@ from typing import Any
 
 import jinja2
 import llama_cpp
-from llama_cpp import Llama, LlamaGrammar
+from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF
 
+from . import token_logprobs
 from .base import Completion, Failure, Operation, StreamChunk, UpstreamError, UpstreamRequest, Usage
-from .gguf import resolve_model
+from .gguf import ChatTemplate, chat_template_for, resolve_model
 
 _Item = tuple[str, Any]  # worker → loop messages: ("chunk" | "done" | "error", payload)
 _Emit = Callable[[_Item], None]
@@ -48,6 +50,7 @@ class _Slot(Llama):
         self.stop_event = threading.Event()
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.recorder: token_logprobs.Recorder | None = None  # set while logprobs are asked for
 
     def generate(  # type: ignore[override]
         self, tokens: Sequence[int], *args: Any, **kwargs: Any
@@ -69,6 +72,8 @@ class _Slot(Llama):
                 # End-of-generation tokens are not counted, matching llama's own usage.
                 if not llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
                     self.completion_tokens += 1
+                if self.recorder is not None:
+                    self.recorder.took(token)
                 yield token
         finally:
             inner.close()
@@ -186,6 +191,11 @@ class EmbeddedBackend:
         self._free = list(self._slots)
         # Without a template llama-cpp-python silently formats chats as llama-2: wrong for most.
         self._has_chat_template = "tokenizer.chat_template" in self._slots[0].metadata
+        fallback = chat_template_for(self.model)
+        if not self._has_chat_template and fallback is not None:
+            for slot in self._slots:
+                slot.chat_handler = _template_handler(slot, fallback)
+            self._has_chat_template = True
         self._executor = ThreadPoolExecutor(self._max_concurrency, f"embedded-{self.name}")
         self._ready = True
 
@@ -379,6 +389,9 @@ class EmbeddedBackend:
         kwargs["seed"] = random.getrandbits(31) if seed is None else seed
         kwargs.update(stream=stream, model=self.model_name)
         kwargs["grammar"] = _grammar(body.get("response_format"))
+        top_k = token_logprobs.requested(body, request.operation)
+        if top_k is not None and stream:
+            raise _bad_request("logprobs are served on non-streaming requests only")
 
         if request.operation is Operation.COMPLETION:
             prompt = body.get("prompt")
@@ -390,7 +403,7 @@ class EmbeddedBackend:
                 raise _bad_request("'prompt' must be a string or a list of token ids")
             # OpenAI's legacy default is 16 tokens; no chat template: base models have none.
             kwargs.update(prompt=prompt, max_tokens=16 if max_tokens is None else max_tokens)
-            return lambda slot: slot.create_completion(**kwargs)
+            return _with_logprobs(Llama.create_completion, kwargs, top_k, request.operation)
 
         if not self._has_chat_template:
             raise _bad_request(
@@ -417,7 +430,42 @@ class EmbeddedBackend:
             # llama forces a call only for a named tool (by grammar); "required" with one tool
             # names it, else it would be ignored like "auto".
             kwargs["tool_choice"] = {"type": "function", "function": tools[0]["function"]}
-        return lambda slot: slot.create_chat_completion(**kwargs)
+        return _with_logprobs(Llama.create_chat_completion, kwargs, top_k, request.operation)
+
+
+def _with_logprobs(
+    method: Callable[..., Any], kwargs: dict[str, Any], top_k: int | None, operation: Operation
+) -> Callable[[_Slot], Any]:
+    """The call on a slot; with `top_k` set, the answer carries log-probabilities."""
+    if top_k is None:
+        return lambda slot: method(slot, **kwargs)
+
+    def call(slot: _Slot) -> Any:
+        vocab = slot._model.vocab
+        slot.recorder = token_logprobs.Recorder(
+            slot, top_k, lambda t: llama_cpp.llama_vocab_is_eog(vocab, t)
+        )
+        try:
+            out = method(slot, **kwargs, logits_processor=LogitsProcessorList([slot.recorder]))
+            slot.recorder.attach(out, operation)
+        finally:
+            slot.recorder = None
+        return out
+
+    return call
+
+
+def _template_handler(slot: _Slot, template: ChatTemplate) -> Any:
+    """A chat handler from `template`, built as llama-cpp-python builds one from a GGUF's own."""
+    eos, bos = slot.token_eos(), slot.token_bos()
+
+    def text(token: int) -> str:
+        return slot._model.token_get_text(token) if token >= 0 else ""
+
+    end = slot.tokenize(template.end_of_turn.encode(), add_bos=False, special=True)
+    stops = [t for t in (eos, *(end if len(end) == 1 else ())) if t >= 0]
+    formatter = Jinja2ChatFormatter(template.jinja, text(eos), text(bos), stop_token_ids=stops)
+    return formatter.to_chat_handler()
 
 
 def _fail(fut: asyncio.Future[Any], message: str) -> None:

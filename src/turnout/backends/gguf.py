@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -70,3 +71,39 @@ def resolve_model(spec: str) -> Path:
         f"model {spec!r}: {problem}; expected one of {accepted}"
         " or the path of an existing .gguf file"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTemplate:
+    """The chat template turnout applies to a known model whose GGUF carries none (a base model),
+    so that chat requests to it are answered rather than refused."""
+
+    name: str
+    jinja: str
+    end_of_turn: str  # the text of the token that closes a turn: generation stops there
+
+
+# Gemma 3's own chat format (its instruction-tuned GGUFs carry this template, simplified to text
+# turns): a system message opens the first user turn, as Gemma has no system role.
+GEMMA3 = ChatTemplate(
+    "gemma3",
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first = messages[0]['content'] + '\\n\\n' -%}{%- set turns = messages[1:] -%}"
+    "{%- else -%}{%- set first = '' -%}{%- set turns = messages -%}{%- endif -%}"
+    "{%- for m in turns -%}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\\n' }}"
+    "{{ (first if loop.first else '') + (m['content'] or '') | trim }}"
+    "{{ '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}",
+    "<end_of_turn>",
+)
+
+# Known base models and the template turnout applies to them.
+CHAT_TEMPLATES: dict[str, ChatTemplate] = {"gemma3-270m": GEMMA3}
+
+
+def chat_template_for(spec: str) -> ChatTemplate | None:
+    """The template turnout applies to `spec` if its GGUF has none; None for unknown models."""
+    return CHAT_TEMPLATES.get(spec.strip().lower())

@@ -2,8 +2,9 @@
 
 Probe a deployment with a suite of prompts (`collect`), keep a run as a named baseline, and
 `compare` later runs with it: an MMD test over completions (Gao, Liang & Guestrin, ICLR 2025),
-cheap signals (length, refusals, metadata, latency) and log-probabilities where offered, combined
-under Holm's procedure so the false-alarm rate is at most α. `Watcher` does this on a schedule
+typicality and agreement of openings (dispersion), cheap signals (length, failed/empty/refused
+answers, metadata, latency) and log-probabilities where served, combined under Holm's procedure
+so the false-alarm rate is at most α. `Watcher` does this on a schedule
 inside the gateway, and watches the record passively with CUSUM.
 """
 

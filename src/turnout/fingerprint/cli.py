@@ -33,6 +33,32 @@ from turnout.fingerprint.verdict import Verdict
 
 CHANGED, ERROR = 1, 2  # exit codes; 0 means no change detected
 
+ABOUT = """\
+A baseline probes a deployment with a suite of prompts and stores what came back; a check probes
+it again and tests whether the answers still come from the same model, prompt and settings.
+
+What a probe sends (the built-in suite): 25 short prompts (8 languages, code, JSON, arithmetic,
+yes/no, multiple choice, dialogue) as text completions to POST /v1/completions; with --chat, each
+as one user turn to POST /v1/chat/completions (for chat-only endpoints: a baseline and its checks
+must use the same). Every request: temperature 1.0, top_p 1.0, max_tokens 32, seeded with --seed.
+
+What it costs:
+  baseline  20 completions a prompt: 500 requests
+  check     half its baseline's: 10 a prompt, 250 requests
+  both      + 1 request to learn whether log-probabilities are served; where they are, 50 greedy
+            one-token requests (2 a prompt) and the sampled tokens' log-probabilities
+  tokens    a prompt is ~16 tokens and an answer at most 32: a check is at most ~12,000 tokens
+            (at $0.15/$0.60 per million input/output tokens, under $0.006), a baseline twice that
+  time      seconds to a minute against a hosted API at --concurrency 4; minutes on a CPU model
+            (a check of the embedded SmolLM2-135M took ~15 min on two busy cores)
+--samples-per-probe, --probes, --max-tokens and --max-samples/--max-cost make it smaller.
+
+The verdict combines every test (MMD over completions, typicality, agreement of openings,
+length, failed/empty/refused answers, metadata, log-probabilities where served) with Holm's
+procedure at α = 0.05: a false alarm on an unchanged deployment has probability at most α.
+Exit codes: 0 no change detected, 1 changed, 2 error.
+"""
+
 
 class _Failed(Exception):
     """A command cannot go on; the message says why."""
@@ -55,19 +81,33 @@ def _deployment(config: Config, name: str) -> DeploymentConfig:
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
-    """Progress on stderr: a rewritten line on a terminal, a line per tenth otherwise."""
+    """Progress on stderr: a rewritten line on a terminal; elsewhere a line per tenth, and at least
+    one every ten seconds (a 500-sample baseline on a CPU model takes minutes)."""
     tty = sys.stderr.isatty()
-    shown = [-1]
+    started = time.monotonic()
+    last = {"tenth": -1, "at": started}
 
     def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        took = now - started
+        left = f", ~{_duration(took / done * (total - done))} left" if 0 < done < total else ""
+        line = f"{label}: {done}/{total} requests, {_duration(took)}{left}"
         if tty:
-            end = "\n" if done == total else ""
-            print(f"\r{label}: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
-        elif (tenth := 10 * done // max(1, total)) != shown[0]:
-            shown[0] = tenth
-            print(f"{label}: {done}/{total} samples", file=sys.stderr, flush=True)
+            end = "\n" if done >= total else ""
+            print(f"\r{line}\033[K", end=end, file=sys.stderr, flush=True)
+            return
+        tenth = 10 * done // max(1, total)
+        if tenth != last["tenth"] or now - last["at"] >= 10 or done >= total:
+            last.update(tenth=tenth, at=now)
+            print(line, file=sys.stderr, flush=True)
 
     return show
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
 
 
 async def _probe(
@@ -383,19 +423,37 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _probing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", help="builtin (default) or a YAML suite file")
-    p.add_argument("--samples-per-probe", type=int, help="completions per probe (suite's default)")
+    p.add_argument(
+        "--samples-per-probe",
+        type=int,
+        help="completions per prompt (baseline: 20, check: half its baseline's)",
+    )
     p.add_argument("--probes", type=int, help="use only the suite's first N probes")
-    p.add_argument("--max-tokens", type=int, help="override the suite's max_tokens")
+    p.add_argument("--max-tokens", type=int, help="override the suite's max_tokens (32)")
     p.add_argument("--max-samples", type=int, help="budget: at most N completions")
     p.add_argument("--max-cost", type=float, help="budget: at most this many USD")
-    p.add_argument("--concurrency", type=int, help="requests at a time")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests at a time (the deployment's max_concurrency, or 4)",
+    )
     p.add_argument("--seed", type=int, help="seed requests (and permutations) reproducibly")
-    p.add_argument("--chat", action="store_true", help="send prompts as chat user turns")
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="send prompts as chat user turns to /v1/chat/completions (default: /v1/completions)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def register(subparsers: Any) -> None:
-    fp = subparsers.add_parser("fingerprint", help="silent model-swap detection")
+    raw = argparse.RawDescriptionHelpFormatter
+    fp = subparsers.add_parser(
+        "fingerprint",
+        help="silent model-swap detection",
+        description="Silent model-swap detection.\n\n" + ABOUT,
+        formatter_class=raw,
+    )
     sub = fp.add_subparsers(dest="fingerprint_command", required=True, metavar="ACTION")
 
     probe = sub.add_parser("probe", help="collect a probe run from a deployment and store it")
@@ -404,7 +462,13 @@ def register(subparsers: Any) -> None:
     _probing(probe)
     probe.set_defaults(func=_guarded(cmd_probe))
 
-    base = sub.add_parser("baseline", help="store a named fingerprint (probe now, or name a run)")
+    base = sub.add_parser(
+        "baseline",
+        help="store a named fingerprint (probe now, or name a run)",
+        description="Probe a deployment (500 requests with the built-in suite) and store the run\n"
+        "as a named baseline.\n\n" + ABOUT,
+        formatter_class=raw,
+    )
     base.add_argument("name", nargs="?", help="baseline name (default deployment: the same)")
     base.add_argument("--deployment", help="deployment to probe (default: NAME)")
     base.add_argument("--run", help="name an existing probe run instead of probing")
@@ -414,7 +478,11 @@ def register(subparsers: Any) -> None:
     base.set_defaults(func=_guarded(cmd_baseline))
 
     check = sub.add_parser(
-        "check", help="test a deployment against its baseline now; exit 1 if it changed"
+        "check",
+        help="test a deployment against its baseline now; exit 1 if it changed",
+        description="Probe a deployment (250 requests with the built-in suite, sent exactly as\n"
+        "its baseline's were) and judge the answers against the baseline.\n\n" + ABOUT,
+        formatter_class=raw,
     )
     check.add_argument("deployment")
     check.add_argument("--baseline", help="baseline name (default: the deployment's name)")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from turnout.fingerprint.agreement import agreement_test
 from turnout.fingerprint.evidence import Evidence
 from turnout.fingerprint.logprobs import logprob_test, token_logprob_test
 from turnout.fingerprint.mmd import MAX_CHARS, mmd_test
 from turnout.fingerprint.permutation import Shuffles
 from turnout.fingerprint.samples import ProbeRun
-from turnout.fingerprint.signals import latency_test, length_test, metadata_test, refusal_test
+from turnout.fingerprint.signals import latency_test, length_test, metadata_test, unanswered_test
 from turnout.fingerprint.typicality import typicality_test
 from turnout.fingerprint.verdict import Verdict, holm
 
@@ -46,8 +47,9 @@ def compare(
     evidence: list[Evidence] = [
         mmd_test(texts_b, texts_f, max_chars=max_chars, shuffles=shuffles),
         typicality_test(texts_b, texts_f, shuffles=shuffles),
+        agreement_test(texts_b, texts_f, shuffles=shuffles),
         length_test(b_by, f_by, shuffles=shuffles),
-        refusal_test(b_by, f_by, shuffles=shuffles),
+        unanswered_test(baseline.attempts_by_probe(), fresh.attempts_by_probe(), shuffles=shuffles),
         metadata_test(answered_b, answered_f, shuffles=shuffles),
         logprob_test(baseline.logprob_samples(), fresh.logprob_samples(), shuffles=shuffles),
         token_logprob_test(b_by, f_by, shuffles=shuffles),

@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(slots=True)
 class Evidence:
-    name: str  # mmd | length | refusal | metadata | logprob | latency
+    name: str  # mmd | typicality | length | unanswered | metadata | logprob | …
     p_value: float
     effect: float  # on the scale that `effect_label` names
     effect_label: str

@@ -92,30 +92,43 @@ def history_text(checks: Sequence[CheckRecord], alarms: Sequence[AlarmRecord] = 
     return out
 
 
+def voting_series(checks: Sequence[CheckRecord]) -> dict[str, list[tuple[float, float]]]:
+    """Per voting test, its (time, Holm-adjusted p) over the checks: what the verdict decided on.
+    Tests that only inform (latency) or could not tell anything (n/a) are left out."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for c in checks:
+        for e in c.verdict.get("evidence", []):
+            if e.get("applicable") and e.get("votes", True) and e.get("p_adjusted") is not None:
+                out.setdefault(e["name"], []).append((c.at, float(e["p_adjusted"])))
+    return out
+
+
+def time_span(times: Sequence[float]) -> tuple[float, float]:
+    """The plot's time axis: the checks, with at least an hour either side, so one check (or a few
+    close together) gets a readable axis rather than matplotlib's default span of years."""
+    lo, hi = min(times), max(times)
+    pad = max(3600.0, 0.05 * (hi - lo))
+    return lo - pad, hi + pad
+
+
 def plot_png(checks: Sequence[CheckRecord], alpha: float, title: str = "") -> bytes:
-    """Each test's p-value per check over time (log scale), α, and the checks that rejected."""
+    """Each voting test's Holm-adjusted p-value per check over time (log scale) against α: a
+    point under the line is a rejection, exactly as the verdict decides."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
+    def when(ts: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ts)
+
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
-    times = [c.at / 86400.0 for c in checks]  # matplotlib's dates: days since the Unix epoch
-    names: list[str] = []
-    for c in checks:
-        for e in c.verdict.get("evidence", []):
-            if e["applicable"] and e["name"] not in names:
-                names.append(e["name"])
     floor = 1e-4
-    for name in names:
-        ys = []
-        for c in checks:
-            found = [e for e in c.verdict.get("evidence", []) if e["name"] == name]
-            ys.append(max(floor, found[0]["p_value"]) if found and found[0]["applicable"] else None)
-        pts = [(t, y) for t, y in zip(times, ys, strict=True) if y is not None]
-        if pts:
-            ax.plot([t for t, _ in pts], [y for _, y in pts], marker="o", ms=3, label=name)
-    rejected = [(t, max(floor, c.min_p)) for t, c in zip(times, checks, strict=True) if c.changed]
+    for name, points in voting_series(checks).items():
+        xs = [when(t) for t, _ in points]
+        ax.plot(xs, [max(floor, p) for _, p in points], marker="o", ms=3, label=name)
+    rejected = [(when(c.at), max(floor, c.min_p)) for c in checks if c.changed]
     if rejected:
         ax.scatter(
             [t for t, _ in rejected],
@@ -129,11 +142,14 @@ def plot_png(checks: Sequence[CheckRecord], alpha: float, title: str = "") -> by
     ax.axhline(alpha, color="grey", ls="--", lw=1, label=f"α = {alpha:g}")
     ax.set_yscale("log")
     ax.set_ylim(floor / 2, 1.5)
-    ax.set_ylabel("p-value")
+    ax.set_ylabel("p-value, Holm-adjusted")
     ax.set_title(title or "fingerprint checks: p-values over time")
     ax.legend(fontsize=7, loc="lower left", ncol=3)
-    ax.xaxis_date()
-    fig.autofmt_xdate()
+    lo, hi = time_span([c.at for c in checks])
+    ax.set_xlim(when(lo), when(hi))
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -178,7 +194,8 @@ def html_page(
     if png:
         data = base64.b64encode(png).decode()
         parts.append(
-            f"<h2>p-values over time</h2><img alt='p-values over time' "
+            "<h2>p-values over time</h2><p>Each voting test's Holm-adjusted p-value: a point "
+            "under the α line is a rejection.</p><img alt='p-values over time' "
             f"src='data:image/png;base64,{data}'>"
         )
     if checks:

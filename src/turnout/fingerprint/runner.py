@@ -21,7 +21,7 @@ from turnout.config import Price
 from turnout.fingerprint.samples import LOGPROB, SAMPLE, ProbeRun, Sample
 from turnout.fingerprint.suite import Probe, Suite
 
-Progress = Callable[[int, int], None]  # (samples done, samples planned)
+Progress = Callable[[int, int], None]  # (requests done, requests planned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +129,7 @@ class ProbeRunner:
         self._reserved = 0.0
         self._stopped: str = ""
         self._logprobs_offered = False  # learnt from the first log-probability request
+        self._done = self._total = 0  # requests, for progress
 
     def plan(self) -> list[tuple[Probe, int]]:
         jobs = [(p, r) for r in range(self.suite.samples_per_probe) for p in self.suite.probes]
@@ -148,25 +149,35 @@ class ProbeRunner:
             suite_spec=suite.to_spec(),
         )
         jobs = self.plan()
-        total, done = len(jobs), 0
+        greedy = self._greedy_jobs()
+        self._total, self._done = len(jobs) + len(greedy), 0
         queue = iter(jobs)
-        if suite.logprobs > 0 and self.logprob_repeats > 0:
-            await self._logprobs(run)
+        if greedy:
+            await self._logprobs(run, greedy)
 
         async def worker() -> None:
-            nonlocal done
             for probe, index in queue:
                 if not self._reserve(probe, run):
                     return
                 run.samples.append(await self._sample(run, probe, index))
-                done += 1
-                if self.progress is not None:
-                    self.progress(done, total)
+                self._tick()
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, total or 1))))
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(jobs) or 1))))
         run.ended = time.time()
         run.note = self._stopped
         return run
+
+    def _tick(self, done: int = 1, dropped: int = 0) -> None:
+        """`done` requests answered, `dropped` no longer planned."""
+        self._done += done
+        self._total -= dropped
+        if self.progress is not None:
+            self.progress(self._done, self._total)
+
+    def _greedy_jobs(self) -> list[tuple[Probe, int]]:
+        if self.suite.logprobs <= 0:
+            return []
+        return [(p, r) for r in range(self.logprob_repeats) for p in self.suite.probes]
 
     def _worst_cost(self, probe: Probe, max_tokens: int) -> float:
         # ~3 characters a token is a generous guess for the prompt: the budget is an upper bound.
@@ -223,10 +234,9 @@ class ProbeRunner:
             run.cost_usd += self.price.cost(sample.prompt_tokens, sample.completion_tokens)
         return sample
 
-    async def _logprobs(self, run: ProbeRun) -> None:
+    async def _logprobs(self, run: ProbeRun, jobs: list[tuple[Probe, int]]) -> None:
         """Greedy first tokens with their log-probabilities, if the endpoint gives them."""
         k = self.suite.logprobs
-        jobs = [(p, r) for r in range(self.logprob_repeats) for p in self.suite.probes]
         for i, (probe, r) in enumerate(jobs):
             extra: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1}
             if probe.operation is Operation.COMPLETION:
@@ -239,10 +249,12 @@ class ProbeRunner:
                 sample.logprobs = top_logprobs(body)
                 sample.text, sample.finish_reason = _text(probe.operation, body)
                 run.cost_usd += self.price.cost(sample.prompt_tokens, sample.completion_tokens)
+            self._tick()
             if i == 0 and sample.logprobs is None:
                 # Not offered (or refused): one request told us, the rest would be waste.
                 failure = sample.error or ""
                 if not failure or failure.startswith(Failure.CLIENT_ERROR.value):
+                    self._tick(done=0, dropped=len(jobs) - 1)
                     return
             self._logprobs_offered = self._logprobs_offered or sample.logprobs is not None
             run.samples.append(sample)

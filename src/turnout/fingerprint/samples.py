@@ -64,6 +64,14 @@ class ProbeRun:
             out[s.probe].append(s)
         return dict(out)
 
+    def attempts_by_probe(self) -> dict[str, list[Sample]]:
+        """Every completion asked for, failed ones included."""
+        out: dict[str, list[Sample]] = defaultdict(list)
+        for s in self.samples:
+            if s.kind == SAMPLE:
+                out[s.probe].append(s)
+        return dict(out)
+
     @property
     def errors(self) -> int:
         return sum(not s.ok for s in self.samples)

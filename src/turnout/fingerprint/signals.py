@@ -1,5 +1,6 @@
-"""Cheap signals that need few samples: output length, refusal rate, response metadata, and
-latency per output token. Each is a permutation test with a p-value and an effect size."""
+"""Cheap signals that need few samples: output length, the share of failed, empty or refused
+answers, response metadata, and latency per output token. Each is a permutation test with a
+p-value and an effect size."""
 
 from __future__ import annotations
 
@@ -69,18 +70,34 @@ def length_test(baseline: ByProbe, fresh: ByProbe, *, shuffles: Shuffles) -> Evi
     )
 
 
-def refusal_test(baseline: ByProbe, fresh: ByProbe, *, shuffles: Shuffles) -> Evidence:
-    b, f = _per_probe(baseline, fresh, lambda s: float(is_refusal(s.text)))
+def _unanswered(s: Sample) -> str | None:
+    """Why a completion gives the user nothing: failed, empty or refused; None if answered."""
+    if not s.ok:
+        return "failed"
+    if not s.text.strip():
+        return "empty"
+    return "refused" if is_refusal(s.text) else None
+
+
+def unanswered_test(baseline: ByProbe, fresh: ByProbe, *, shuffles: Shuffles) -> Evidence:
+    """The share of completions that failed, came back empty or refused, over every completion
+    asked for (failed ones included): a model that starts failing or refusing changed too."""
+    b, f = _per_probe(baseline, fresh, lambda s: float(_unanswered(s) is not None))
+    rates = []
+    for why in ("failed", "empty", "refused"):
+        nb = sum(_unanswered(s) == why for v in baseline.values() for s in v)
+        nf = sum(_unanswered(s) == why for v in fresh.values() for s in v)
+        tb, tf = max(1, _count(b)), max(1, _count(f))
+        rates.append(f"{why} {nb / tb:.1%} → {nf / tf:.1%}")
     if _constant(b, f):
-        rate = float(_values(b, f)[0]) if b else 0.0
-        return not_applicable("refusal", f"refusal rate {rate:.0%} in both runs")
-    diff, p, base = stratified_mean_difference(b, f, shuffles)
+        return not_applicable("unanswered", "; ".join(rates))
+    diff, p, _ = stratified_mean_difference(b, f, shuffles)
     return Evidence(
-        "refusal",
+        "unanswered",
         p,
         diff,
-        "change in refusal rate",
-        f"refusals {base:.1%} → {base + diff:.1%}",
+        "change in the share failed, empty or refused",
+        "; ".join(rates),
         n_baseline=_count(b),
         n_fresh=_count(f),
     )

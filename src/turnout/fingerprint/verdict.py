@@ -71,8 +71,9 @@ class Verdict:
 WEIGHTS = {
     "mmd": 3.0,
     "typicality": 2.0,
+    "agreement": 2.0,
     "length": 1.0,
-    "refusal": 1.0,
+    "unanswered": 1.0,
     "metadata": 1.0,
     "logprob": 2.0,
     "token_logprob": 2.0,
