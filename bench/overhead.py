@@ -18,7 +18,7 @@ bench/results/soak.{md,json}. Every process it starts is stopped on exit, on err
 on SIGINT/SIGTERM (and gets SIGTERM from the kernel if this driver dies).
 
 Needs: wrk (Debian package), bench/.venv-bench (upstream), bench/.venv-litellm (peer),
-/work/main/.venv/bin/turnout. `bash bench/setup.sh` makes the first three.
+.venv/bin/turnout (the project venv). `bash bench/setup.sh` makes the first three.
 """
 
 from __future__ import annotations
