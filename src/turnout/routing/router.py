@@ -52,7 +52,18 @@ def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def conversation_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
     value = headers.get(CONVERSATION_HEADER) or _metadata(body).get("conversation_id")
-    return str(value) if value else None
+    if not value:
+        return None
+    if len(str(value)) > 256:  # remembered per conversation: a client must not grow the memory
+        from turnout.errors import ApiError
+
+        raise ApiError(
+            400,
+            "a conversation id is at most 256 characters",
+            code="invalid_value",
+            param=CONVERSATION_HEADER,
+        )
+    return str(value)
 
 
 def latency_budget_s(

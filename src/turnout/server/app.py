@@ -133,10 +133,16 @@ class App:
         operation = _OPERATIONS.get(path)
         if operation is not None:
             if method != "POST":
-                return await self._error(send, ApiError(405, f"{path} takes POST", code="method"))
+                error = ApiError(
+                    405, f"{path} takes POST", code="method", headers={"allow": "POST"}
+                )
+                return await self._error(send, error)
             return await self._completion(scope, receive, send, operation)
         if method not in ("GET", "HEAD"):
-            return await self._error(send, ApiError(405, f"{method} {path} is not served"))
+            error = ApiError(
+                405, f"{method} {path[:64]} is not served", code="method", headers={"allow": "GET, HEAD"}
+            )
+            return await self._error(send, error)
         if path == "/v1/models":
             data = [
                 {"id": name, "object": "model", "created": 0, "owned_by": "turnout"}
