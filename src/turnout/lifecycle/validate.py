@@ -36,6 +36,13 @@ def schema_error(schema: Any) -> str | None:
     """None if `schema` is a usable JSON Schema, else what is wrong with it."""
     if not isinstance(schema, dict):
         return "must be a JSON object"
+    # An agent sends the same tools every turn: checking a schema costs far more than keying it.
+    return _schema_error(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_error(schema_json: bytes) -> str | None:
+    schema = orjson.loads(schema_json)
     try:
         with patterns.budget(PATTERN_BUDGET_S):
             jsonschema.validators.validator_for(schema).check_schema(schema)

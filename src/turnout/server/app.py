@@ -140,7 +140,10 @@ class App:
             return await self._completion(scope, receive, send, operation)
         if method not in ("GET", "HEAD"):
             error = ApiError(
-                405, f"{method} {path[:64]} is not served", code="method", headers={"allow": "GET, HEAD"}
+                405,
+                f"{method} {path[:64]} is not served",
+                code="method",
+                headers={"allow": "GET, HEAD"},
             )
             return await self._error(send, error)
         if path == "/v1/models":

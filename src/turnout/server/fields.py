@@ -132,13 +132,17 @@ def fields(
 
 def depth_error(value: Any, limit: int = MAX_DEPTH) -> str | None:
     """None when `value` nests at most `limit` levels of objects and lists, else a description."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if level > limit:
+    if type(value) is not dict and type(value) is not list:
+        return None
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
             return f"the request nests deeper than {limit} levels of objects and lists"
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item if isinstance(v, dict | list))
+        below: list[Any] = []
+        for item in level:  # one level at a time: no per-node bookkeeping
+            children = item.values() if type(item) is dict else item
+            below += [v for v in children if type(v) is dict or type(v) is list]
+        level = below
     return None
