@@ -247,6 +247,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{worst['flagged_margin_0']:.3f} at {worst['requests']} requests; with the default "
         f"margins: {max(r['flagged'] for r in nulls):.3f}).",
         "",
+        "Latency here is each pool answer's generation time, taken while the pool was "
+        "generated; pools generated under different load on the machine are not comparable on "
+        "latency, so read the latency column's power (and its absence) with that in mind: the "
+        "other checks compare what the answers say.",
+        "",
         f"Embedding every pool text once took {result['embed_s']:.0f} s; all runs "
         f"{result['took_s']:.0f} s.",
     ]
