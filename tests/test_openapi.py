@@ -108,6 +108,10 @@ def test_requests_the_gateway_takes_match_the_document_and_bad_ones_do_not(
 
     bad_role = {**full, "messages": [{"role": "robot", "content": "hi"}]}
     assert list(request.iter_errors(bad_role))
+    silent = {**full, "messages": [{"role": "assistant"}, {"role": "user", "content": "hi"}]}
+    assert list(request.iter_errors(silent)), "an assistant message needs content or tool_calls"
+    r = gateway.post("/v1/chat/completions", silent)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content"
     completion = _validator(document, "CompletionRequest")
     assert not list(completion.iter_errors({"model": "assistant", "prompt": "Once"}))
     assert list(completion.iter_errors({"model": "assistant", "prompt": ["a", "b"]}))
