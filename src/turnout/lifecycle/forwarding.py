@@ -14,11 +14,14 @@ from turnout.config import DeploymentConfig
 
 _OPT_IN = frozenset({"service_tier", "store"})
 FORWARDED = REQUEST_FIELDS - _OPT_IN
+# Sampling fields an upstream kind checks itself (the embedded backend answers a bad one with 400).
+BY_KIND = {"embedded": FORWARDED | {"top_k", "min_p", "repeat_penalty"}}
 
 
 def forwardable(body: dict[str, Any], dep: DeploymentConfig) -> tuple[dict[str, Any], list[str]]:
     """The body to send to `dep`, and the names of the fields held back."""
-    held = [k for k in body if k not in FORWARDED and k not in dep.pass_fields]
+    allowed = BY_KIND.get(dep.kind, FORWARDED)
+    held = [k for k in body if k not in allowed and k not in dep.pass_fields]
     if not held:
         return body, held
     return {k: v for k, v in body.items() if k not in held}, sorted(held)
