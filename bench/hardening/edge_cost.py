@@ -107,6 +107,10 @@ def serve(src: Path, port: int, upstream: int, tmp: Path, name: str) -> subproce
 def block(conn: http.client.HTTPConnection, payload: bytes, n: int) -> list[float]:
     out = []
     headers = {"content-type": "application/json"}
+    # A fresh connection per block: the other gateway's block may outlast the keep-alive timeout.
+    conn.close()
+    conn.request("POST", "/v1/chat/completions", payload, headers)
+    conn.getresponse().read()
     for _ in range(n):
         t = time.perf_counter()
         conn.request("POST", "/v1/chat/completions", payload, headers)

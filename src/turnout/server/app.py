@@ -59,7 +59,32 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The whole body; raises TimeoutError when it takes longer than `timeout_s` to arrive.
+
+    A bare timer rather than `asyncio.timeout`: it runs on every request, and costs a fifth.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        return await _read_all(receive, limit)
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -193,8 +218,7 @@ class App:
         error: ApiError | None = None
         bug: Exception | None = None
         try:
-            async with asyncio.timeout(gw.config.server.body_read_timeout_s):
-                raw = await _read_body(receive, limit)
+            raw = await _read_body(receive, limit, gw.config.server.body_read_timeout_s)
             body = parse_body(raw)
             check_request(body, operation)
             model = gw.models.get(body["model"])
