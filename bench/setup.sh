@@ -3,7 +3,7 @@
 #   wrk                  Debian package (the load generator)
 #   bench/.venv-bench    the loopback upstream's venv (uvloop, httptools, orjson)
 #   bench/.venv-litellm  the peer: LiteLLM's proxy, in its own venv
-# turnout itself is the project's venv (/work/main/.venv: pip install -e .).
+# turnout itself is the project's venv (.venv at the repository root: pip install -e .).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
