@@ -18,7 +18,26 @@ from typing import Any
 from turnout.errors import ApiError
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
-MAX_DEADLINE_MS = 86_400_000  # a day
+MAX_MS = 86_400_000  # a day: the longest deadline or latency budget a client may give
+
+
+def milliseconds(raw: Any, param: str) -> float:
+    """A client's duration in ms (a number or a numeric string): finite, 0 < ms ≤ a day.
+
+    Anything else is a 400 naming `param`; NaN and infinity fail the range check too.
+    """
+    try:
+        value = math.nan if isinstance(raw, bool) else float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 < value <= MAX_MS:
+        raise ApiError(
+            400,
+            f"`{param}` must be a number of milliseconds from 1 to {MAX_MS}; got {str(raw)[:40]!r}",
+            code="invalid_value",
+            param=param,
+        )
+    return value
 
 
 class Shed(Exception):
@@ -180,19 +199,7 @@ def identify(
     raw = headers.get(DEADLINE_HEADER) or meta.get("deadline_ms")
     deadline = model_deadline_ms / 1000 if model_deadline_ms else None
     if raw is not None:
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not 0 < value <= MAX_DEADLINE_MS:  # NaN and infinity fail this too
-            raise ApiError(
-                400,
-                f"{DEADLINE_HEADER} must be a number of milliseconds from 1 to"
-                f" {MAX_DEADLINE_MS}; got {str(raw)[:40]!r}",
-                code="invalid_value",
-                param=DEADLINE_HEADER,
-            )
-        deadline = value / 1000
+        deadline = milliseconds(raw, DEADLINE_HEADER) / 1000
     return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline, ignored)
 
 

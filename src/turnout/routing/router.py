@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from turnout.config import DeploymentConfig, ModelConfig
 from turnout.lifecycle.policy import Breaker
+from turnout.routing.admission import milliseconds
 from turnout.routing.balance import Ask, Ranking
 from turnout.routing.estimates import Estimates
 from turnout.routing.policy import Candidate, Decision, RequestFeatures, Verdict, decide
@@ -71,20 +72,7 @@ def latency_budget_s(
 ) -> float | None:
     raw = headers.get(LATENCY_BUDGET_HEADER) or _metadata(body).get("latency_budget_ms")
     if raw is not None:
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = -1.0
-        if not 0 < value <= 86_400_000:  # NaN and infinity fail this too
-            from turnout.errors import ApiError
-
-            raise ApiError(
-                400,
-                f"latency budget must be a number of ms from 1 to 86400000, got {str(raw)[:40]!r}",
-                code="invalid_value",
-                param=LATENCY_BUDGET_HEADER,
-            )
-        return value / 1000
+        return milliseconds(raw, LATENCY_BUDGET_HEADER) / 1000
     return None if model.latency_budget_ms is None else model.latency_budget_ms / 1000
 
 

@@ -13,6 +13,7 @@ import orjson
 from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.lifecycle.validate import schema_error
+from turnout.routing.admission import milliseconds
 from turnout.server.fields import (
     MAX_ID,
     Check,
@@ -36,7 +37,6 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MAX_OUTPUT_TOKENS = 2**31 - 1  # doubled by a truncation retry, still within a 64-bit record
 MAX_TOOLS = 128
 MAX_STOP = 16
-MAX_DEADLINE_MS = 86_400_000  # a day
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -132,30 +132,11 @@ def _metadata(value: Any, where: str) -> None:
         if len(key) > 64:
             raise bad(f"`{where}` keys must be at most 64 characters; got {quote(key)}", where)
         if key == "deadline_ms":
-            deadline_ms(item, f"{where}.deadline_ms")
+            milliseconds(item, f"{where}.deadline_ms")
         elif isinstance(item, str):
             string(512)(item, f"{where}.{key}")
         elif not (is_number(item) or isinstance(item, bool)):
             raise bad(f"`{where}.{key}` must be a string, number or boolean", f"{where}.{key}")
-
-
-def deadline_ms(value: Any, where: str) -> float:
-    """A deadline in milliseconds, as a number or a numeric string: finite, positive, bounded."""
-    parsed: float | None = None
-    if is_number(value):
-        parsed = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = float(value)
-        except ValueError:
-            parsed = None
-    if parsed is None or not 0 < parsed <= MAX_DEADLINE_MS:  # NaN fails both comparisons
-        raise bad(
-            f"`{where}` must be a number of milliseconds from 1 to {MAX_DEADLINE_MS};"
-            f" got {quote(value)}",
-            where,
-        )
-    return parsed
 
 
 def _response_format(value: Any, where: str) -> None:
