@@ -67,17 +67,19 @@ def test_retry_after_beyond_backoff_cap_is_passed_to_the_client(
         attempts=[("a", "rate_limited")],
     )
     assert r.headers["retry-after"] == "30"
-    assert r.json()["error"]["code"] == "rate_limited"
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"  # the upstream's own
+    assert r.headers["x-turnout-failure"] == "rate_limited"
 
 
 @pytest.mark.parametrize(
     ("status", "failure"), [(500, "server_error"), (502, "server_error"), (503, "overloaded")]
 )
-def test_server_errors_fall_back_to_the_next_deployment(
+def test_server_errors_fall_back_at_once_without_same_deployment_retries(
     upstream: ScriptedUpstream, gateway_factory: Factory, status: int, failure: str
 ) -> None:
     with ScriptedUpstream() as second:
-        gw = gateway_factory(config({"a": upstream.base_url, "b": second.base_url}))
+        lifecycle = FAST + ", same_deployment_retries: 0"
+        gw = gateway_factory(config({"a": upstream.base_url, "b": second.base_url}, lifecycle))
         upstream.script(Step(status=status))
         r = gw.chat(model="assistant")
         rec = check_run(
@@ -265,6 +267,7 @@ def test_breaker_rests_a_failing_deployment(
         gw = gateway_factory(
             config(
                 {"a": upstream.base_url, "b": backup.base_url},
+                FAST + ", same_deployment_retries: 0",
                 cooldown="cooldown: {failures: 2, seconds: 60}",
             )
         )

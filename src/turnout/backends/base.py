@@ -19,10 +19,17 @@ class Failure(enum.StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     BROKEN_STREAM = "broken_stream"
     CLIENT_ERROR = "client_error"
+    CONTEXT_EXCEEDED = "context_exceeded"  # the prompt does not fit this deployment's window
 
     @property
     def retryable(self) -> bool:
+        """Another attempt may succeed (context_exceeded only on a larger window)."""
         return self is not Failure.CLIENT_ERROR
+
+    @property
+    def transient(self) -> bool:
+        """Worth one more try on the same deployment when its wait fits (a one-off)."""
+        return self in (Failure.SERVER_ERROR, Failure.RATE_LIMITED, Failure.OVERLOADED)
 
     @property
     def unhealthy(self) -> bool:
@@ -31,11 +38,15 @@ class Failure(enum.StrEnum):
         Rate limits are excluded: Retry-After paces them, and they are a client's quota, not an
         outage.
         """
-        return self not in (Failure.CLIENT_ERROR, Failure.RATE_LIMITED)
+        return self not in (Failure.CLIENT_ERROR, Failure.RATE_LIMITED, Failure.CONTEXT_EXCEEDED)
 
 
 class UpstreamError(Exception):
-    """A classified upstream failure; `status` is the upstream's HTTP status when there was one."""
+    """A classified upstream failure; `status` is the upstream's HTTP status when there was one.
+
+    `code` and `param` are the upstream's own (what the client sees when nothing could serve it);
+    `should_retry` is the upstream's `x-should-retry` when it sent one.
+    """
 
     def __init__(
         self,
@@ -44,12 +55,18 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.failure = failure
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
+        self.code = code
+        self.param = param
+        self.should_retry = should_retry
 
     def __repr__(self) -> str:
         return f"UpstreamError({self.failure.value}, {self.message!r}, status={self.status})"
@@ -79,6 +96,7 @@ class StreamChunk:
 
     data: dict[str, Any]
     raw: bytes = b""
+    skipped: bool = False  # an event that could not be parsed, left out while the stream went on
 
 
 @dataclass(slots=True)

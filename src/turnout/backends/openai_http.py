@@ -21,6 +21,7 @@ from turnout.backends.base import (
     UpstreamRequest,
     Usage,
 )
+from turnout.backends.classify import classify
 from turnout.backends.protocol import check_chunk, check_completion
 from turnout.config import Timeouts
 from turnout.privacy.scrub import scrub
@@ -48,18 +49,6 @@ def retry_after_seconds(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def classify_status(status: int) -> Failure:
-    if status == 429:
-        return Failure.RATE_LIMITED
-    if status in (503, 529):
-        return Failure.OVERLOADED
-    if status in (408, 504):
-        return Failure.TIMEOUT
-    if status >= 500:
-        return Failure.SERVER_ERROR
-    return Failure.CLIENT_ERROR
 
 
 def _error_message(status: int, raw: bytes, known: Iterable[str] = ()) -> str:
@@ -148,12 +137,16 @@ class OpenAIHTTPBackend:
         if resp.status < 300:
             return
         raw = await resp.read()
-        failure = classify_status(resp.status)
+        what = classify(resp.status, raw)
+        should = resp.headers.get("x-should-retry")
         raise UpstreamError(
-            failure,
+            what.failure,
             _error_message(resp.status, raw, self._secrets),
             status=resp.status,
             retry_after_s=retry_after_seconds(resp.headers),
+            code=what.code and scrub(what.code, self._secrets),
+            param=what.param and scrub(what.param, self._secrets),
+            should_retry=None if should is None else should.strip().lower() == "true",
         )
 
     async def complete(self, request: UpstreamRequest) -> Completion:
@@ -192,6 +185,7 @@ class OpenAIHTTPBackend:
         hard_stop = started + t.total_s
         finished = False
         got_any = False
+        skipped = False
         resp: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout_at(min(hard_stop, started + t.first_token_s)):
@@ -217,7 +211,17 @@ class OpenAIHTTPBackend:
                 if payload == b"[DONE]":
                     resp.release()  # read to the end: the connection can be reused
                     return
-                chunk = self._parse_chunk(payload, request.operation)
+                try:
+                    chunk = self._parse_chunk(payload, request.operation)
+                except UpstreamError as err:
+                    # One bad event in a stream under way is skipped (and counted); two in a
+                    # row, or one before anything else, and the stream is not to be trusted.
+                    if err.failure is not Failure.MALFORMED_RESPONSE or not got_any or skipped:
+                        raise
+                    skipped = True
+                    yield StreamChunk({}, b"", skipped=True)
+                    continue
+                skipped = False
                 got_any = True
                 if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
                     finished = True

@@ -283,6 +283,8 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         metrics_url=_url(r, "metrics_url"),
         scrape_s=r.number("scrape_s", dd.scrape_s, minimum=0),
         pass_fields=r.strings("pass_fields"),
+        supports_prefill=r.get("supports_prefill", bool, kind == "embedded"),
+        prefill_fields=tuple(sorted(r.get("prefill_fields", dict, {}).items())),
     )
     r.done()
     return cfg
@@ -407,6 +409,9 @@ def _lifecycle(r: _Reader) -> LifecyclePolicy:
         ),
         max_reasks=r.number("max_reasks", d.max_reasks, minimum=0, integer=True),
         budget=budget,
+        same_deployment_retries=r.number(
+            "same_deployment_retries", d.same_deployment_retries, minimum=0, integer=True
+        ),
     )
     r.done()
     return cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ROUTINGS = ("ordered", "policy", "cascade", "balanced")
 BALANCE_STRATEGIES = ("round_robin", "least_requests", "power_of_two", "least_work")
@@ -112,6 +113,11 @@ class DeploymentConfig:
     # Request fields forwarded beyond the OpenAI fields turnout checks (e.g. vLLM's `top_k`), and
     # `service_tier` / `store`, which change what the provider bills or keeps.
     pass_fields: tuple[str, ...] = ()
+    # Continues a trailing assistant message (mid-stream continuation needs it); true for the
+    # embedded runtime. `prefill_fields` go into a continuation's body: vLLM wants
+    # {continue_final_message: true, add_generation_prompt: false}; llama.cpp's server none.
+    supports_prefill: bool = False
+    prefill_fields: tuple[tuple[str, Any], ...] = ()
 
     @property
     def scrape_url(self) -> str | None:
@@ -148,6 +154,9 @@ class LifecyclePolicy:
     on_invalid_output: str = "retry"
     max_reasks: int = 1
     budget: Budget = field(default_factory=Budget)
+    # A transient failure (a one-off 5xx, a 429/503 whose Retry-After fits backoff.max_s) is
+    # tried this many times more on the same deployment before falling back; 0: fall back at once.
+    same_deployment_retries: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""Drives a Journey against the backends, in one piece or as a stream."""
+"""Performs a Journey's steps against the backends, in one piece or as a stream.
+
+The engine does I/O only: what happens next is `decide.py`'s answer to what just happened.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +11,24 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from turnout.backends.base import Operation, StreamChunk, UpstreamError, UpstreamRequest, Usage
+from turnout.backends.base import (
+    Operation,
+    StreamChunk,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+)
 from turnout.config import ModelConfig
 from turnout.errors import ApiError
-from turnout.lifecycle.journey import Fleet, Journey, fresh_body
+from turnout.lifecycle.decide import Answered, Attempt, Backoff, Failed, Finish, Step
+from turnout.lifecycle.journey import Fleet, Journey, estimate_broken_usage
 from turnout.lifecycle.redaction import StreamRestorer
+from turnout.lifecycle.relay import DONE, Relay, has_token
+from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
-from turnout.lifecycle.stream import Accumulator, error_event
+from turnout.lifecycle.stream import error_event
 
-DONE = b"data: [DONE]\n\n"
 log = logging.getLogger("turnout.lifecycle")
 
 
@@ -61,7 +70,7 @@ class Engine:
         op: Operation,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
+        j = Journey(self.fleet, run, model, Request.from_openai(body, op, headers))
         try:
             reply = await self._complete(j)
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
@@ -74,44 +83,52 @@ class Engine:
         run.http_status = reply.status
         return reply
 
+    async def _between(self, j: Journey, step: Step) -> Attempt | Finish:
+        """Perform steps until the next attempt (or the end): backoff waits, re-asks, …"""
+        while not isinstance(step, Attempt | Finish):
+            nxt = j.perform(step)
+            if isinstance(step, Backoff) and step.delay_s > 0:
+                await asyncio.sleep(step.delay_s)
+            step = nxt
+        if isinstance(step, Finish) and step is not None and j.run.outcome is None:
+            j.finish(step)
+        return step
+
     async def _complete(self, j: Journey) -> Reply:
-        dep = j.route()
-        why: dict[str, Any] = {}
-        while dep is not None:
-            if not await j.begin(dep, **why):
+        step = await self._between(j, j.route())
+        while isinstance(step, Attempt):
+            ended = await j.enter(step)
+            if ended is not None:
+                j.finish(ended)
                 break
-            why = {}
-            backend = self.fleet.backends[dep]
-            request = UpstreamRequest(j.operation, j.upstream_body(dep), j.run.id)
-            try:
-                done = await backend.complete(request)
-            except UpstreamError as err:
-                dep = await j.after_failure(err)
-                continue
-            redaction = j.redaction_for(dep)
-            if redaction is not None:
-                redaction.restore_response(done.body)
-            choice = done.body["choices"][0] if isinstance(done.body["choices"][0], dict) else {}
-            finish = choice.get("finish_reason")
-            j.attempt_succeeded(done.usage, finish)
+            async with j.lease:  # type: ignore[union-attr]
+                backend = self.fleet.backends[step.deployment]
+                request = UpstreamRequest(j.operation, j.upstream_body(step.deployment), j.run.id)
+                try:
+                    done = await backend.complete(request)
+                except UpstreamError as err:
+                    j.failed_with(err)
+                    step = await self._between(j, j.after_failure(Failed(step.deployment, err)))
+                    continue
+                redaction = j.redaction_for(step.deployment)
+                if redaction is not None:
+                    redaction.restore_response(done.body)
+                first = done.body["choices"][0]
+                choice = first if isinstance(first, dict) else {}
+                finish = choice.get("finish_reason")
+                j.succeeded(done.usage, finish)
             message = choice.get("message") if j.operation is Operation.CHAT else None
             if j.operation is Operation.CHAT and not isinstance(message, dict):
                 message = {}
-            verdict = j.judge(message, choice.get("text"), finish)
-            if verdict == "done":
-                j.run.response_body = done.body
-                return Reply(200, done.body, j.reply_headers())
-            if verdict == "fail":
-                j.run.response_body = done.body
-                break
-            if verdict == "escalate":
-                dep, why = j.escalate_to, {"reason": "escalate"}
-                continue
-            why = (
-                {"reason": "truncated", "max_tokens": j.body["max_tokens"]}
-                if (verdict == "retry")
-                else {"reason": "reask"}
-            )
+            j.run.response_body = done.body
+            j.run.transition(State.VALIDATING, finish_reason=finish)
+            answered = Answered(
+                step.deployment, message, choice.get("text"), finish,
+                done.usage.prompt_tokens, done.usage.completion_tokens,
+            )  # fmt: skip
+            step = await self._between(j, j.after_answer(answered))
+        if j.run.state in (State.COMPLETED, State.TRUNCATED):
+            return Reply(200, j.run.response_body, j.reply_headers())
         return _error_reply(j)
 
     async def stream(
@@ -123,15 +140,14 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
         """Yields a Reply (the request failed before any byte), or a StreamHead then bytes."""
-        j = Journey(self.fleet, run, model, fresh_body(body), op, headers)
-        head_sent = False
+        j = Journey(self.fleet, run, model, Request.from_openai(body, op, headers))
+        relay = Relay(op, j.request.wants_usage)
         try:
-            async for item in self._stream(j, _wants_usage(body)):
-                head_sent = head_sent or isinstance(item, StreamHead)
+            async for item in self._stream(j, relay):
                 yield item
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
             reply = internal_error(run, exc, j)
-            if head_sent:
+            if relay.head_sent:
                 yield error_event(reply.body["error"]["message"], "server_error", "internal_error")
             else:
                 yield reply
@@ -141,134 +157,138 @@ class Engine:
         finally:
             self.finish(run)
 
-    async def _stream(
-        self, j: Journey, wants_usage: bool
-    ) -> AsyncIterator[Reply | StreamHead | bytes]:
-        dep = j.route()
-        while dep is not None:
-            if not await j.begin(dep):
+    async def _stream(self, j: Journey, relay: Relay) -> AsyncIterator[Reply | StreamHead | bytes]:
+        run = j.run
+        step = await self._between(j, j.route())
+        while isinstance(step, Attempt):
+            ended = await j.enter(step)
+            if ended is not None:
+                j.finish(ended)
                 break
-            request = UpstreamRequest(j.operation, j.upstream_body(dep), j.run.id)
-            source = self.fleet.backends[dep].stream(request)
-            redaction = j.redaction_for(dep)
-            if redaction is not None:
-                source = _restoring(source, redaction.stream())
-            held: list[StreamChunk] = []
-            try:
-                # Hold chunks until the first token: failures before it can still be retried.
-                async for chunk in source:
-                    held.append(chunk)
-                    if _has_token(chunk.data):
-                        break
-            except UpstreamError as err:
-                await source.aclose()  # type: ignore[attr-defined]
-                dep = await j.after_failure(err)
+            relay.next_attempt(step.continuation)
+            outcome: Failed | Answered | None = None
+            async with j.lease:  # type: ignore[union-attr]
+                prefix = relay.acc.text() if step.continuation else None
+                body = j.upstream_body(step.deployment, prefix, relay.sent_tokens)
+                source = self.fleet.backends[step.deployment].stream(
+                    UpstreamRequest(j.operation, body, run.id)
+                )
+                redaction = j.redaction_for(step.deployment)
+                if redaction is not None:
+                    source = _restoring(source, redaction.stream())
+                try:
+                    async for piece in self._relay(j, relay, source):
+                        yield piece
+                except UpstreamError as err:
+                    outcome = Failed(
+                        step.deployment, err, relay.sent_chars, relay.sent_tokens,
+                        relay.acc.has_tool_calls,
+                    )  # fmt: skip
+                    usage = relay.attempt_acc.usage
+                    if not usage.completion_tokens and relay.head_sent:
+                        usage = estimate_broken_usage(body, relay.attempt_tokens)
+                    j.failed_with(err, usage)
+                finally:
+                    await source.aclose()  # type: ignore[attr-defined]
+                if outcome is None:
+                    acc = relay.attempt_acc
+                    j.succeeded(acc.usage, acc.finish_reason)
+            if isinstance(outcome, Failed):
+                step = await self._between(j, j.after_failure(outcome))
                 continue
-            try:
-                async for piece in self._relay(j, source, held, wants_usage):
-                    yield piece
-            finally:
-                await source.aclose()  # type: ignore[attr-defined]
+            run.response_body = relay.acc.message()
+            finish = relay.acc.finish_reason
+            run.transition(State.VALIDATING, finish_reason=finish)
+            message = relay.acc.message() if j.operation is Operation.CHAT else None
+            answered = Answered(
+                step.deployment, message, relay.acc.text(), finish, streamed=True,
+                completion_tokens=relay.attempt_acc.usage.completion_tokens,
+            )  # fmt: skip
+            step = await self._between(j, j.after_answer(answered))
+        if relay.head_sent:
+            if run.response_body is None:
+                run.response_body = relay.acc.message()
+            if run.state in (State.COMPLETED, State.TRUNCATED):
+                usage = relay.usage_event(Usage(run.prompt_tokens, run.completion_tokens))
+                if usage is not None:
+                    yield usage
+                yield DONE
+            else:
+                err = j.error or ApiError(502, "the stream ended without an answer")
+                run.error = err.message
+                yield error_event(err.message, err.type, err.code)
             return
         reply = _error_reply(j)
-        j.run.http_status = reply.status
+        run.http_status = reply.status
         yield reply
 
     async def _relay(
-        self, j: Journey, source: Any, held: list[StreamChunk], wants_usage: bool
+        self, j: Journey, relay: Relay, source: Any
     ) -> AsyncIterator[StreamHead | bytes]:
+        """One attempt's chunks to the client; held until its first token, when it can still
+        fail invisibly (or, in a continuation, without the client seeing a seam)."""
         run = j.run
+        held: list[StreamChunk] = []
+        async for chunk in source:
+            if chunk.skipped:
+                _skipped(j)
+                continue
+            held.append(chunk)
+            if has_token(chunk.data):
+                break
         now = run.now()
-        run.ttft_s = now - run.started
+        if run.ttft_s is None:
+            run.ttft_s = now - run.started
         j.attempt.ttft_s = now - j.attempt.started
         run.transition(State.STREAMING, deployment=j.attempt.deployment, attempt=j.attempt.number)
-        run.http_status = 200
-        yield StreamHead(j.reply_headers())
-        acc = Accumulator(j.operation)
+        if not relay.head_sent:
+            run.http_status = 200
+            relay.head_sent = True
+            yield StreamHead(j.reply_headers())
         for chunk in held:
-            if _carries_text(chunk.data):
-                j.streamed_tokens()
-            if acc.add(chunk.data) or wants_usage:
-                yield chunk.raw or _event(chunk.data)
-        try:
-            async for chunk in source:
-                if _carries_text(chunk.data):
-                    j.streamed_tokens()  # one chunk a token, as OpenAI-compatible servers stream
-                if acc.add(chunk.data) or wants_usage:
-                    yield chunk.raw or _event(chunk.data)
-        except UpstreamError as err:
-            j.attempt_failed(err, acc.usage)
-            run.transition(
-                State.FAILED_UPSTREAM,
-                reason="stream broke after bytes reached the client",
-                deployment=j.attempt.deployment,
-                failure=err.failure.value,
-                error=err.message,
-            )
-            run.error = err.message
-            run.response_body = acc.message()
-            yield error_event(err.message, "upstream_error", err.failure.value)
-            return
-        j.attempt_succeeded(acc.usage, acc.finish_reason)
-        run.response_body = acc.message()
-        if acc.finish_reason == "length":
-            run.transition(State.VALIDATING, finish_reason="length")
-            if j.structured:
-                run.transition(State.INVALID_OUTPUT, kind="truncated", reason="structured output")
-                run.error = "the answer was cut off at the token limit"
-                yield error_event(run.error, "invalid_output", "truncated")
-                return
-            run.transition(State.TRUNCATED, policy="streamed")
-        else:
-            message = acc.message() if j.operation is Operation.CHAT else None
-            j.reask_allowed = False  # the client already has the bytes
-            verdict = j.judge(message, acc.text(), acc.finish_reason)
-            if verdict == "fail":
-                run.error = j.error.message if j.error else "invalid output"
-                yield error_event(run.error, "invalid_output", j.error.code if j.error else None)
-                return
-        yield DONE
+            out = _forward(j, relay, chunk)
+            if out is not None:
+                yield out
+        async for chunk in source:
+            if chunk.skipped:
+                _skipped(j)
+                continue
+            out = _forward(j, relay, chunk)
+            if out is not None:
+                yield out
+
+
+def _forward(j: Journey, relay: Relay, chunk: StreamChunk) -> bytes | None:
+    before = relay.sent_tokens
+    out = relay.forward(chunk)
+    if relay.sent_tokens > before and j.lease is not None:
+        j.lease.tokens(relay.sent_tokens - before)
+    return out
+
+
+def _skipped(j: Journey) -> None:
+    a = j.attempt
+    a.events_skipped = (a.events_skipped or 0) + 1
 
 
 async def _restoring(source: Any, restorer: StreamRestorer) -> AsyncIterator[StreamChunk]:
     """The upstream's chunks with the originals put back; re-serialised, since text changed."""
     try:
         async for chunk in source:
+            if chunk.skipped:
+                yield chunk
+                continue
             yield StreamChunk(restorer.apply(chunk.data))
     finally:
         await source.aclose()
 
 
-def _wants_usage(body: dict[str, Any]) -> bool:
-    opts = body.get("stream_options")
-    return isinstance(opts, dict) and bool(opts.get("include_usage"))
-
-
-def _has_token(data: dict[str, Any]) -> bool:
-    for c in data.get("choices") or ():
-        if c.get("finish_reason") or c.get("text"):
-            return True
-        delta = c.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls"):
-            return True
-    return False
-
-
-def _carries_text(data: dict[str, Any]) -> bool:
-    for c in data.get("choices") or ():
-        if c.get("text") or (c.get("delta") or {}).get("content"):
-            return True
-    return False
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
-
-
 def _error_reply(j: Journey) -> Reply:
     err = j.error or ApiError(502, "request ended without an answer", type="upstream_error")
     j.run.error = err.message
-    return Reply(err.status, err.body(), {**j.reply_headers(), **err.headers})
+    headers = {**j.reply_headers(), **err.headers}
+    headers.setdefault("x-should-retry", "false")
+    return Reply(err.status, err.body(), headers)
 
 
 def _end_open_attempt(run: Run, why: str) -> None:

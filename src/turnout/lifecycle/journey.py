@@ -1,12 +1,11 @@
-"""One request's way through attempts, backoff, fallback, validation and re-asking.
+"""One request's way through routing and attempts: its state, and the transitions steps make.
 
-Every decision ends in a `run.transition`; the table in `states.py` says whether it may.
+Which step comes next is decided in `decide.py`; a Journey gives that function its data
+(`progress`, `view`) and performs the step it returns: each step is one transition of the table.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import math
 import random
 from collections.abc import Mapping
@@ -16,30 +15,35 @@ from typing import Any
 from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
 from turnout.config import DeploymentConfig, ModelConfig, Tenant
 from turnout.errors import ApiError
+from turnout.lifecycle import decide
+from turnout.lifecycle.decide import (
+    Answered,
+    Attempt,
+    Backoff,
+    Continue,
+    Failed,
+    Fallback,
+    Finish,
+    FleetView,
+    Progress,
+    Reask,
+    Retry,
+    Step,
+)
 from turnout.lifecycle.forwarding import forwardable
-from turnout.lifecycle.policy import Breaker, backoff_delay, budget_left, tokens_left
+from turnout.lifecycle.lease import Admission, Lease
+from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.reask import reask_messages
 from turnout.lifecycle.redaction import Redaction
-from turnout.lifecycle.run import Attempt, Run
+from turnout.lifecycle.request import Request
+from turnout.lifecycle.run import Attempt as AttemptRecord
+from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
-from turnout.lifecycle.validate import (
-    Invalid,
-    cascade_check,
-    is_structured,
-    validate_message,
-    validate_text,
-)
 from turnout.privacy.scanner import Scanner
 from turnout.routing.admission import Gate, Shed, Ticket, identify
 from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
 from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
-
-_FAILURE_STATUS = {
-    Failure.RATE_LIMITED: 429,
-    Failure.OVERLOADED: 503,
-    Failure.TIMEOUT: 504,
-}
 
 
 @dataclass(slots=True)
@@ -57,62 +61,93 @@ class Fleet:
 
 
 class Journey:
-    """Mutable per-request state for the decisions; the Run is the record of them."""
+    """Mutable per-request state; the Run is the record of what happened to it."""
 
-    def __init__(
-        self,
-        fleet: Fleet,
-        run: Run,
-        model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, fleet: Fleet, run: Run, model: ModelConfig, request: Request) -> None:
         self.fleet = fleet
-        self.client_headers = headers or {}
-        self.order: tuple[str, ...] = model.deployments
-        self.decision: Decision | None = None
         self.run = run
         self.model = model
         self.policy = model.lifecycle
-        self.body = body
-        self.operation = op
-        self.structured = op is Operation.CHAT and is_structured(body)
-        self.retries = 0
-        self.reasks = 0
-        self.reask_allowed = True
-        self.escalate_to: str | None = None
-        self.holding: str | None = None  # the deployment the current attempt occupies
-        self._redaction: Redaction | None = None
-        self.gated: str | None = None  # the deployment whose admission gate this attempt holds
+        self.request = request
+        self.order: tuple[str, ...] = model.deployments
+        self.decision: Decision | None = None
         self.ticket = Ticket("anonymous", 1, 1.0, None)
+        self.ask: Ask | None = None  # the request as the balancer sees it (routing: balanced)
+        self.error: ApiError | None = None
         self.failed: set[str] = set()
         self.counted: set[str] = set()  # deployments whose breaker this request has charged
-        self.probe: str | None = None  # the deployment this request probes (half-open)
-        self.error: ApiError | None = None
-        self.ask: Ask | None = None  # the request as the balancer sees it (routing: balanced)
+        self.same_retries: dict[str, int] = {}
+        self.backoffs = 0
+        self.reasks = 0
+        self.turnout_max_tokens: int | None = None
+        self.lease: Lease | None = None  # the current attempt's hold on its deployment
+        self._redaction: Redaction | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.request.body
+
+    @property
+    def operation(self) -> Operation:
+        return self.request.operation
+
+    # -- what the decision reads ------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        return Progress(
+            order=self.order,
+            attempts=len(self.run.attempts),
+            failed=frozenset(self.failed),
+            same_retries=dict(self.same_retries),
+            backoffs=self.backoffs,
+            reasks=self.reasks,
+            spent_tokens=self.run.total_tokens,
+            spent_usd=self.run.cost_usd,
+            turnout_max_tokens=self.turnout_max_tokens,
+        )
+
+    def view(self) -> FleetView:
+        names = self.model.deployments
+        breakers, deps = self.fleet.breakers, self.fleet.deployments
+        continues = self.operation is Operation.COMPLETION and isinstance(
+            self.body.get("prompt"), str
+        )
+        return FleetView(
+            available=frozenset(d for d in names if breakers[d].available()),
+            rest_s={d: breakers[d].remaining_s() for d in names},
+            windows={d: deps[d].context_window for d in names},
+            prefill=frozenset(d for d in names if continues or deps[d].supports_prefill),
+        )
+
+    def after_failure(self, what: Failed) -> Step:
+        self.failed.add(what.deployment)
+        return decide.after_failure(
+            self.policy, self.view(), self.progress(), what, self.fleet.rng.random()
+        )
+
+    def after_answer(self, what: Answered) -> Step:
+        return decide.after_answer(
+            self.policy, self.model, self.request, self.view(), self.progress(), what
+        )
 
     # -- routing ---------------------------------------------------------------------------
 
-    def route(self) -> str | None:
+    def route(self) -> Step:
         """Decide where the request may run, in preference order, and record why."""
         router = self.fleet.router
         try:
-            req = router.features(self.model, self.body, self.client_headers)
+            req = router.features(self.model, self.body, self.request.headers)
             self.ticket = identify(
-                self.client_headers,
+                self.request.headers,
                 self.fleet.tenants,
                 self.model.deadline_ms,
                 self.body.get("metadata"),
             )
         except ValueError as bad:
-            self.error = ApiError(400, str(bad), code="invalid_value")
-            self.run.transition(State.REJECTED, status=400, error=str(bad))
-            return None
+            error = ApiError(400, str(bad), code="invalid_value")
+            return Finish(State.REJECTED, {"status": 400, "error": str(bad)}, error)
         except ApiError as exc:
-            self.run.transition(State.REJECTED, status=exc.status, error=exc.message)
-            self.error = exc
-            return None
+            return Finish(State.REJECTED, {"status": exc.status, "error": exc.message}, exc)
         if self.model.routing == "balanced" and router.balancer is not None:
             self.ask = router.balancer.ask(self.model.name, self.body, req.prompt_tokens)
         self.decision = decision = router.plan(self.model, req, self.ask)
@@ -137,107 +172,114 @@ class Journey:
         if self.ticket.claim_ignored is not None:
             attrs["tenant_claim_ignored"] = self.ticket.claim_ignored
         if decision.refusal == "cooling":
-            self._all_cooling(self.model.deployments)
-            return None
+            return decide.all_cooling(self.view(), self.model.deployments)
         if decision.refusal is not None:
-            self._refuse(decision.refusal, attrs)
-            return None
+            return self._refusal(decision.refusal, attrs)
         self.run.transition(State.ROUTED, chosen=decision.order[0], **attrs)
-        return decision.order[0]
+        return decide.attempt(self.policy, self.progress(), decision.order[0])
 
-    def _refuse(self, refusal: str, attrs: dict[str, Any]) -> None:
+    def _refusal(self, refusal: str, attrs: dict[str, Any]) -> Finish:
         assert self.decision is not None
         reasons = "; ".join(f"{v.name}: {v.reason}" for v in self.decision.verdicts if v.reason)
         if refusal == "blocked":
-            self.run.transition(State.BLOCKED, **attrs)
-            self.error = ApiError(
+            error = ApiError(
                 403,
                 f"no deployment of {self.model.name!r} may take this request ({reasons})",
                 type="blocked",
                 code="blocked_by_policy",
             )
-        else:
-            self.run.transition(State.REJECTED, **attrs)
-            self.error = ApiError(
-                400,
-                f"no deployment of {self.model.name!r} can serve this request ({reasons})",
-                code="no_capable_deployment",
-            )
-        return None
+            return Finish(State.BLOCKED, attrs, error)
+        error = ApiError(
+            400,
+            f"no deployment of {self.model.name!r} can serve this request ({reasons})",
+            code="no_capable_deployment",
+        )
+        return Finish(State.REJECTED, attrs, error)
 
-    def _all_cooling(self, order: tuple[str, ...]) -> None:
-        wait = min(self.fleet.breakers[d].remaining_s() for d in order)
-        self.run.transition(
-            State.FAILED_UPSTREAM, reason="every deployment is cooling down", retry_after_s=wait
-        )
-        self.error = ApiError(
-            503,
-            f"every deployment of {self.model.name!r} is cooling down after repeated failures",
-            type="upstream_error",
-            code="deployments_cooling_down",
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
-        return None
+    # -- performing steps --------------------------------------------------------------------
+
+    def perform(self, step: Step) -> Step:
+        """Make the step's one transition; returns the attempt that follows it, or the end."""
+        if isinstance(step, Finish):
+            self.finish(step)
+            return step
+        if isinstance(step, Attempt):
+            return step
+        if isinstance(step, Retry):
+            self.body["max_tokens"] = step.max_tokens
+            self.body.pop("max_completion_tokens", None)
+            self.turnout_max_tokens = step.max_tokens
+            why = {"reason": "truncated", "max_tokens": step.max_tokens}
+            return decide.attempt(self.policy, self.progress(), step.deployment, **why)
+        if isinstance(step, Backoff):
+            self.backoffs += 1
+            if step.why.get("same_deployment"):
+                self.same_retries[step.deployment] = self.same_retries.get(step.deployment, 0) + 1
+            self.run.transition(State.BACKOFF, delay_s=round(step.delay_s, 4), **step.why)
+            return decide.attempt(self.policy, self.progress(), step.deployment)
+        if isinstance(step, Fallback):
+            if step.why.get("reason") == "escalate":
+                self.attempt.error = step.why["kind"]
+            self.run.transition(State.FALLBACK, **step.why)
+            why = {"reason": "escalate"} if step.why.get("reason") == "escalate" else {}
+            return decide.attempt(self.policy, self.progress(), step.deployment, **why)
+        if isinstance(step, Continue):
+            self.run.transition(State.CONTINUING, **step.why)
+            return decide.attempt(self.policy, self.progress(), step.deployment, reason="continue")
+        assert isinstance(step, Reask)
+        self.reasks += 1
+        self.attempt.error = step.invalid.kind
+        self.run.transition(State.REASKING, **step.why)
+        message = self.run.response_body
+        if self.operation is Operation.CHAT and isinstance(message, dict):
+            choice = (message.get("choices") or [{}])[0]
+            answer = choice.get("message") if isinstance(choice, dict) else None
+            self.body["messages"] = reask_messages(
+                self.body["messages"], step.invalid, answer if isinstance(answer, dict) else {}
+            )
+        return decide.attempt(self.policy, self.progress(), self._last_deployment, reason="reask")
+
+    @property
+    def _last_deployment(self) -> str:
+        return self.run.attempts[-1].deployment if self.run.attempts else self.order[0]
+
+    def finish(self, step: Finish) -> None:
+        """The terminal transition; the error, if any, is what the client will see."""
+        if step.attempt_error is not None and self.run.attempts:
+            self.attempt.error = step.attempt_error
+        self.run.transition(step.state, **step.why)
+        if step.error is not None:
+            self.error = step.error
 
     # -- attempts --------------------------------------------------------------------------
 
     @property
-    def attempt(self) -> Attempt:
+    def attempt(self) -> AttemptRecord:
         return self.run.attempts[-1]
 
-    def start_attempt(self, deployment: str, **why: Any) -> bool:
-        over = budget_left(self.policy.budget, self.run)
-        if over is not None:
-            self._budget_exceeded(over)
-            return False
-        number = len(self.run.attempts) + 1
-        self.run.transition(State.ATTEMPTING, attempt=number, deployment=deployment, **why)
-        self.run.attempts.append(Attempt(number, deployment, started=self.run.now()))
-        self.fleet.router.estimates[deployment].in_flight += 1
-        self.holding = deployment
-        if self.fleet.breakers[deployment].attempt_started():
-            self.probe = deployment
-            self.run.events[-1].attrs["breaker_probe"] = True
-        balancer = self.fleet.router.balancer
-        if self.ask is not None and balancer is not None:
-            balancer.start(deployment, self._flight_key, self.ask, streamed=self.run.stream)
-        return True
+    def new_lease(self, deployment: str) -> Lease:
+        key = (self.run.id, len(self.run.attempts) + 1)
+        self.lease = Lease(self.fleet, deployment, key, self.ask)
+        return self.lease
 
-    @property
-    def _flight_key(self) -> tuple[str, int]:
-        return (self.run.id, len(self.run.attempts))
-
-    def streamed_tokens(self, n: int = 1) -> None:
-        """Tokens relayed to the client: the balancer's view of how far the answer has got."""
-        balancer = self.fleet.router.balancer
-        if self.ask is not None and balancer is not None and self.holding is not None:
-            balancer.tokens(self._flight_key, n)
-
-    async def begin(self, deployment: str, **why: Any) -> bool:
-        """Admission, then the attempt; False when the request ended instead (shed, budget)."""
-        if not await self._admit(deployment):
-            return False
-        if not self.start_attempt(deployment, **why):
-            self._leave_gate()
-            return False
-        return True
-
-    async def _admit(self, deployment: str) -> bool:
+    def admission(self, deployment: str) -> Admission | Finish | None:
+        """How the attempt waits at the gate, or the shed that ends the request instead."""
         gate = self.fleet.gates.get(deployment)
         first = self.run.state is State.ROUTED  # later attempts wait rather than shed
         deadline = first and self.ticket.deadline_s is not None
         balanced = self._balanced_completion_s(deployment) if deadline else None
+        left = None
+        if self.ticket.deadline_s is not None:
+            left = self.ticket.deadline_s - (self.run.now() - self.run.started)
         if gate is None:
-            if balanced is not None and self.ticket.deadline_s is not None:
-                left = self.ticket.deadline_s - (self.run.now() - self.run.started)
-                if balanced > left:
-                    return self._shed(
-                        deployment,
-                        f"predicted to finish in {balanced * 1000:.0f} ms on the least busy"
-                        f" instance, {left * 1000:.0f} ms left of its deadline",
-                        balanced - left,
-                    )
-            return True
+            if balanced is not None and left is not None and balanced > left:
+                return self.shed(
+                    deployment,
+                    f"predicted to finish in {balanced * 1000:.0f} ms on the least busy"
+                    f" instance, {left * 1000:.0f} ms left of its deadline",
+                    balanced - left,
+                )
+            return None
         t = self.ticket
         est = self.fleet.router.estimates[deployment]
         prompt_tokens = estimate_prompt_tokens(self.body)
@@ -247,26 +289,17 @@ class Journey:
             service_s = balanced  # the instance's own queue and batch, not a route average
         tokens = parts["output_tokens"] + prompt_tokens
         timeout = None
-        if first and t.deadline_s is not None:
-            left = t.deadline_s - (self.run.now() - self.run.started)
+        if first and left is not None:
             wait = gate.predicted_wait_s(t.priority, service_s)
             if wait + service_s > left:
-                return self._shed(
+                return self.shed(
                     deployment,
                     f"predicted to finish in {(wait + service_s) * 1000:.0f}"
                     f" ms, {left * 1000:.0f} ms left of its deadline",
                     wait,
                 )
             timeout = left - service_s
-        est.queued += 1  # routing decisions meanwhile must see the queue, not only the slots
-        try:
-            await gate.enter(t.priority, t.tenant, tokens, t.weight, timeout, queue_limit=first)
-        except Shed as shed:
-            return self._shed(deployment, shed.reason, shed.retry_after_s)
-        finally:
-            est.queued -= 1
-        self.gated = deployment
-        return True
+        return Admission(t, tokens, timeout, queue_limit=first)
 
     def _balanced_completion_s(self, deployment: str) -> float | None:
         balancer = self.fleet.router.balancer
@@ -274,27 +307,42 @@ class Journey:
             return None
         return balancer.completion_s(deployment, self.ask)
 
-    def _shed(self, deployment: str, reason: str, retry_after_s: float) -> bool:
-        self.run.transition(
-            State.SHED,
-            deployment=deployment,
-            reason=reason,
-            tenant=self.ticket.tenant,
-            priority=self.ticket.priority,
-        )
-        self.error = ApiError(
+    def shed(self, deployment: str, reason: str, retry_after_s: float) -> Finish:
+        why = {"deployment": deployment, "reason": reason, "tenant": self.ticket.tenant,
+               "priority": self.ticket.priority}  # fmt: skip
+        error = ApiError(
             503,
             f"shed: {reason}",
             type="overloaded",
             code="shed",
-            headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+            headers={
+                "Retry-After": str(max(1, math.ceil(retry_after_s))),
+                "x-should-retry": "true",
+            },
         )
-        return False
+        return Finish(State.SHED, why, error)
 
-    def _leave_gate(self) -> None:
-        if self.gated is not None:
-            self.fleet.gates[self.gated].leave()
-            self.gated = None
+    async def enter(self, step: Attempt) -> Finish | None:
+        """Admission, then the attempt's transition; a Finish when the request ended instead."""
+        lease = self.new_lease(step.deployment)
+        admission = self.admission(step.deployment)
+        if isinstance(admission, Finish):
+            return admission
+        try:
+            await lease.admit(admission)
+        except Shed as shed:
+            return self.shed(step.deployment, shed.reason, shed.retry_after_s)
+        number = len(self.run.attempts) + 1
+        self.run.transition(
+            State.ATTEMPTING, attempt=number, deployment=step.deployment, **step.why
+        )
+        record = AttemptRecord(number, step.deployment, started=self.run.now())
+        if step.continuation:
+            record.continuation = True
+        self.run.attempts.append(record)
+        if lease.occupy(streamed=self.run.stream):
+            self.run.events[-1].attrs["breaker_probe"] = True
+        return None
 
     def redaction_for(self, deployment: str) -> Redaction | None:
         """Placeholders for a deployment that may only see the request redacted."""
@@ -305,30 +353,31 @@ class Journey:
             self._redaction = Redaction(self.fleet.scanner)
         return self._redaction
 
-    def upstream_body(self, deployment: str) -> dict[str, Any]:
-        """What this attempt sends; fields held back are named on its `attempting` event."""
-        body, held = forwardable(self.body, self.fleet.deployments[deployment])
+    def upstream_body(
+        self, deployment: str, prefix: str | None = None, sent_tokens: int = 0
+    ) -> dict[str, Any]:
+        """What this attempt sends; fields held back are named on its `attempting` event.
+
+        With `prefix`, a continuation: the answer so far as a trailing assistant message (or
+        appended to a completion's prompt), with the room the client's limit still leaves.
+        """
+        dep = self.fleet.deployments[deployment]
+        body, held = forwardable(self.body, dep)
         if held and self.run.state is State.ATTEMPTING:
             self.run.events[-1].attrs["fields_not_forwarded"] = [k[:64] for k in held[:32]]
+        if prefix is not None:
+            body = _continuation(body, self.operation, prefix, dep.prefill_fields)
+            for key in ("max_tokens", "max_completion_tokens"):
+                if isinstance(body.get(key), int):
+                    body[key] = max(1, body[key] - sent_tokens)
         redaction = self.redaction_for(deployment)
         return body if redaction is None else redaction.body(body)
 
-    def release(self, output_tokens: int | None = None, ok: bool = False) -> None:
-        """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
-        if self.holding is not None:
-            self.fleet.router.estimates[self.holding].in_flight -= 1
-            balancer = self.fleet.router.balancer
-            if self.ask is not None and balancer is not None:
-                balancer.finish(self._flight_key, output_tokens=output_tokens, ok=ok)
-            self.holding = None
-        self._leave_gate()
-        if self.probe is not None:  # ended without a verdict (the client left)
-            self.fleet.breakers[self.probe].probe_ended()
-            self.probe = None
-
-    def attempt_succeeded(self, usage: Usage, finish: str | None) -> None:
-        self.probe = None
-        self.release(usage.completion_tokens, ok=True)
+    def succeeded(self, usage: Usage, finish: str | None) -> None:
+        lease = self.lease
+        if lease is not None:
+            lease.verdict, lease.ok, lease.output_tokens = True, True, usage.completion_tokens
+            lease.release()
         a = self.attempt
         a.ended = self.run.now()
         a.ok = True
@@ -336,7 +385,27 @@ class Journey:
         self._account(a, usage)
         self.fleet.breakers[a.deployment].record_success()
 
-    def _account(self, a: Attempt, usage: Usage) -> None:
+    def failed_with(self, err: UpstreamError, usage: Usage | None = None) -> None:
+        lease = self.lease
+        probed = lease is not None and lease.probe
+        if lease is not None:
+            lease.verdict = True
+            lease.release()
+        a = self.attempt
+        a.ended = self.run.now()
+        a.error = err.failure.value
+        a.status = err.status
+        if usage is not None:
+            self._account(a, usage)
+        breaker = self.fleet.breakers[a.deployment]
+        if err.failure.unhealthy and (probed or a.deployment not in self.counted):
+            self.counted.add(a.deployment)
+            if breaker.record_failure(probe=probed):
+                self.run.events[-1].attrs.setdefault("breaker_opened", a.deployment)
+        elif probed:
+            breaker.record_success()  # it answered: the request, not the deployment, was wrong
+
+    def _account(self, a: AttemptRecord, usage: Usage) -> None:
         dep = self.fleet.deployments[a.deployment]
         a.prompt_tokens = usage.prompt_tokens
         a.completion_tokens = usage.completion_tokens
@@ -346,204 +415,10 @@ class Journey:
             held_s = a.ended - a.started
             a.cost_usd = dep.hourly_usd / 3600 * held_s / (dep.max_concurrency or 1)
 
-    def attempt_failed(self, err: UpstreamError, usage: Usage | None = None) -> None:
-        probed, self.probe = self.probe, None
-        self.release()
-        a = self.attempt
-        a.ended = self.run.now()
-        a.error = err.failure.value
-        a.status = err.status
-        if usage is not None:
-            self._account(a, usage)
-        breaker = self.fleet.breakers[a.deployment]
-        if err.failure.unhealthy and (probed is not None or a.deployment not in self.counted):
-            self.counted.add(a.deployment)
-            if breaker.record_failure(probe=probed is not None):
-                self.run.events[-1].attrs.setdefault("breaker_opened", a.deployment)
-        elif probed is not None:
-            breaker.record_success()  # it answered: the request, not the deployment, was wrong
-
-    async def after_failure(self, err: UpstreamError) -> str | None:
-        """Decide what follows a failed attempt: fallback, backoff, or the end."""
-        self.attempt_failed(err)
-        dep = self.attempt.deployment
-        why: dict[str, Any] = {
-            "deployment": dep,
-            "failure": err.failure.value,
-            "error": err.message,
-        }
-        if err.status is not None:
-            why["status"] = err.status
-        if not err.failure.retryable:
-            self._fail_upstream(err, why, reason="not retryable")
-            return None
-        if len(self.run.attempts) >= self.policy.max_attempts:
-            self._fail_upstream(err, why, reason="attempts exhausted")
-            return None
-        self.failed.add(dep)
-        order = self.order
-        breakers = self.fleet.breakers
-        after = order[order.index(dep) + 1 :]
-        fallback = next(
-            (d for d in after if d not in self.failed and breakers[d].available()), None
-        )
-        if fallback is not None:
-            self.run.transition(State.FALLBACK, to=fallback, **why)
-            return fallback
-        target = next((d for d in order if breakers[d].available()), None)
-        if target is None:
-            self._all_cooling(order)
-            return None
-        retry_after = err.retry_after_s if target == dep else None
-        if retry_after is not None and retry_after > self.policy.backoff.max_s:
-            why["retry_after_s"] = retry_after
-            self._fail_upstream(err, why, reason="Retry-After exceeds backoff.max_s")
-            return None
-        delay = backoff_delay(self.policy.backoff, self.retries, retry_after, self.fleet.rng)
-        self.retries += 1
-        self.run.transition(
-            State.BACKOFF,
-            delay_s=round(delay, 4),
-            next=target,
-            **why,
-            **({"retry_after_s": retry_after} if retry_after is not None else {}),
-        )
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return target
-
-    def _fail_upstream(self, err: UpstreamError, why: dict[str, Any], reason: str) -> None:
-        self.run.transition(State.FAILED_UPSTREAM, reason=reason, **why)
-        status = _FAILURE_STATUS.get(err.failure, 502)
-        if err.failure is Failure.CLIENT_ERROR and err.status in (400, 404, 413, 422):
-            status = err.status  # the request itself was the problem
-        headers = {}
-        if err.retry_after_s is not None:
-            headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
-        n = len(self.run.attempts)
-        self.error = ApiError(
-            status,
-            f"{err.message} (after {n} attempt{'s' * (n != 1)}: {reason})",
-            type="upstream_error",
-            code=err.failure.value,
-            headers=headers,
-        )
-        return None
-
-    def _budget_exceeded(self, why: str) -> None:
-        self.run.transition(State.BUDGET_EXCEEDED, reason=why)
-        self.error = ApiError(
-            402,
-            f"request budget exceeded after {len(self.run.attempts)} attempts: {why}",
-            type="budget_exceeded",
-            code="budget_exceeded",
-        )
-
-    # -- validation --------------------------------------------------------------------------
-
-    def judge(self, message: dict[str, Any] | None, text: Any, finish: str | None) -> str:
-        """Validate an answer; returns "done", "retry" (again, more room), "reask" or "fail"."""
-        self.run.transition(State.VALIDATING, finish_reason=finish)
-        if finish == "length":
-            return self._truncated()
-        invalid = (
-            validate_message(self.body, message or {})
-            if message is not None
-            else (validate_text(text))
-        )
-        cascading = self.model.routing == "cascade" and self.reask_allowed
-        if invalid is None and cascading:
-            invalid = cascade_check(self.model.cascade, message, text)
-        if invalid is None:
-            self.run.transition(State.COMPLETED)
-            return "done"
-        if cascading and self._escalate(invalid):
-            return "escalate"
-        return self._invalid(invalid, message)
-
-    def _escalate(self, invalid: Invalid) -> bool:
-        """Cascade: a cheap answer that fails its checks goes up to the next deployment."""
-        dep = self.attempt.deployment
-        later = self.order[self.order.index(dep) + 1 :]
-        nxt = next((d for d in later if self.fleet.breakers[d].available()), None)
-        if nxt is None or len(self.run.attempts) >= self.policy.max_attempts:
-            return False
-        self.attempt.error = invalid.kind
-        self.run.transition(
-            State.FALLBACK,
-            reason="escalate",
-            to=nxt,
-            deployment=dep,
-            kind=invalid.kind,
-            error=invalid.message,
-        )
-        self.escalate_to = nxt
-        return True
-
-    def _truncated(self) -> str:
-        policy = self.policy.on_truncation
-        if policy == "retry":
-            grown = self._grow_max_tokens()
-            if grown is not None:
-                self.body["max_tokens"] = grown
-                self.body.pop("max_completion_tokens", None)
-                return "retry"
-        if self.structured or policy == "fail":
-            limit = self.attempt.completion_tokens
-            why = "structured output" if self.structured else "on_truncation: fail"
-            self.run.transition(State.INVALID_OUTPUT, kind="truncated", reason=why)
-            self.error = ApiError(
-                502,
-                f"the answer was cut off at the token limit ({limit} tokens); "
-                f"not returned as a success ({why})",
-                type="invalid_output",
-                code="truncated",
-            )
-            return "fail"
-        self.run.transition(State.TRUNCATED, policy=policy)
-        return "done"
-
-    def _grow_max_tokens(self) -> int | None:
-        if len(self.run.attempts) >= self.policy.max_attempts:
-            return None
-        current = self.body.get("max_tokens") or self.body.get("max_completion_tokens")
-        used = self.attempt.completion_tokens
-        grown = max(2 * int(current or 0), 2 * used, 16)
-        left = tokens_left(self.policy.budget, self.run)
-        if left is not None:
-            grown = min(grown, left - self.attempt.prompt_tokens)
-        if grown <= int(current or used):
-            return None
-        return grown
-
-    def _invalid(self, invalid: Invalid, message: dict[str, Any] | None) -> str:
-        attrs = {"kind": invalid.kind, "error": invalid.message}
-        self.attempt.error = invalid.kind
-        can_reask = (
-            self.reask_allowed
-            and invalid.kind != "check_timeout"  # the schema, not the answer, is at fault
-            and self.policy.on_invalid_output == "retry"
-            and self.reasks < self.policy.max_reasks
-            and len(self.run.attempts) < self.policy.max_attempts
-        )
-        if can_reask:
-            over = budget_left(self.policy.budget, self.run)
-            if over is not None:
-                self._budget_exceeded(over)
-                return "fail"
-            self.reasks += 1
-            self.run.transition(State.REASKING, reask=self.reasks, **attrs)
-            if message is not None:  # a text completion is simply asked again
-                self.body["messages"] = reask_messages(self.body["messages"], invalid, message)
-            return "reask"
-        self.run.transition(State.INVALID_OUTPUT, **attrs)
-        self.error = ApiError(
-            502,
-            f"the model's answer was invalid ({invalid.kind}): {invalid.message}",
-            type="invalid_output",
-            code=invalid.kind,
-        )
-        return "fail"
+    def release(self) -> None:
+        """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
+        if self.lease is not None:
+            self.lease.release()
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -555,12 +430,26 @@ class Journey:
             h["x-turnout-deployment"] = self.attempt.deployment
         if self.run.outcome is not None:
             h["x-turnout-outcome"] = self.run.outcome.value
+            h["x-turnout-total-tokens"] = str(self.run.total_tokens)
+            h["x-turnout-cost-usd"] = f"{self.run.cost_usd:.8f}".rstrip("0").rstrip(".") or "0"
         return h
 
 
-def fresh_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A copy the journey may change (re-asks, max_tokens) without touching the client's."""
+def _continuation(
+    body: dict[str, Any], op: Operation, prefix: str, fields: tuple[tuple[str, Any], ...]
+) -> dict[str, Any]:
     out = dict(body)
-    if "messages" in out:
-        out["messages"] = copy.copy(out["messages"])
+    if op is Operation.COMPLETION:
+        out["prompt"] = str(body.get("prompt", "")) + prefix
+        return out
+    out["messages"] = [*body.get("messages", ()), {"role": "assistant", "content": prefix}]
+    out.update(dict(fields))
     return out
+
+
+def estimate_broken_usage(body: dict[str, Any], sent_tokens: int) -> Usage:
+    """An attempt that broke without a usage report: count what went out."""
+    return Usage(estimate_prompt_tokens(body), sent_tokens)
+
+
+__all__ = ["Failure", "Fleet", "Journey", "estimate_broken_usage"]

@@ -1,23 +1,11 @@
-"""Pure pieces of lifecycle policy: backoff delays, the per-deployment breaker, budgets."""
+"""The per-deployment circuit breaker."""
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
-from turnout.config import Backoff, Budget, Cooldown
-from turnout.lifecycle.run import Run
-
-
-def backoff_delay(
-    policy: Backoff, retry_number: int, retry_after_s: float | None, rng: random.Random
-) -> float:
-    """Full jitter: uniform in [0, min(max, base·2^k)]; Retry-After wins when present."""
-    if retry_after_s is not None:
-        return retry_after_s
-    cap = min(policy.max_s, policy.base_s * (2**retry_number))
-    return rng.uniform(0.0, cap)
+from turnout.config import Cooldown
 
 
 @dataclass(slots=True)
@@ -72,18 +60,3 @@ class Breaker:
         self.failures = 0
         self.open_until = 0.0
         self.probing = False
-
-
-def budget_left(budget: Budget, run: Run) -> str | None:
-    """None if another attempt fits the budget, else why not."""
-    if budget.max_total_tokens is not None and run.total_tokens >= budget.max_total_tokens:
-        return f"token budget spent: {run.total_tokens} of {budget.max_total_tokens} tokens"
-    if budget.max_cost_usd is not None and run.cost_usd >= budget.max_cost_usd:
-        return f"cost budget spent: ${run.cost_usd:.6f} of ${budget.max_cost_usd:.6f}"
-    return None
-
-
-def tokens_left(budget: Budget, run: Run) -> int | None:
-    if budget.max_total_tokens is None:
-        return None
-    return budget.max_total_tokens - run.total_tokens

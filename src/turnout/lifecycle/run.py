@@ -38,6 +38,8 @@ class Attempt:
     ttft_s: float | None = None
     finish_reason: str | None = None
     reask: bool = False
+    continuation: bool | None = None  # it continued a broken stream from what the client had
+    events_skipped: int | None = None  # unparseable stream events skipped while the stream went on
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]

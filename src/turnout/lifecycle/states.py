@@ -10,6 +10,7 @@ class State(enum.StrEnum):
     ROUTED = "routed"
     ATTEMPTING = "attempting"
     STREAMING = "streaming"
+    CONTINUING = "continuing"  # a stream broke after bytes went out: the answer goes on elsewhere
     VALIDATING = "validating"
     BACKOFF = "backoff"
     FALLBACK = "fallback"
@@ -62,9 +63,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
             S.FAILED_UPSTREAM,
             S.BUDGET_EXCEEDED,
             S.BLOCKED,  # a guard refused what the attempt tried to do (an MCP tool's egress)
+            S.CONTINUING,  # a continuation failed before its first token: try the next one
         }
     ),
-    S.STREAMING: frozenset({S.VALIDATING, S.FAILED_UPSTREAM}),
+    S.STREAMING: frozenset({S.VALIDATING, S.CONTINUING, S.FAILED_UPSTREAM}),
+    S.CONTINUING: frozenset({S.ATTEMPTING, S.FAILED_UPSTREAM, S.BUDGET_EXCEEDED}),
     S.VALIDATING: frozenset(
         {
             S.COMPLETED,

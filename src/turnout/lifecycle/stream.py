@@ -48,17 +48,23 @@ class Accumulator:
         return bool(choices) or not usage
 
     def _merge_call(self, call: dict[str, Any]) -> None:
+        """By index, as OpenAI specifies; a name or id repeated in every chunk counts once."""
         slot = self._calls.setdefault(
             call.get("index", len(self._calls)),
             {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
         )
-        if call.get("id"):
+        if call.get("id") and not slot["id"]:
             slot["id"] = call["id"]
         fn = call.get("function") or {}
-        if fn.get("name"):
-            slot["function"]["name"] += fn["name"]
+        name = fn.get("name")
+        if name and name != slot["function"]["name"]:
+            slot["function"]["name"] += name
         if fn.get("arguments"):
             slot["function"]["arguments"] += fn["arguments"]
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return bool(self._calls)
 
     def text(self) -> str:
         return "".join(self._parts)
@@ -68,3 +74,38 @@ class Accumulator:
         if self._calls:
             msg["tool_calls"] = [self._calls[i] for i in sorted(self._calls)]
         return msg
+
+
+class ToolCallNames:
+    """What the client is sent of streamed tool calls follows the spec: id and name once per index.
+
+    Some servers (llama.cpp's) repeat both in every chunk; a client accumulating by index would
+    otherwise build `get_weatherget_weather…`.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[bool, bool]] = {}
+
+    def tidy(self, chunk: dict[str, Any]) -> bool:
+        """Drop repeated ids and names in place; True when the chunk changed."""
+        changed = False
+        for c in chunk.get("choices") or ():
+            for call in (c.get("delta") or {}).get("tool_calls") or ():
+                index = call.get("index", 0)
+                had_id, had_name = self._seen.get(index, (False, False))
+                fn = call.get("function")
+                if call.get("id"):
+                    if had_id:
+                        del call["id"]
+                        call.pop("type", None)
+                        changed = True
+                    had_id = True
+                if isinstance(fn, dict) and fn.get("name"):
+                    if had_name:
+                        del fn["name"]
+                        changed = True
+                    had_name = True
+                self._seen[index] = (had_id, had_name)
+        return changed

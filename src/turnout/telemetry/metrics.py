@@ -56,6 +56,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.stream_events_skipped = Counter(
+            "turnout_stream_events_skipped",
+            "Unparseable stream events skipped while the stream went on",
+            ["deployment"],
+            registry=r,
+        )
+        self.continuations = Counter(
+            "turnout_stream_continuations",
+            "Broken streams continued from what the client had, by the deployment continuing",
+            ["deployment"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "turnout_requests_in_flight", "Requests not yet finished", ["model"], registry=r
         )
@@ -123,6 +135,10 @@ class Metrics:
                 self.cost.labels(model, dep).inc(a.cost_usd)
             if a.ttft_s is not None:
                 self.ttft.labels(model, dep).observe(a.ttft_s)
+            if a.events_skipped:
+                self.stream_events_skipped.labels(dep).inc(a.events_skipped)
+            if a.continuation:
+                self.continuations.labels(dep).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
