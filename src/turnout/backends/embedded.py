@@ -180,6 +180,7 @@ class EmbeddedBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._ready = False
         self._has_chat_template = False
+        self._formatter: Jinja2ChatFormatter | None = None  # renders a prefill's prompt
 
     def ready(self) -> bool:
         return self._ready
@@ -196,6 +197,11 @@ class EmbeddedBackend:
             for slot in self._slots:
                 slot.chat_handler = _template_handler(slot, fallback)
             self._has_chat_template = True
+        own = self._slots[0].metadata.get("tokenizer.chat_template")
+        if own is not None:
+            self._formatter = _formatter(self._slots[0], own, None)
+        elif fallback is not None:
+            self._formatter = _formatter(self._slots[0], fallback.jinja, fallback.end_of_turn)
         self._executor = ThreadPoolExecutor(self._max_concurrency, f"embedded-{self.name}")
         self._ready = True
 
@@ -361,6 +367,23 @@ class EmbeddedBackend:
             self._release(slot)
         emit(final)
 
+    def _prefilled(self, kwargs: dict[str, Any], stream: bool) -> Callable[[_Slot], Any]:
+        """Continue the trailing assistant message: the chat's prompt up to the answer, then
+        the answer so far, completed as text (what mid-stream continuation relies on)."""
+        if self._formatter is None:
+            raise _bad_request(f"{self.model} cannot continue an assistant message")
+        *earlier, last = kwargs.pop("messages")
+        rendered = self._formatter(messages=earlier)
+        prompt = rendered.prompt + last["content"]
+        for key in ("tools", "tool_choice", "functions", "function_call", "grammar"):
+            kwargs.pop(key, None)  # a grammar constrains from the start, not from the middle
+        stop = kwargs.pop("stop", None)
+        stops = [*([stop] if isinstance(stop, str) else stop or ()), *(rendered.stop or ())]
+        kwargs.update(prompt=prompt, stop=stops or None)
+        if rendered.stopping_criteria is not None:
+            kwargs["stopping_criteria"] = rendered.stopping_criteria
+        return lambda slot: _as_chat(Llama.create_completion(slot, **kwargs), stream)
+
     def _prepare(self, request: UpstreamRequest, *, stream: bool) -> Callable[[_Slot], Any]:
         """Map an OpenAI body to a call on a slot; invalid parameters become a 400 here."""
         body = request.body
@@ -416,6 +439,8 @@ class EmbeddedBackend:
             raise _bad_request("each message must be an object")
         kwargs["messages"] = [{**m, "content": _text_content(m.get("content"))} for m in messages]
         kwargs["max_tokens"] = max_tokens
+        if messages[-1].get("role") == "assistant" and not body.get("tools"):
+            return self._prefilled(kwargs, stream)
         for key in ("tools", "tool_choice", "functions", "function_call"):
             if body.get(key) is not None:
                 kwargs[key] = body[key]
@@ -431,6 +456,36 @@ class EmbeddedBackend:
             # names it, else it would be ignored like "auto".
             kwargs["tool_choice"] = {"type": "function", "function": tools[0]["function"]}
         return _with_logprobs(Llama.create_chat_completion, kwargs, top_k, request.operation)
+
+
+def _formatter(slot: _Slot, template: str, end_of_turn: str | None) -> Jinja2ChatFormatter:
+    eos, bos = slot.token_eos(), slot.token_bos()
+
+    def text(token: int) -> str:
+        return slot._model.token_get_text(token) if token >= 0 else ""
+
+    stops = [eos] if eos >= 0 else []
+    if end_of_turn is not None:
+        end = slot.tokenize(end_of_turn.encode(), add_bos=False, special=True)
+        stops += end if len(end) == 1 else []
+    return Jinja2ChatFormatter(template, text(eos), text(bos), stop_token_ids=stops)
+
+
+def _as_chat(out: Any, stream: bool) -> Any:
+    """A completion's output in chat completions' shape."""
+
+    def choice(c: dict[str, Any], key: str, value: dict[str, Any]) -> dict[str, Any]:
+        return {"index": 0, key: value, "logprobs": None, "finish_reason": c.get("finish_reason")}
+
+    if not stream:
+        c = out["choices"][0]
+        message = {"role": "assistant", "content": c.get("text") or ""}
+        return {**out, "object": "chat.completion", "choices": [choice(c, "message", message)]}
+    return (
+        {**ch, "object": "chat.completion.chunk",
+         "choices": [choice(c, "delta", {"content": c.get("text") or ""}) for c in ch["choices"]]}
+        for ch in out
+    )  # fmt: skip
 
 
 def _with_logprobs(
