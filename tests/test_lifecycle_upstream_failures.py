@@ -294,7 +294,7 @@ def test_all_deployments_cooling_down_fails_fast(
         config(
             {"a": upstream.base_url},
             lifecycle="max_attempts: 1",
-            cooldown="cooldown: {failures: 1, seconds: 60}",
+            cooldown="cooldown: {failures: 1, seconds: 60, probe_after_s: 60}",
         )
     )
     upstream.script(Step(status=500))

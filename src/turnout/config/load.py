@@ -323,6 +323,7 @@ def _cooldown(r: _Reader) -> Cooldown:
     cfg = Cooldown(
         failures=r.number("failures", d.failures, minimum=1, integer=True),
         seconds=r.number("seconds", d.seconds, minimum=0),
+        probe_after_s=r.number("probe_after_s", d.probe_after_s, minimum=0),
     )
     r.done()
     return cfg

@@ -81,10 +81,15 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Cooldown:
-    """Circuit breaker: after `failures` consecutive failures the deployment rests `seconds`."""
+    """Circuit breaker: after `failures` consecutive failures the deployment rests.
+
+    The first rest is `probe_after_s` (then one request probes it); each failed probe doubles
+    the rest, up to `seconds`. A primary that recovers is back within seconds, not a full rest.
+    """
 
     failures: int = 3
     seconds: float = 30.0
+    probe_after_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,8 @@ class Engine:
         run.http_status = error.status
         run.transition(State.REJECTED, status=error.status, error=error.message)
         self.finish(run)
-        return Reply(error.status, error.body(), {"x-turnout-outcome": "rejected", **error.headers})
+        headers = {"x-turnout-outcome": "rejected", "x-should-retry": "false", **error.headers}
+        return Reply(error.status, error.body(), headers)
 
     async def complete(
         self,
@@ -74,7 +75,7 @@ class Engine:
         try:
             reply = await self._complete(j)
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
-            reply = internal_error(run, exc, j)
+            reply = internal_error(run, exc)
         except BaseException as exc:
             _abandon(j, exc)
             raise
@@ -97,39 +98,45 @@ class Engine:
     async def _complete(self, j: Journey) -> Reply:
         step = await self._between(j, j.route())
         while isinstance(step, Attempt):
-            ended = await j.enter(step)
-            if ended is not None:
-                j.finish(ended)
+            outcome: Failed | Answered | Finish
+            async with j.new_lease(step.deployment) as lease:
+                outcome = await j.enter(step, lease) or await self._call(j, step.deployment)
+            if isinstance(outcome, Finish):
+                j.finish(outcome)
                 break
-            async with j.lease:  # type: ignore[union-attr]
-                backend = self.fleet.backends[step.deployment]
-                request = UpstreamRequest(j.operation, j.upstream_body(step.deployment), j.run.id)
-                try:
-                    done = await backend.complete(request)
-                except UpstreamError as err:
-                    j.failed_with(err)
-                    step = await self._between(j, j.after_failure(Failed(step.deployment, err)))
-                    continue
-                redaction = j.redaction_for(step.deployment)
-                if redaction is not None:
-                    redaction.restore_response(done.body)
-                first = done.body["choices"][0]
-                choice = first if isinstance(first, dict) else {}
-                finish = choice.get("finish_reason")
-                j.succeeded(done.usage, finish)
-            message = choice.get("message") if j.operation is Operation.CHAT else None
-            if j.operation is Operation.CHAT and not isinstance(message, dict):
-                message = {}
-            j.run.response_body = done.body
-            j.run.transition(State.VALIDATING, finish_reason=finish)
-            answered = Answered(
-                step.deployment, message, choice.get("text"), finish,
-                done.usage.prompt_tokens, done.usage.completion_tokens,
-            )  # fmt: skip
-            step = await self._between(j, j.after_answer(answered))
+            if isinstance(outcome, Failed):
+                step = await self._between(j, j.after_failure(outcome))
+                continue
+            j.run.transition(State.VALIDATING, finish_reason=outcome.finish)
+            step = await self._between(j, j.after_answer(outcome))
         if j.run.state in (State.COMPLETED, State.TRUNCATED):
             return Reply(200, j.run.response_body, j.reply_headers())
         return _error_reply(j)
+
+    async def _call(self, j: Journey, deployment: str) -> Failed | Answered:
+        """One attempt in one piece."""
+        backend = self.fleet.backends[deployment]
+        request = UpstreamRequest(j.operation, j.upstream_body(deployment), j.run.id)
+        try:
+            done = await backend.complete(request)
+        except UpstreamError as err:
+            j.failed_with(err)
+            return Failed(deployment, err)
+        redaction = j.redaction_for(deployment)
+        if redaction is not None:
+            redaction.restore_response(done.body)
+        first = done.body["choices"][0]
+        choice = first if isinstance(first, dict) else {}
+        finish = choice.get("finish_reason")
+        j.succeeded(done.usage, finish)
+        message = choice.get("message") if j.operation is Operation.CHAT else None
+        if j.operation is Operation.CHAT and not isinstance(message, dict):
+            message = {}
+        j.run.response_body = done.body
+        return Answered(
+            deployment, message, choice.get("text"), finish,
+            done.usage.prompt_tokens, done.usage.completion_tokens,
+        )  # fmt: skip
 
     async def stream(
         self,
@@ -146,7 +153,7 @@ class Engine:
             async for item in self._stream(j, relay):
                 yield item
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
-            reply = internal_error(run, exc, j)
+            reply = internal_error(run, exc)
             if relay.head_sent:
                 yield error_event(reply.body["error"]["message"], "server_error", "internal_error")
             else:
@@ -161,13 +168,13 @@ class Engine:
         run = j.run
         step = await self._between(j, j.route())
         while isinstance(step, Attempt):
-            ended = await j.enter(step)
-            if ended is not None:
-                j.finish(ended)
-                break
-            relay.next_attempt(step.continuation)
-            outcome: Failed | Answered | None = None
-            async with j.lease:  # type: ignore[union-attr]
+            outcome: Failed | Finish | None = None
+            async with j.new_lease(step.deployment) as lease:
+                outcome = await j.enter(step, lease)
+                if outcome is not None:
+                    j.finish(outcome)
+                    break
+                relay.next_attempt(step.continuation)
                 prefix = relay.acc.text() if step.continuation else None
                 body = j.upstream_body(step.deployment, prefix, relay.sent_tokens)
                 source = self.fleet.backends[step.deployment].stream(
@@ -298,8 +305,7 @@ def _end_open_attempt(run: Run, why: str) -> None:
 
 
 def _abandon(j: Journey, exc: BaseException) -> None:
-    """The client went away before a terminal state."""
-    j.release()
+    """The client went away before a terminal state (its lease was given back on the way out)."""
     run = j.run
     if run.outcome is not None:
         return
@@ -308,17 +314,15 @@ def _abandon(j: Journey, exc: BaseException) -> None:
         run.transition(State.CANCELLED, during=run.state.value)
         run.http_status = 499
     else:
-        internal_error(run, exc, j)
+        internal_error(run, exc)
 
 
-def internal_error(run: Run, exc: BaseException, journey: Journey | None = None) -> Reply:
+def internal_error(run: Run, exc: BaseException) -> Reply:
     """turnout failed: the run ends `failed` with the exception's class, the client gets a 500.
 
     The exception's text goes to the log only: it may quote the request.
     """
     log.error("request %s failed inside turnout", run.id, exc_info=exc)
-    if journey is not None:
-        journey.release()
     error = ApiError(
         500,
         f"turnout failed while serving this request ({type(exc).__name__}); request id {run.id}",

@@ -322,9 +322,8 @@ class Journey:
         )
         return Finish(State.SHED, why, error)
 
-    async def enter(self, step: Attempt) -> Finish | None:
+    async def enter(self, step: Attempt, lease: Lease) -> Finish | None:
         """Admission, then the attempt's transition; a Finish when the request ended instead."""
-        lease = self.new_lease(step.deployment)
         admission = self.admission(step.deployment)
         if isinstance(admission, Finish):
             return admission
@@ -414,11 +413,6 @@ class Journey:
             # Owned hardware: the share of the hour this attempt held one of its slots.
             held_s = a.ended - a.started
             a.cost_usd = dep.hourly_usd / 3600 * held_s / (dep.max_concurrency or 1)
-
-    def release(self) -> None:
-        """The attempt no longer occupies its deployment (it ended, or was abandoned)."""
-        if self.lease is not None:
-            self.lease.release()
 
     # -- replies ------------------------------------------------------------------------------
 

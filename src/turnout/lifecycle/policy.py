@@ -12,16 +12,18 @@ from turnout.config import Cooldown
 class Breaker:
     """Consecutive-failure circuit breaker with a half-open probe.
 
-    After `cooldown.failures` failures the deployment rests `cooldown.seconds`; then exactly one
-    request probes it (half-open) while the others keep away: a success closes the breaker, a
-    failure rests it again. Only failures that say the deployment is unhealthy are counted, and
-    the journey counts at most one per request, so no single request can open it for everyone.
+    After `cooldown.failures` failures the deployment rests `cooldown.probe_after_s`; then exactly
+    one request probes it (half-open) while the others keep away: a success closes the breaker, a
+    failure rests it again, twice as long each time, up to `cooldown.seconds`. Only failures that
+    say the deployment is unhealthy are counted, and the journey counts at most one per request,
+    so no single request can open it for everyone.
     """
 
     cooldown: Cooldown
     failures: int = 0
     open_until: float = 0.0
     probing: bool = False  # a half-open probe is in flight
+    rests: int = 0  # rests in a row without a success: each doubles the next one
 
     def _now(self, now: float | None) -> float:
         return time.monotonic() if now is None else now
@@ -52,7 +54,10 @@ class Breaker:
         if probe:
             self.probing = False
         if probe or self.failures >= self.cooldown.failures:
-            self.open_until = self._now(now) + self.cooldown.seconds
+            c = self.cooldown
+            rest = min(c.seconds, min(c.probe_after_s, c.seconds) * 2**self.rests)
+            self.rests += 1
+            self.open_until = self._now(now) + rest
             return True
         return False
 
@@ -60,3 +65,4 @@ class Breaker:
         self.failures = 0
         self.open_until = 0.0
         self.probing = False
+        self.rests = 0
