@@ -160,7 +160,24 @@ def test_every_deployment_cooling_down_says_retry_later(
     assert r.status_code == 503
     assert r.headers["x-should-retry"] == "true"
     assert int(r.headers["retry-after"]) > 0
-    assert "x-turnout-failure" in r.headers
+
+
+def test_every_deployment_cooling_down_still_names_a_failure(
+    upstream: ScriptedUpstream, gateway_factory: Factory
+) -> None:
+    """Every final error carries x-turnout-failure, this one included."""
+    gw = gateway_factory(
+        config(
+            {"a": (upstream, "cooldown: {failures: 1, seconds: 60}")},
+            lifecycle="max_attempts: 1",
+        )
+    )
+    upstream.script(Step(status=500))
+    assert gw.chat(model="assistant").status_code == 502
+    r = gw.chat(model="assistant")
+
+    assert r.status_code == 503
+    assert r.headers.get("x-turnout-failure"), dict(r.headers)
 
 
 def test_a_shed_request_says_retry_later(

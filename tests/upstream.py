@@ -329,6 +329,13 @@ class ScriptedUpstream:
                 raise TimeoutError(f"expected {n} disconnects, got {self._disconnects}")
             return self._disconnects
 
+    def wait_for_breaks(self, n: int, timeout: float = 5.0) -> list[float]:
+        """Block until at least n scripted breaks closed their connection; returns their times."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.breaks) >= n, timeout):
+                raise TimeoutError(f"expected {n} breaks, got {len(self.breaks)}")
+            return list(self.breaks[:n])
+
     def reset(self) -> None:
         """Forget scripted steps, recorded requests and the disconnect count."""
         with self._cond:
@@ -489,10 +496,11 @@ class ScriptedUpstream:
         for i, (kind, data) in enumerate(events):
             if kind != "role":
                 if step.break_after_chunks is not None and sent >= step.break_after_chunks:
+                    closed_at = time.monotonic()
                     if request.transport is not None:
                         request.transport.abort()
                     with self._cond:
-                        self.breaks.append(time.monotonic())
+                        self.breaks.append(closed_at)
                         self._cond.notify_all()
                     return resp
                 if step.stall_after_chunks is not None and sent >= step.stall_after_chunks:
