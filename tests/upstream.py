@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import socket
 import threading
@@ -37,6 +38,75 @@ _ERROR_TYPES: dict[int, tuple[str, str]] = {
 }
 
 
+# What providers answer (HTTP 400) when the prompt does not fit the model's context window.
+CONTEXT_EXCEEDED: dict[str, bytes] = {
+    "openai": orjson.dumps(
+        {
+            "error": {
+                "message": "This model's maximum context length is 8192 tokens. However, your "
+                "messages resulted in 9021 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
+    ),
+    "vllm": orjson.dumps(
+        {
+            "error": {
+                "message": "This model's maximum context length is 4096 tokens. However, you "
+                "requested 5012 tokens (4500 in the messages, 512 in the completion). Please "
+                "reduce the length of the messages or completion.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        }
+    ),
+    "vllm_legacy": orjson.dumps(
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 4096 tokens. However, you "
+            "requested 5012 tokens (4500 in the messages, 512 in the completion). Please reduce "
+            "the length of the messages or completion.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+    ),
+    "llamacpp": orjson.dumps(
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 5012,
+                "n_ctx": 4096,
+            }
+        }
+    ),
+    "anthropic": orjson.dumps(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "prompt is too long: 208344 tokens > 200000 maximum",
+            },
+        }
+    ),
+}
+CONTENT_POLICY_VIOLATION: bytes = orjson.dumps(
+    {
+        "error": {
+            "message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "content_policy_violation",
+        }
+    }
+)
+
+
 @dataclass
 class Step:
     """What the upstream does for one completion request."""
@@ -59,6 +129,11 @@ class Step:
     hold: threading.Event | None = None  # answer only once the test sets it
     raw: bytes | None = None  # answer exactly these bytes (JSON) with `status`
     raw_events: list[bytes] | None = None  # stream exactly these SSE `data:` payloads
+    malformed_after_chunks: int | None = None  # one unparseable event after N content chunks
+    repeat_tool_call_names: bool = False  # every tool-call delta repeats id and name (llama.cpp)
+    # A trailing assistant message P is a prefill: if `content` starts with P, answer the rest
+    # only, as a server that continues the final message does.
+    continue_prefill: bool = True
 
 
 class Headers(dict[str, str]):
@@ -91,6 +166,24 @@ class Received:
     headers: dict[str, str]  # a case-insensitive `Headers`
     body: dict[str, Any]
     at: float  # time.monotonic() at arrival
+
+    @property
+    def prefill(self) -> str | None:
+        """The trailing assistant message's text: what a continuation asked to extend."""
+        messages = self.body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return None
+        last = messages[-1]
+        if not isinstance(last, dict) or last.get("role") != "assistant":
+            return None
+        content = last.get("content")
+        return content if isinstance(content, str) else None
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The output limit the request asked for, under either name."""
+        value = self.body.get("max_tokens", self.body.get("max_completion_tokens"))
+        return value if isinstance(value, int) else None
 
 
 def free_port() -> int:
@@ -153,6 +246,7 @@ class ScriptedUpstream:
         self.default: Step = default if default is not None else Step()
         self.rtt_s: float = 0.0  # added to every request, /models included: a network round trip
         self.requests: list[Received] = []
+        self.breaks: list[float] = []  # time.monotonic() of each connection a break closed
         self.port: int = 0
         self.base_url: str = ""
         self._steps: deque[Step] = deque()
@@ -235,11 +329,19 @@ class ScriptedUpstream:
                 raise TimeoutError(f"expected {n} disconnects, got {self._disconnects}")
             return self._disconnects
 
+    def wait_for_breaks(self, n: int, timeout: float = 5.0) -> list[float]:
+        """Block until at least n scripted breaks closed their connection; returns their times."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.breaks) >= n, timeout):
+                raise TimeoutError(f"expected {n} breaks, got {len(self.breaks)}")
+            return list(self.breaks[:n])
+
     def reset(self) -> None:
         """Forget scripted steps, recorded requests and the disconnect count."""
         with self._cond:
             self._steps.clear()
             self.requests.clear()
+            self.breaks.clear()
             self._disconnects = 0
             self.max_inflight = 0
 
@@ -324,12 +426,14 @@ class ScriptedUpstream:
         ok = isinstance(body, dict)
         with self._cond:
             headers = Headers(request.headers.items())
-            self.requests.append(Received(request.path, headers, body if ok else {}, at))
+            received = Received(request.path, headers, body if ok else {}, at)
+            self.requests.append(received)
             step = self._steps.popleft() if ok and self._steps else self.default
             self._cond.notify_all()
         if not ok:
             return _error(400, "request body is not a JSON object")
         assert isinstance(body, dict)
+        step = _continued(step, received.prefill)
 
         while step.hold is not None and not step.hold.is_set():
             if not await self._sleep(request, _POLL_S):
@@ -392,8 +496,12 @@ class ScriptedUpstream:
         for i, (kind, data) in enumerate(events):
             if kind != "role":
                 if step.break_after_chunks is not None and sent >= step.break_after_chunks:
+                    closed_at = time.monotonic()
                     if request.transport is not None:
                         request.transport.abort()
+                    with self._cond:
+                        self.breaks.append(closed_at)
+                        self._cond.notify_all()
                     return resp
                 if step.stall_after_chunks is not None and sent >= step.stall_after_chunks:
                     await self._sleep(request, float("inf"))
@@ -449,6 +557,14 @@ def _error(status: int, message: str) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps({"error": err}), content_type="application/json"
     )
+
+
+def _continued(step: Step, prefill: str | None) -> Step:
+    """The step as a server that continues the final assistant message `prefill` answers it."""
+    content = step.content
+    if not (step.continue_prefill and prefill and content and content.startswith(prefill)):
+        return step
+    return dataclasses.replace(step, content=content[len(prefill) :])
 
 
 def _usage(step: Step, body: dict[str, Any], tcs: list[dict[str, Any]]) -> dict[str, int]:
@@ -527,7 +643,9 @@ def _stream_events(step: Step, body: dict[str, Any], chat: bool) -> list[tuple[s
         events.append(("role", chunk(role)))
     if step.malformed:
         events.append(("malformed", b'data: {"id": "broken", "choices": [\n\n'))
-    for piece in split_words(step.content or ""):
+    for n, piece in enumerate(split_words(step.content or "")):
+        if n == step.malformed_after_chunks:
+            events.append(("malformed", b'data: {"id": "broken", "choices": [\n\n'))
         events.append(("payload", chunk({"content": piece})))
     for i, tc in enumerate(tcs):
         fn = tc["function"]
@@ -540,7 +658,13 @@ def _stream_events(step: Step, body: dict[str, Any], chat: bool) -> list[tuple[s
         events.append(("payload", chunk({"tool_calls": [head]})))
         args: str = fn["arguments"]
         for j in range(0, len(args), _ARG_PIECE):
-            delta = {"index": i, "function": {"arguments": args[j : j + _ARG_PIECE]}}
+            delta: dict[str, Any] = {
+                "index": i,
+                "function": {"arguments": args[j : j + _ARG_PIECE]},
+            }
+            if step.repeat_tool_call_names:
+                delta.update(id=tc["id"], type=tc["type"])
+                delta["function"]["name"] = fn["name"]
             events.append(("payload", chunk({"tool_calls": [delta]})))
     events.append(("tail", chunk({}, step.finish_reason)))
     if include_usage:
