@@ -269,7 +269,11 @@ def all_cooling(fleet: FleetView, order: tuple[str, ...]) -> Finish:
         "every deployment of this model is cooling down after repeated failures",
         type="upstream_error",
         code="deployments_cooling_down",
-        headers={"Retry-After": str(max(1, math.ceil(wait))), "x-should-retry": "true"},
+        headers={
+            "Retry-After": str(max(1, math.ceil(wait))),
+            "x-should-retry": "true",
+            "x-turnout-failure": "cooling_down",
+        },
     )
     why = {"reason": "every deployment is cooling down", "retry_after_s": round(wait, 3)}
     return Finish(State.FAILED_UPSTREAM, why, error)

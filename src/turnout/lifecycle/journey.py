@@ -318,6 +318,7 @@ class Journey:
             headers={
                 "Retry-After": str(max(1, math.ceil(retry_after_s))),
                 "x-should-retry": "true",
+                "x-turnout-failure": "shed",
             },
         )
         return Finish(State.SHED, why, error)
