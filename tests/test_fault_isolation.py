@@ -194,7 +194,8 @@ def test_a_tenant_named_by_header_without_its_key_gets_no_priority(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:
     gw = gateway_factory(tenants_config(upstream.base_url))
-    upstream.script(Step(delay_s=0.5))
+    release = threading.Event()
+    upstream.script(Step(hold=release))  # busy until every other request waits in the queue
     results: list[tuple[str, httpx.Response]] = []
 
     def post(name: str, headers: dict[str, str]) -> None:
@@ -221,6 +222,11 @@ def test_a_tenant_named_by_header_without_its_key_gets_no_priority(
         t.start()
         threads.append(t)
         time.sleep(0.1)  # arrive in this order
+    gate = gw.gateway.engine.fleet.gates["a"]
+    deadline = time.monotonic() + 10
+    while gate.waiting < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
     for t in threads:
         t.join()
     arrivals = [r.body["messages"][0]["content"] for r in upstream.requests]

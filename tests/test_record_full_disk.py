@@ -37,12 +37,12 @@ class Disk:
     def fill(self) -> None:
         if not self.mounted:
             return  # under RLIMIT_FSIZE the records fill the store file themselves
-        with self._filler.open("ab") as f:
+        # The records may have filled it already: then even creating the filler fails.
+        with contextlib.suppress(OSError), self._filler.open("ab") as f:
             chunk = b"\0" * 65536
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(chunk)
-                    f.flush()
+            while True:
+                f.write(chunk)
+                f.flush()
         with contextlib.suppress(OSError), self._filler.open("ab") as f:  # the last few bytes
             while True:
                 f.write(b"\0")
