@@ -191,15 +191,14 @@ class Engine:
                         step.deployment, err, relay.sent_chars, relay.sent_tokens,
                         relay.acc.has_tool_calls,
                     )  # fmt: skip
-                    usage = relay.attempt_acc.usage
+                    usage = relay.attempt_usage
                     if not usage.completion_tokens and relay.head_sent:
                         usage = estimate_broken_usage(body, relay.attempt_tokens)
                     j.failed_with(err, usage)
                 finally:
                     await source.aclose()  # type: ignore[attr-defined]
                 if outcome is None:
-                    acc = relay.attempt_acc
-                    j.succeeded(acc.usage, acc.finish_reason)
+                    j.succeeded(relay.attempt_usage, relay.attempt_finish)
             if isinstance(outcome, Failed):
                 step = await self._between(j, j.after_failure(outcome))
                 continue
@@ -209,7 +208,7 @@ class Engine:
             message = relay.acc.message() if j.operation is Operation.CHAT else None
             answered = Answered(
                 step.deployment, message, relay.acc.text(), finish, streamed=True,
-                completion_tokens=relay.attempt_acc.usage.completion_tokens,
+                completion_tokens=relay.attempt_usage.completion_tokens,
             )  # fmt: skip
             step = await self._between(j, j.after_answer(answered))
         if relay.head_sent:

@@ -40,13 +40,15 @@ def _text_of(data: dict[str, Any]) -> str:
 
 
 class Relay:
-    __slots__ = ("_envelope", "_names", "_usage_chunk", "acc", "attempt_acc", "attempt_tokens",
+    __slots__ = ("_envelope", "_names", "_usage_chunk", "acc", "attempt_finish", "attempt_tokens",
+                 "attempt_usage",
                  "continued",
                  "head_sent", "sent_chars", "sent_tokens", "wants_usage")  # fmt: skip
 
     def __init__(self, operation: Operation, wants_usage: bool) -> None:
         self.acc = Accumulator(operation)  # the whole answer, for validation and the record
-        self.attempt_acc = Accumulator(operation)  # this attempt's part (its usage, its finish)
+        self.attempt_usage = Usage()  # this attempt's own report
+        self.attempt_finish: str | None = None
         self.wants_usage = wants_usage
         self.head_sent = False
         self.continued = False  # a later attempt continues the answer
@@ -58,7 +60,8 @@ class Relay:
         self._usage_chunk: StreamChunk | None = None
 
     def next_attempt(self, continuation: bool) -> None:
-        self.attempt_acc = Accumulator(self.acc.operation)
+        self.attempt_usage = Usage()
+        self.attempt_finish = None
         self.attempt_tokens = 0
         self.continued = self.continued or continuation
         self._usage_chunk = None
@@ -66,8 +69,13 @@ class Relay:
     def forward(self, chunk: StreamChunk) -> bytes | None:
         """The bytes the client gets for one upstream chunk (None: nothing for it now)."""
         data = chunk.data
-        self.attempt_acc.add(data)
-        if not self.acc.add(data):
+        usage_before, finish_before = self.acc.usage, self.acc.finish_reason
+        carried = self.acc.add(data)
+        if self.acc.usage is not usage_before:
+            self.attempt_usage = self.acc.usage
+        if self.acc.finish_reason is not finish_before:
+            self.attempt_finish = self.acc.finish_reason
+        if not carried:
             self._usage_chunk = chunk  # usage only: sent at the end, if the client asked
             return None
         text = _text_of(data)
