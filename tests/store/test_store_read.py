@@ -254,6 +254,9 @@ def test_a_store_with_nothing_recorded_yet_reads_as_empty(tmp_path: Path) -> Non
         assert reader.migration_events() == []
         with pytest.raises(RecordNotFound):
             reader.request("r1")
+        # The same reader sees the first records once the writer has made the table.
+        record(tmp_path / "r.db", [served("r1", 1)])
+        assert [r["id"] for r in reader.requests()] == ["r1"]
 
 
 def test_a_missing_store_is_no_record_store_naming_the_path(tmp_path: Path) -> None:

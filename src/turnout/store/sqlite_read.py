@@ -37,18 +37,31 @@ class SQLiteReader:
         self.location = str(path)
         if not path.exists():
             raise NoRecordStore(f"no record store at {path}")
+        uri = path.resolve().as_uri() + "?mode=ro"
         try:
-            uri = path.resolve().as_uri() + "?mode=ro"
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._conn.row_factory = sqlite3.Row
-            self._tables = {
-                name: {r[1] for r in self._conn.execute(f"PRAGMA table_info({name})")}
-                for name in ("requests", "migration_events")
-            }
+        except sqlite3.Error as exc:
+            raise StoreError(f"record store {path}: cannot be opened: {exc}") from None
+        self._conn.row_factory = sqlite3.Row
+        self._known: dict[str, set[str]] = {}
+        try:
+            self._columns("requests")
         except sqlite3.DatabaseError as exc:
+            self._conn.close()
             raise StoreError(f"{path} is not a turnout record store: {exc}") from None
+
+    def _columns(self, table: str) -> set[str]:
+        """A table's columns; none while the table does not exist (nothing recorded yet)."""
+        if not self._known.get(table):  # looked up again until the table appears
+            rows = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
+            self._known[table] = {r[1] for r in rows}
+        return self._known[table]
+
+    @property
+    def _migration(self) -> bool:
         # A store no gateway of this version has opened yet lacks the column.
-        self._migration = "migration" in self._tables["requests"]
+        with translated(self.path):
+            return "migration" in self._columns("requests")
 
     def __enter__(self) -> SQLiteReader:
         return self
@@ -65,9 +78,9 @@ class SQLiteReader:
         self._conn.close()
 
     def _rows(self, table: str, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
-        if not self._tables[table]:
-            return []  # nothing recorded yet
         with translated(self.path):
+            if not self._columns(table):
+                return []  # nothing recorded yet
             return self._conn.execute(sql, args).fetchall()
 
     # -- `turnout requests` and `turnout trace` ------------------------------------------------
