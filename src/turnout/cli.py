@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from turnout.config import Config, ConfigError, default_config, load_config
+from turnout.store.errors import StoreError
 
 
 def _load(path: str | None) -> Config:
@@ -40,7 +41,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from turnout.gateway import Gateway
     from turnout.server.app import App
     from turnout.server.serve import serve
-    from turnout.store.sqlite import StoreError
     from turnout.store.writer import RecordWriter
 
     config = _load(args.config)
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, LookupError) as exc:
+    except (FileNotFoundError, LookupError, StoreError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from turnout.routing.balancer import Balancer, log_ratio
 from turnout.routing.estimates import Estimates
 from turnout.routing.router import Router, StickyConversations
 from turnout.routing.shared import SharedGate, SharedState
+from turnout.store.errors import StoreError
 from turnout.store.query import recent_attempts
 from turnout.store.writer import RecordWriter
 from turnout.telemetry.metrics import Metrics
@@ -186,7 +186,7 @@ class Gateway:
         """Routing starts from what the record says each deployment did, not from priors."""
         try:
             used = self.estimates.seed(recent_attempts(self.config.store.url))
-        except (sqlite3.Error, ValueError) as exc:
+        except (StoreError, ValueError) as exc:
             log.warning(
                 "estimates start from priors: the record %s could not be read (%s)",
                 self.writer.path,

@@ -10,21 +10,20 @@ mix of prompts looks like another model), so a shift here is a lead, not a verdi
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from turnout.backends.base import Failure
 from turnout.fingerprint.cusum import MeanCusum, RateCusum, Shift
 from turnout.fingerprint.refusal import is_refusal
 from turnout.fingerprint.settings import PassiveSettings
+from turnout.store.errors import NoRecordStore
+from turnout.store.read import Cursor, Request, open_reader
 
 _TRANSPORT_FAILURES = frozenset(f.value for f in Failure)
 SIGNALS = ("output_length", "refusal_rate", "validation_failure_rate")
+PAGE = 1000  # requests read at a time
 
 
 @dataclass(slots=True)
@@ -79,7 +78,7 @@ class PassiveMonitor:
     record_url: str
     settings: PassiveSettings = field(default_factory=PassiveSettings)
     _routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
-    _cursor: tuple[float, str] = (0.0, "")
+    _cursor: Cursor = (0.0, "")
 
     def _route(self, model: str, deployment: str) -> _Route:
         key = (model, deployment)
@@ -92,28 +91,22 @@ class PassiveMonitor:
             )
         return self._routes[key]
 
-    def _rows(self) -> Iterator[tuple[Any, ...]]:
-        path = Path(self.record_url.removeprefix("sqlite:///"))
-        if not path.exists():
-            return
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    def _rows(self) -> Iterator[Request]:
         try:
-            started, rid = self._cursor
-            yield from conn.execute(
-                "SELECT id, started, model, attempt_log, response_body FROM requests "
-                "WHERE started > ? OR (started = ? AND id > ?) ORDER BY started, id",
-                (started, started, rid),
-            )
-        except sqlite3.OperationalError:  # no requests table yet
+            reader = open_reader(self.record_url)
+        except NoRecordStore:
             return
-        finally:
-            conn.close()
+        with reader:
+            # scan() moves the cursor row by row, so each page starts after the last row seen.
+            while page := reader.requests_after(self._cursor, PAGE):
+                yield from page
 
     def scan(self) -> list[RouteShift]:
         found: list[RouteShift] = []
-        for rid, started, model, attempt_log, response_body in self._rows():
+        for row in self._rows():
+            rid, started, model = row["id"], row["started"], row["model"]
             self._cursor = (started, rid)
-            attempts = orjson.loads(attempt_log) if attempt_log else []
+            attempts = row["attempt_log"] or []
             for a in attempts:
                 route = self._route(model, a["deployment"])
                 error = a.get("error")
@@ -131,7 +124,7 @@ class PassiveMonitor:
                             RouteShift(model, a["deployment"], SIGNALS[0], hit, started, rid)
                         )
             ok = [a for a in attempts if a.get("ok")]
-            text = _answer_text(orjson.loads(response_body)) if response_body and ok else None
+            text = _answer_text(row["response_body"]) if ok else None
             if text is not None:
                 route = self._route(model, ok[-1]["deployment"])
                 hit = route.refusal.update(is_refusal(text))

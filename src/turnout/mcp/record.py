@@ -21,7 +21,7 @@ from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
 from turnout.mcp.canonical import canonical_json, tool_hash
 from turnout.mcp.guard import Guard, Refusal
-from turnout.store.sqlite import RecordWriter
+from turnout.store.writer import RecordWriter
 
 
 def new_run_id() -> str:

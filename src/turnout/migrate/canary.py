@@ -18,12 +18,10 @@ import dataclasses
 import hashlib
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from turnout.config import ModelConfig
@@ -41,6 +39,8 @@ from turnout.migrate.evidence import (
 from turnout.migrate.family import Family
 from turnout.migrate.gate import Outcome
 from turnout.routing.router import conversation_id
+from turnout.store.errors import NoRecordStore
+from turnout.store.read import open_reader
 
 log = logging.getLogger("turnout.migrate")
 
@@ -342,38 +342,13 @@ def stage_observations(
     url: str, model: str, candidate: str, stage: int, since: float
 ) -> list[Observation]:
     """A stage's evidence, read back from the record (restart, `turnout migrate status`)."""
-    from turnout.store.sqlite import sqlite_path
-
-    path = sqlite_path(url)
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            "SELECT outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
-            "WHERE model = ? AND started >= ? "
-            "AND json_extract(migration, '$.canary.candidate') = ? "
-            "AND json_extract(migration, '$.canary.stage') = ? "
-            "AND json_extract(migration, '$.canary.status') = 'running' ORDER BY started",
-            (model, since, candidate, stage),
-        ).fetchall()
-    except sqlite3.OperationalError:
+        reader = open_reader(url)
+    except NoRecordStore:
         return []
-    finally:
-        conn.close()
-    out = []
-    for outcome, attempt_log, latency_ms, cost_usd, migration in rows:
-        row = {
-            "outcome": outcome,
-            "attempt_log": orjson.loads(attempt_log) if attempt_log else [],
-            "latency_ms": latency_ms,
-            "cost_usd": cost_usd,
-            "migration": orjson.loads(migration),
-        }
-        obs = observe_record(row, candidate)
-        if obs is not None:
-            out.append(obs)
-    return out
+    with reader:
+        rows = reader.canary_stage(model, candidate, stage, since)
+    return [obs for row in rows if (obs := observe_record(row, candidate)) is not None]
 
 
 class Canaries:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from turnout.store.sqlite import sqlite_path
+from turnout.store.errors import StoreError
+from turnout.store.read import open_reader
 
 
 class SelectionError(ValueError):
@@ -156,8 +153,8 @@ def _final_budget(body: dict[str, Any], attempts: list[Any]) -> int | None:
     return used if isinstance(asked, int) and used > asked else None
 
 
-def _final_finish(attempts: str | None) -> str | None:
-    done = [a for a in orjson.loads(attempts or "[]") if isinstance(a, dict) and a.get("ok")]
+def _final_finish(attempts: list[Any]) -> str | None:
+    done = [a for a in attempts if isinstance(a, dict) and a.get("ok")]
     return done[-1].get("finish_reason") if done else None
 
 
@@ -173,46 +170,39 @@ def select(
 ) -> list[Recorded]:
     """Recorded requests served by `models` (logical) or answered by `deployments`, oldest first;
     a uniform random `sample` of them if asked. Requests recorded without bodies are skipped."""
-    path: Path = sqlite_path(url)
-    if not path.exists():
-        raise SelectionError(f"no record store at {path}")
-    where, args = ["request_body IS NOT NULL"], list[Any]()
-    if since is not None:
-        where.append("started >= ?")
-        args.append(since)
-    if outcomes:
-        where.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
-        args.extend(outcomes)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
-        if "migration" in columns:  # a shadow is a candidate's answer, not recorded traffic
-            where.append("json_extract(migration, '$.shadow_of') IS NULL")
-        sql = (
-            "SELECT id, started, model, operation, deployments, request_body, response_body, "
-            "attempt_log "
-            f"FROM requests WHERE {' AND '.join(where)} ORDER BY started"
-        )
-        rows = conn.execute(sql, args).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise SelectionError(f"{path} is not a turnout record store: {exc}") from None
-    finally:
-        conn.close()
+        with open_reader(url) as reader:
+            where = reader.location
+            rows = reader.replayable(since=since, outcomes=outcomes)
+    except StoreError as exc:  # none there, or not a turnout store
+        raise SelectionError(str(exc)) from None
     chosen: list[Recorded] = []
     redacted = 0
-    for rid, started, model, operation, deps, request_body, response_body, attempts in rows:
-        answered_by = orjson.loads(deps) if deps else []
+    for row in rows:
+        answered_by = row["deployments"] or []
         deployment = answered_by[-1] if answered_by else ""
-        if not (model in models or deployment in deployments):
+        if not (row["model"] in models or deployment in deployments):
             continue
-        body = orjson.loads(request_body)
+        body = row["request_body"]
         if not isinstance(body, dict) or _redacted(body):
             redacted += 1
             continue
-        answer = Answer.from_body(orjson.loads(response_body) if response_body else None)
-        final = _final_budget(body, orjson.loads(attempts) if attempts else [])
+        attempts = row["attempt_log"] or []
+        answer = Answer.from_body(row["response_body"])
         answer.finish_reason = answer.finish_reason or _final_finish(attempts)
-        chosen.append(Recorded(rid, started, model, deployment, operation, body, answer, final))
+        final = _final_budget(body, attempts)
+        chosen.append(
+            Recorded(
+                row["id"],
+                row["started"],
+                row["model"],
+                deployment,
+                row["operation"],
+                body,
+                answer,
+                final,
+            )
+        )
     if not chosen:
         what = " or ".join(repr(x) for x in (*models, *deployments))
         extra = f" ({redacted} had only redacted bodies: record_bodies: full)" if redacted else ""
@@ -222,7 +212,7 @@ def select(
             if (since is not None)
             else ""
         )
-        raise SelectionError(f"no recorded requests for {what} in {path}{filters}{extra}")
+        raise SelectionError(f"no recorded requests for {what} in {where}{filters}{extra}")
     if sample is not None and sample < len(chosen):
         chosen = sorted(random.Random(seed).sample(chosen, sample), key=lambda r: r.started)
     return chosen

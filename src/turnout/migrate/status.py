@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sqlite3
 import sys
 from typing import Any
 
@@ -16,7 +15,7 @@ import orjson
 
 from turnout.config.schema import CanaryGate
 from turnout.migrate.events import MigrationEvent, read_events
-from turnout.store.sqlite import sqlite_path
+from turnout.store.read import ShadowTotal, open_reader
 
 
 def add_status_parser(sub: Any) -> None:
@@ -79,16 +78,15 @@ def status(url: str, model: str | None = None) -> dict[str, Any]:
         if mode == "canary":
             entry = out.setdefault(name, {"canaries": [], "shadows": []})
             entry["canaries"].append(_canary(url, name, candidate, evs))
-    for row in _shadow_totals(url, model):
-        name, candidate, pairs, spent, completed = row
-        entry = out.setdefault(name, {"canaries": [], "shadows": []})
-        stops = by_key.get((name, "shadow", candidate), [])
+    for total in _shadow_totals(url, model):
+        entry = out.setdefault(total.model, {"canaries": [], "shadows": []})
+        stops = by_key.get((total.model, "shadow", total.candidate), [])
         entry["shadows"].append(
             {
-                "candidate": candidate,
-                "shadows": pairs,
-                "completed": completed,
-                "spent_usd": spent,
+                "candidate": total.candidate,
+                "shadows": total.shadows,
+                "completed": total.completed,
+                "spent_usd": total.spent_usd,
                 "budget_spent_at": stops[-1].at if stops else None,
                 "budget_usd": stops[-1].detail.get("budget_usd") if stops else None,
             }
@@ -132,24 +130,9 @@ def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> 
     }
 
 
-def _shadow_totals(url: str, model: str | None) -> list[tuple[Any, ...]]:
-    path = sqlite_path(url)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        sql = (
-            "SELECT model, json_extract(migration, '$.candidate'), count(*), "
-            "coalesce(sum(cost_usd), 0), sum(outcome = 'completed') FROM requests "
-            "WHERE json_extract(migration, '$.shadow_of') IS NOT NULL"
-        )
-        args: list[Any] = []
-        if model:
-            sql += " AND model = ?"
-            args.append(model)
-        return conn.execute(sql + " GROUP BY 1, 2", args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+def _shadow_totals(url: str, model: str | None) -> list[ShadowTotal]:
+    with open_reader(url) as reader:
+        return reader.shadow_totals(model)
 
 
 def _when(ts: float) -> str:

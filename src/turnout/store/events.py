@@ -1,0 +1,50 @@
+"""Migration events: canary stages with their evidence, shadow stops. Written by the gateway,
+read back at its start and by `turnout migrate status` (through `RecordReader`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from turnout.store.location import sqlite_file
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationEvent:
+    at: float
+    model: str
+    mode: str  # shadow | canary
+    candidate: str
+    kind: str  # canary: started, promoted, rolled_back, completed, reset; shadow: budget_spent
+    stage: int | None
+    percent: float | None
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "model": self.model,
+            "mode": self.mode,
+            "candidate": self.candidate,
+            "kind": self.kind,
+            "stage": self.stage,
+            "percent": self.percent,
+            "detail": self.detail,
+        }
+
+
+class MigrationEventLog(Protocol):
+    """The events table, open for writing (it is created if absent)."""
+
+    def append(self, event: MigrationEvent) -> None: ...
+
+    def latest(self, model: str, mode: str, candidate: str) -> MigrationEvent | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_event_log(url: str | Path) -> MigrationEventLog:
+    from turnout.store.sqlite_events import SQLiteEventLog
+
+    return SQLiteEventLog(sqlite_file(url))
