@@ -71,6 +71,7 @@ class Gateway:
         self.writer = RecordWriter.for_store(config.store)
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
+        used |= {t.deployment for t in config.fingerprint.targets}
         self.backends: dict[str, Backend] = {
             name: make_backend(dep) for name, dep in config.deployments.items() if name in used
         }
@@ -176,8 +177,8 @@ class Gateway:
                 )
                 for name, url in self.balancer.scrape_targets().items()
             ]
-        if os.environ.get("TURNOUT_FINGERPRINT_WATCH"):
-            from turnout.fingerprint import start_watch
+        if self.config.fingerprint.enabled:
+            from turnout.fingerprint import start_watch  # its statistics load only when used
 
             self.fingerprint_watch = await start_watch(self)
         self.started = True

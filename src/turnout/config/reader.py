@@ -82,9 +82,9 @@ class _Reader:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else f"a {type(value).__name__}"
-    )
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    kinds |= {int: "an integer", float: "a number"}
+    return kinds.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
 def _names(kinds: tuple[type, ...]) -> str:
