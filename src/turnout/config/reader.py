@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from turnout.errors import TurnoutError
 
-class ConfigError(Exception):
+
+class ConfigError(TurnoutError):
     """A config problem, located: `file: key.path: what is wrong`."""
 
     def __init__(self, source: str, path: str, message: str) -> None:

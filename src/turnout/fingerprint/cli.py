@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from turnout.config import Config, ConfigError, DeploymentConfig, default_config, load_config
+from turnout.errors import TurnoutError
 from turnout.fingerprint.compare import ALPHA, IncomparableRuns, compare
 from turnout.fingerprint.report import (
     history_text,
@@ -60,7 +61,7 @@ Exit codes: 0 no change detected, 1 changed, 2 error.
 """
 
 
-class _Failed(Exception):
+class _Failed(TurnoutError):
     """A command cannot go on; the message says why."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from turnout.errors import TurnoutError
 from turnout.fingerprint.samples import ProbeRun, Sample
 
 SCHEMA = """
@@ -85,7 +86,7 @@ _SAMPLE_COLUMNS = (
 )
 
 
-class NoSuchBaseline(LookupError):
+class NoSuchBaseline(TurnoutError, LookupError):
     pass
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
+from turnout.errors import TurnoutError
 from turnout.store.sqlite import sqlite_path
 
 
-class SelectionError(ValueError):
+class SelectionError(TurnoutError, ValueError):
     """The requested sample cannot be drawn; the message says what was wrong."""
 
 

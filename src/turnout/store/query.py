@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from turnout.errors import TurnoutError
 from turnout.store.sqlite import sqlite_path
 
 _JSON_COLUMNS = (
@@ -20,7 +21,7 @@ _JSON_COLUMNS = (
 )
 
 
-class RecordNotFound(LookupError):
+class RecordNotFound(TurnoutError, LookupError):
     pass
 
 

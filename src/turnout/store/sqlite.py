@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from turnout.errors import TurnoutError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
@@ -48,7 +50,7 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class StoreError(Exception):
+class StoreError(TurnoutError):
     """The record store cannot be used; the message names its path."""
 
 
