@@ -77,6 +77,7 @@ def test_config_check_accepts_and_refuses_the_section(tmp_path: Path) -> None:
         for f in (good, bad)
     )
     assert ok.returncode == 0, ok.stderr
+    assert "fingerprint watch: edge" in ok.stdout
     assert refused.returncode == 2
     assert f"{bad}: fingerprint.deployments.edge.every_s: expected a number" in refused.stderr
 
