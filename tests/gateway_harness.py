@@ -10,7 +10,7 @@ import socket
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from turnout.config import parse_config
-from turnout.gateway import Gateway
+from turnout.gateway import Gateway, LayerFactory
 from turnout.server.app import App
 
 _EXPORTER = InMemorySpanExporter()
@@ -78,12 +78,15 @@ class RunningGateway:
 
 
 def start_gateway(
-    config_yaml: str, store: Path, wrap_backend: Callable[[str, Any], Any] | None = None
+    config_yaml: str,
+    store: Path,
+    wrap_backend: Callable[[str, Any], Any] | None = None,
+    layers: Sequence[LayerFactory] = (),
 ) -> RunningGateway:
     text = textwrap.dedent(config_yaml)
     if "store:" not in text:
         text += f'\nstore: {{url: "sqlite:///{store}", flush_interval_s: 0.05}}\n'
-    gateway = Gateway(parse_config(text, "test-config"), wrap_backend=wrap_backend)
+    gateway = Gateway(parse_config(text, "test-config"), wrap_backend=wrap_backend, layers=layers)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))

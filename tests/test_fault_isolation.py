@@ -222,7 +222,7 @@ def test_a_tenant_named_by_header_without_its_key_gets_no_priority(
         t.start()
         threads.append(t)
         time.sleep(0.1)  # arrive in this order
-    gate = gw.gateway.engine.fleet.gates["a"]
+    gate = gw.gateway.fleet.gates["a"]
     deadline = time.monotonic() + 10
     while gate.waiting < 4 and time.monotonic() < deadline:
         time.sleep(0.01)

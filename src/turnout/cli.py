@@ -69,7 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     deps, models = ", ".join(config.deployments), ", ".join(config.models)
-    print(f"{args.file}: ok — deployments: {deps}; models: {models}")
+    watch = config.fingerprint
+    watched = ", ".join(t.deployment for t in watch.targets) or "passive only"
+    extra = f"; fingerprint watch: {watched}" if watch.enabled else ""
+    print(f"{args.file}: ok — deployments: {deps}; models: {models}{extra}")
     return 0
 
 

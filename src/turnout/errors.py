@@ -1,11 +1,15 @@
-"""Errors that become OpenAI-shaped HTTP responses."""
+"""turnout's one exception root, and the errors that become OpenAI-shaped HTTP responses."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class ApiError(Exception):
+class TurnoutError(Exception):
+    """Every exception turnout defines derives from this: `except TurnoutError` catches them all."""
+
+
+class ApiError(TurnoutError):
     """An error the client sees as `{"error": {"message", "type", "code", "param"}}`."""
 
     def __init__(

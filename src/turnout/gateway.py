@@ -7,17 +7,18 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
-from turnout.migrate.traffic import MigratingEngine, migrating
+from turnout.migrate.traffic import MigrationLayer
 from turnout.migrate.traffic import candidates as migration_candidates
 from turnout.privacy.findings import summary
 from turnout.privacy.scanner import Scanner
@@ -33,6 +34,11 @@ from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
 
 log = logging.getLogger("turnout")
+
+# `make(inner, gateway)`: a layer around `inner`, or None where its capability is not configured.
+LayerFactory = Callable[[Handler, "Gateway"], Layer | None]
+# turnout's own layers, innermost first.
+LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway,)
 
 
 def make_backend(dep: DeploymentConfig) -> Backend:
@@ -64,13 +70,16 @@ class Gateway:
         *,
         rng: random.Random | None = None,
         wrap_backend: Callable[[str, Backend], Backend] | None = None,
+        layers: Sequence[LayerFactory] = (),
     ) -> None:
-        """`wrap_backend(name, backend)` may put a layer around each backend (record, replay, …)."""
+        """`wrap_backend(name, backend)` may put a layer around each backend (record, replay, …);
+        `layers` go around the engine, outside turnout's own."""
         self.config = config
         self.metrics = Metrics(config.models, config.deployments)
         self.writer = RecordWriter.for_store(config.store)
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
+        used |= {t.deployment for t in config.fingerprint.targets}
         self.backends: dict[str, Backend] = {
             name: make_backend(dep) for name, dep in config.deployments.items() if name in used
         }
@@ -91,7 +100,7 @@ class Gateway:
         self.shared = (
             SharedState(config.state, self.metrics) if config.state.url is not None else None
         )
-        fleet = Fleet(
+        self.fleet = Fleet(
             config.deployments,
             self.backends,
             self.breakers,
@@ -107,11 +116,13 @@ class Gateway:
             },
             tenants=config.tenants,
         )
-        self.engine = (
-            MigratingEngine(fleet, self._finished, self)
-            if migrating(config.models)
-            else Engine(fleet, self._finished)
-        )
+        self.layers: list[Layer] = []
+        self.engine: Handler = Engine(self.fleet, self._finished)
+        for make in (*LAYERS, *layers):
+            layer = make(self.engine, self)
+            if layer is not None:
+                self.layers.append(layer)
+                self.engine = layer
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
@@ -159,8 +170,8 @@ class Gateway:
         self._warm_estimates()
         for backend in self.backends.values():
             await backend.start()
-        if isinstance(self.engine, MigratingEngine):
-            self.engine.start()
+        for layer in self.layers:
+            await layer.start()
         self._probes = [
             asyncio.create_task(self._probe_rtt(name, backend, dep.rtt_probe_s))
             for name, backend in self.backends.items()
@@ -176,8 +187,8 @@ class Gateway:
                 )
                 for name, url in self.balancer.scrape_targets().items()
             ]
-        if os.environ.get("TURNOUT_FINGERPRINT_WATCH"):
-            from turnout.fingerprint import start_watch
+        if self.config.fingerprint.enabled:
+            from turnout.fingerprint import start_watch  # its statistics load only when used
 
             self.fingerprint_watch = await start_watch(self)
         self.started = True
@@ -211,8 +222,8 @@ class Gateway:
             probe.cancel()
         if self.shared is not None:
             await self.shared.close()
-        if isinstance(self.engine, MigratingEngine):
-            await self.engine.close()
+        for layer in reversed(self.layers):
+            await layer.close()
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()
@@ -261,3 +272,5 @@ class Gateway:
         self.writer.submit(run)
         if tracing_enabled():
             emit_spans(run, self.config.deployments, run.client)
+        for layer in self.layers:
+            layer.observe(run)

@@ -16,7 +16,7 @@ from turnout.fingerprint import FingerprintStore, ProbeRunner, TamperedBackend
 from turnout.fingerprint.passive import PassiveMonitor
 from turnout.fingerprint.settings import PassiveSettings
 from turnout.fingerprint.suite import builtin_suite, load_suite
-from turnout.fingerprint.watch import WATCH_ENV, Watcher
+from turnout.fingerprint.watch import Watcher
 from turnout.gateway import Gateway
 
 WATCH_PROBES = ("ru-city", "ja-city", "zh-city", "choice-c")  # where the two models differ most
@@ -34,45 +34,50 @@ def suite_yaml() -> str:
     return str(yaml.safe_dump(suite, allow_unicode=True))
 
 
-def gateway_config(tmp_path: Path) -> str:
+def gateway_config(tmp_path: Path, watch: str = "") -> str:
     return f"""
 deployments:
   edge: {{kind: embedded, model: smollm2-135m, max_concurrency: 2}}
 models:
   local: {{deployments: [edge], lifecycle: {{on_truncation: accept}}}}
 store: {{url: "sqlite:///{tmp_path / "turnout.db"}", flush_interval_s: 0.05}}
-"""
+{watch}"""
 
 
 @pytest.fixture
-def watch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def watch_file(tmp_path: Path) -> Path:
+    """The suite the watch probes with; the config's `fingerprint:` section names it."""
     suite = tmp_path / "suite.yaml"
     suite.write_text(suite_yaml())
-    path = tmp_path / "watch.yaml"
-    path.write_text(
+    return suite
+
+
+def watch_section(suite: Path) -> str:
+    return (
         "fingerprint:\n"
         "  deployments:\n"
         f"    edge: {{suite: {suite}, samples: 16, every_s: 3600, take_out: true}}\n"
     )
-    monkeypatch.setenv(WATCH_ENV, str(path))
-    return suite
 
 
-def drilled_gateway(tmp_path: Path, gemma: EmbeddedBackend) -> tuple[Gateway, TamperedBackend]:
+def drilled_gateway(
+    tmp_path: Path, gemma: EmbeddedBackend, suite: Path
+) -> tuple[Gateway, TamperedBackend]:
     drills: dict[str, TamperedBackend] = {}
 
     def wrap(name: str, backend: Backend) -> Backend:
         drills[name] = TamperedBackend(backend, other=gemma)
         return drills[name]
 
-    gateway = Gateway(parse_config(gateway_config(tmp_path), "test"), wrap_backend=wrap)
+    config = parse_config(gateway_config(tmp_path, watch_section(suite)), "test")
+    gateway = Gateway(config, wrap_backend=wrap)
     return gateway, drills["edge"]
 
 
 def test_the_watch_starts_with_the_gateway_when_configured_and_stops_with_it(
     tmp_path: Path, watch_file: Path, gemma: EmbeddedBackend
 ) -> None:
-    gateway, _ = drilled_gateway(tmp_path, gemma)
+    gateway, _ = drilled_gateway(tmp_path, gemma, watch_file)
 
     async def scenario() -> None:
         await gateway.start()
@@ -88,8 +93,7 @@ def test_the_watch_starts_with_the_gateway_when_configured_and_stops_with_it(
     asyncio.run(scenario())
 
 
-def test_no_watch_without_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(WATCH_ENV, raising=False)
+def test_no_watch_without_settings(tmp_path: Path) -> None:
     gateway = Gateway(parse_config(gateway_config(tmp_path), "test"))
     assert Watcher.for_gateway(gateway) is None
 
@@ -104,7 +108,7 @@ def test_two_rejections_in_a_row_raise_the_alarm_and_take_the_deployment_out(
     # The scheduled first check (10 s after start) must not interleave with the checks this
     # test makes itself: on a busy machine the baseline alone can take longer than that.
     monkeypatch.setattr("turnout.fingerprint.watch.FIRST_CHECK_S", 3600.0)
-    gateway, drill = drilled_gateway(tmp_path, gemma)
+    gateway, drill = drilled_gateway(tmp_path, gemma, watch_file)
     store_url = gateway.config.store.url
 
     async def scenario() -> list[bool | None]:

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from turnout.errors import TurnoutError
+
 
 class Failure(enum.StrEnum):
     """Every upstream failure is classified once, at the backend edge, into one of these."""
@@ -41,7 +43,7 @@ class Failure(enum.StrEnum):
         return self not in (Failure.CLIENT_ERROR, Failure.RATE_LIMITED, Failure.CONTEXT_EXCEEDED)
 
 
-class UpstreamError(Exception):
+class UpstreamError(TurnoutError):
     """A classified upstream failure; `status` is the upstream's HTTP status when there was one.
 
     `code` and `param` are the upstream's own (what the client sees when nothing could serve it);

@@ -20,6 +20,7 @@ from turnout.config.schema import (
     DeploymentConfig,
     LifecyclePolicy,
     ModelConfig,
+    PassiveSettings,
     Price,
     PrivacyConfig,
     Retention,
@@ -29,6 +30,8 @@ from turnout.config.schema import (
     TelemetryConfig,
     Tenant,
     Timeouts,
+    WatchSettings,
+    WatchTarget,
     default_config,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "DeploymentConfig",
     "LifecyclePolicy",
     "ModelConfig",
+    "PassiveSettings",
     "Price",
     "PrivacyConfig",
     "Retention",
@@ -60,6 +64,8 @@ __all__ = [
     "TelemetryConfig",
     "Tenant",
     "Timeouts",
+    "WatchSettings",
+    "WatchTarget",
     "default_config",
     "load_config",
     "parse_config",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from turnout.config.fingerprint import watch_settings
 from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
@@ -75,11 +76,23 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     tenants = _tenants(root.child("tenants"))
     deployments = _deployments(root.child("deployments"))
     models = _models(root.child("models"), deployments)
-    root.done()
     if not deployments and not models:
         base = default_config()
         deployments, models = base.deployments, base.models
-    return Config(server, store, telemetry, deployments, models, privacy, tenants, source, state)
+    fingerprint = watch_settings(root.child("fingerprint"), deployments)
+    root.done()
+    return Config(
+        server,
+        store,
+        telemetry,
+        deployments,
+        models,
+        privacy,
+        tenants,
+        source,
+        state,
+        fingerprint=fingerprint,
+    )
 
 
 def _server(r: _Reader) -> ServerConfig:

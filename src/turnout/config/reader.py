@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from turnout.errors import TurnoutError
 
-class ConfigError(Exception):
+
+class ConfigError(TurnoutError):
     """A config problem, located: `file: key.path: what is wrong`."""
 
     def __init__(self, source: str, path: str, message: str) -> None:
@@ -82,9 +84,9 @@ class _Reader:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else f"a {type(value).__name__}"
-    )
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    kinds |= {int: "an integer", float: "a number"}
+    return kinds.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
 def _names(kinds: tuple[type, ...]) -> str:

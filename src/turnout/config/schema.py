@@ -247,6 +247,47 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchTarget:
+    """One deployment the fingerprint watch checks against a stored baseline."""
+
+    deployment: str
+    baseline: str  # a stored baseline's name; in config, default: the deployment's name
+    suite: str | None = None  # None: the suite the baseline was collected with
+    every_s: float = 3600.0
+    samples: int = 50  # completions per check
+    max_cost_usd: float | None = None  # per check; None: no cap
+    take_out: bool = False  # on alarm, out of rotation until a check passes
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveSettings:
+    """CUSUM over the record between checks."""
+
+    every_s: float = 60.0
+    warmup: int = 1000  # observations per route and signal before a reference is fixed
+    batch: int = 20  # observations averaged per CUSUM step for output length
+    threshold: float = 12.0  # CUSUM decision interval h, in standard deviations (lengths)
+    rate_threshold: float = 12.0  # h for the Bernoulli CUSUMs, in log-likelihood ratio
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """The `fingerprint:` section: the gateway's watch for silent model swaps; empty: off."""
+
+    targets: tuple[WatchTarget, ...] = ()
+    alpha: float = 0.05  # per check, for the combined verdict
+    consecutive: int = 2  # rejections in a row that raise an alarm
+    store: str | None = None  # sqlite:///PATH; None: the record's store
+    concurrency: int = 2  # probe requests at a time, where a deployment sets no max_concurrency
+    permutations: int = 1000
+    passive: PassiveSettings | None = None  # None: no passive monitoring
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.targets) or self.passive is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -257,6 +298,7 @@ class Config:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     source: str = "<default>"
     state: StateConfig = field(default_factory=StateConfig)
+    fingerprint: WatchSettings = field(default_factory=WatchSettings)
 
 
 def default_config() -> Config:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from turnout.config import Config, ConfigError, DeploymentConfig, default_config, load_config
+from turnout.errors import TurnoutError
 from turnout.fingerprint.compare import ALPHA, IncomparableRuns, compare
 from turnout.fingerprint.report import (
     history_text,
@@ -60,7 +61,7 @@ Exit codes: 0 no change detected, 1 changed, 2 error.
 """
 
 
-class _Failed(Exception):
+class _Failed(TurnoutError):
     """A command cannot go on; the message says why."""
 
 
@@ -279,8 +280,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return CHANGED if verdict.changed else 0
 
 
-def _watch_settings(args: argparse.Namespace) -> WatchSettings:
-    settings = load_watch(args.watch) if args.watch else WatchSettings(alpha=args.alpha)
+def _watch_settings(args: argparse.Namespace, config: Config) -> WatchSettings:
+    if args.watch:
+        settings = load_watch(args.watch)
+    elif config.fingerprint.enabled:
+        settings = config.fingerprint
+    else:
+        settings = WatchSettings(alpha=args.alpha)
     if args.deployment:
         target = WatchTarget(
             deployment=args.deployment,
@@ -368,7 +374,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = _config(args)
-    settings = _watch_settings(args)
+    settings = _watch_settings(args, config)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_watch(args, config, settings))
     return 0
@@ -494,7 +500,10 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=_guarded(cmd_check))
 
     watch = sub.add_parser("watch", help="scheduled checks (and passive monitoring) with alarms")
-    watch.add_argument("--watch", help="YAML watch settings (a `fingerprint:` section)")
+    watch.add_argument(
+        "--watch",
+        help="YAML watch settings (a `fingerprint:` section; default: the config's own)",
+    )
     watch.add_argument("--deployment", help="watch this deployment (with the options below)")
     watch.add_argument("--baseline", help="its baseline (default: the deployment's name)")
     watch.add_argument("--suite", help="a suite (default: the one its baseline was made with)")

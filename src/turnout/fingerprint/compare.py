@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from turnout.errors import TurnoutError
 from turnout.fingerprint.agreement import agreement_test
 from turnout.fingerprint.evidence import Evidence
 from turnout.fingerprint.logprobs import logprob_test, token_logprob_test
@@ -18,7 +19,7 @@ ALPHA = 0.05
 PERMUTATIONS = 1000
 
 
-class IncomparableRuns(ValueError):
+class IncomparableRuns(TurnoutError, ValueError):
     """The runs did not send the same probes at the same settings."""
 
 

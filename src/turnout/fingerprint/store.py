@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from turnout.errors import TurnoutError
 from turnout.fingerprint.samples import ProbeRun, Sample
 from turnout.store.fingerprints import AlarmRecord, CheckRecord, open_fingerprints
 
 __all__ = ["AlarmRecord", "CheckRecord", "FingerprintStore", "NoSuchBaseline"]
 
 
-class NoSuchBaseline(LookupError):
+class NoSuchBaseline(TurnoutError, LookupError):
     pass
 
 

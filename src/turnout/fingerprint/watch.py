@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from turnout.fingerprint.compare import compare
 from turnout.fingerprint.passive import PassiveMonitor, RouteShift
 from turnout.fingerprint.runner import Budget, ProbeRunner, new_id
 from turnout.fingerprint.samples import ProbeRun
-from turnout.fingerprint.settings import WatchSettings, WatchTarget, load_watch, parse_watch
+from turnout.fingerprint.settings import WatchSettings, WatchTarget
 from turnout.fingerprint.store import AlarmRecord, CheckRecord, FingerprintStore
 from turnout.fingerprint.suite import Suite, resolve_suite
 
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.fingerprint")
 
-WATCH_ENV = "TURNOUT_FINGERPRINT_WATCH"  # a YAML file with the watch settings
 FIRST_CHECK_S = 10.0  # after start, when a deployment has never been checked
 
 
@@ -95,18 +93,11 @@ class Watcher:
     def for_gateway(cls, gateway: Gateway, settings: WatchSettings | None = None) -> Watcher | None:
         """A watch over the gateway's own backends, or None when nothing is to be watched.
 
-        Settings come from `settings`, else the config's `fingerprint` section (when the config
-        has one), else the YAML file named by $TURNOUT_FINGERPRINT_WATCH.
+        Settings come from `settings`, else the config's `fingerprint:` section.
         """
         if settings is None:
-            section = getattr(gateway.config, "fingerprint", None)
-            if isinstance(section, WatchSettings):
-                settings = section
-            elif section is not None:
-                settings = parse_watch(section, gateway.config.source)
-            elif os.environ.get(WATCH_ENV):
-                settings = load_watch(os.environ[WATCH_ENV])
-        if settings is None or not settings.enabled:
+            settings = gateway.config.fingerprint
+        if not settings.enabled:
             return None
         deployments = gateway.config.deployments
         return cls(

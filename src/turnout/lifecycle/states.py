@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from turnout.errors import TurnoutError
+
 
 class State(enum.StrEnum):
     RECEIVED = "received"
@@ -88,5 +90,5 @@ TRANSITIONS = {state: (nexts | _ANY_LIVE) for state, nexts in TRANSITIONS.items(
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(TurnoutError, RuntimeError):
     """A transition the table does not allow: always a bug in turnout, never the client's fault."""

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import orjson
 
+from turnout.errors import TurnoutError
 from turnout.lifecycle import patterns
 
 # How long the `pattern`s of a client's schema may take over one answer. They run on the event
@@ -53,7 +54,7 @@ def _schema_error(schema_json: bytes) -> str | None:
     return None
 
 
-class CheckTimeout(Exception):
+class CheckTimeout(TurnoutError):
     """A client's schema took longer to check than an answer may (a pathological pattern)."""
 
 

@@ -28,6 +28,7 @@ from mcp_types import (
 )
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from turnout.errors import TurnoutError
 from turnout.mcp.config import ServerSpec
 
 log = logging.getLogger("turnout.mcp")
@@ -42,7 +43,7 @@ BROAD_CAPABILITIES: dict[str, Any] = {
 }
 
 
-class UpstreamError(Exception):
+class UpstreamError(TurnoutError):
     """The server answered a request with a JSON-RPC error."""
 
     def __init__(self, error: dict[str, Any]):
@@ -50,7 +51,7 @@ class UpstreamError(Exception):
         self.error = error
 
 
-class UpstreamClosed(Exception):
+class UpstreamClosed(TurnoutError):
     """The connection to the server ended before it answered."""
 
 

@@ -22,6 +22,7 @@ from turnout.config import (
     default_config,
     load_config,
 )
+from turnout.errors import TurnoutError
 from turnout.lifecycle.states import TERMINAL
 from turnout.migrate.analysis import RATES, Analysis, GateSettings, analyse
 from turnout.migrate.family import rate_min_pairs
@@ -42,7 +43,7 @@ METRICS = (*RATES, "similarity", "errors", "distance_ratio", "latency_ratio", "c
 _CONDITION = re.compile(r"^([a-z_]+)\s*([<>])\s*([0-9.eE+-]+)$")
 
 
-class _Failed(Exception):
+class _Failed(TurnoutError):
     """A command cannot go on; the message says why."""
 
 

@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from turnout.errors import TurnoutError
 from turnout.store.errors import StoreError
 from turnout.store.read import open_reader
 
 
-class SelectionError(ValueError):
+class SelectionError(TurnoutError, ValueError):
     """The requested sample cannot be drawn; the message says what was wrong."""
 
 

@@ -1,14 +1,14 @@
-"""Model migration on the request path: the canary split and shadow mirroring around the engine."""
+"""Model migration on the request path: the canary split and shadow mirroring, as a layer."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Operation
 from turnout.config import ModelConfig
-from turnout.lifecycle.engine import Engine, Reply, StreamHead
-from turnout.lifecycle.journey import Fleet
+from turnout.layers import Handler, Layer
+from turnout.lifecycle.engine import Reply, StreamHead
 from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog
 
@@ -26,25 +26,30 @@ def candidates(models: Mapping[str, ModelConfig]) -> set[str]:
     return out | {m.canary.deployment for m in models.values() if m.canary is not None}
 
 
-class MigratingEngine(Engine):
-    """The engine, with a model's canary choosing the arm and its shadow mirroring the request."""
+class MigrationLayer(Layer):
+    """A model's canary chooses the arm and its shadow mirrors the request, around any handler."""
 
-    def __init__(self, fleet: Fleet, on_finish: Callable[[Run], None], gateway: Gateway) -> None:
+    def __init__(self, inner: Handler, gateway: Gateway) -> None:
         # Here, not at the top: a gateway without migrations never loads the statistics.
         from turnout.gateway import new_request_id
         from turnout.migrate.canary import Canaries
         from turnout.migrate.shadow import Shadows
 
-        super().__init__(fleet, on_finish)
+        super().__init__(inner)
         models = gateway.config.models
         self.events = EventLog(gateway.config.store.url)
         registry = gateway.metrics.registry
         self.shadows = Shadows(
-            models, fleet, gateway.record_aside, registry, self.events, new_request_id
+            models, gateway.fleet, gateway.record_aside, registry, self.events, new_request_id
         )
         self.canaries = Canaries(models, registry, self.events, gateway.config.store.url)
 
-    def start(self) -> None:
+    @classmethod
+    def for_gateway(cls, inner: Handler, gateway: Gateway) -> MigrationLayer | None:
+        """The layer when some model has a shadow or a canary; None otherwise."""
+        return cls(inner, gateway) if migrating(gateway.config.models) else None
+
+    async def start(self) -> None:
         self.events.open()
         self.shadows.start()
         self.canaries.start()
@@ -53,8 +58,7 @@ class MigratingEngine(Engine):
         await self.shadows.close()
         self.events.close()
 
-    def finish(self, run: Run) -> None:
-        super().finish(run)
+    def observe(self, run: Run) -> None:
         self.canaries.observe(run)
 
     async def complete(
@@ -68,7 +72,7 @@ class MigratingEngine(Engine):
         h = headers or {}
         placed = self.canaries.place(run, model, body, h)
         self.shadows.mirror(run, model, body, op, h)
-        reply = await super().complete(run, placed, body, op, headers)
+        reply = await self.inner.complete(run, placed, body, op, headers)
         self.canaries.label(run, reply.headers)
         return reply
 
@@ -83,7 +87,7 @@ class MigratingEngine(Engine):
         h = headers or {}
         placed = self.canaries.place(run, model, body, h)
         self.shadows.mirror(run, model, body, op, h)
-        events = super().stream(run, placed, body, op, headers)
+        events = self.inner.stream(run, placed, body, op, headers)
         try:
             async for item in events:
                 if isinstance(item, Reply | StreamHead):

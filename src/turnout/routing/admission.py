@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnout.errors import ApiError
+from turnout.errors import ApiError, TurnoutError
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 MAX_MS = 86_400_000  # a day: the longest deadline or latency budget a client may give
@@ -40,7 +40,7 @@ def milliseconds(raw: Any, param: str) -> float:
     return value
 
 
-class Shed(Exception):
+class Shed(TurnoutError):
     def __init__(self, reason: str, retry_after_s: float) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from turnout.backends.base import Operation
-from turnout.errors import ApiError
+from turnout.errors import ApiError, TurnoutError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.server.fields import quote
@@ -55,7 +55,7 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-class _TooLarge(Exception):
+class _TooLarge(TurnoutError):
     pass
 
 

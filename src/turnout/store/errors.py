@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from turnout.errors import TurnoutError
 
-class StoreError(Exception):
+
+class StoreError(TurnoutError):
     """The record store cannot be used; the message names its path."""
 
 
@@ -11,5 +13,5 @@ class NoRecordStore(StoreError, FileNotFoundError):
     """No store at the place named: nothing has been recorded there yet."""
 
 
-class RecordNotFound(LookupError):
+class RecordNotFound(TurnoutError, LookupError):
     """No request with that id (or the prefix names more than one)."""

@@ -14,6 +14,7 @@ import jsonschema
 import orjson
 
 from turnout.backends.base import Failure
+from turnout.errors import TurnoutError
 from turnout.testing.keys import request_key
 
 FORMAT_VERSION = 1
@@ -105,7 +106,7 @@ SCHEMA: dict[str, Any] = {
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
-class CassetteError(ValueError):
+class CassetteError(TurnoutError, ValueError):
     """A cassette file that cannot be replayed as it is; the message names every problem found."""
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from turnout.errors import TurnoutError
+
 
 class FaultKind(enum.StrEnum):
     # model calls: failures the upstream reports
@@ -178,7 +180,7 @@ def parse_fault(text: str) -> Fault:
     return Fault(kind, At(**pos), **opts)
 
 
-class ToolFault(RuntimeError):
+class ToolFault(TurnoutError, RuntimeError):
     """Raised by a tool function that a `tool_exception` fault hit."""
 
 
