@@ -3,18 +3,18 @@ finished run, and starts and closes with the gateway, in order."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from gateway_harness import start_gateway
 from upstream import ScriptedUpstream
 
-from turnout.backends.base import Operation
 from turnout.config import ModelConfig, parse_config
 from turnout.gateway import Gateway
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Reply, StreamHead
+from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.migrate.traffic import MigrationLayer
 
@@ -41,11 +41,9 @@ class Tagging(Layer):
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> Reply:
-        reply = await self.inner.complete(run, model, body, op, headers)
+        reply = await self.inner.complete(run, model, request)
         reply.headers["x-layers"] = f"{self.name},{reply.headers.get('x-layers', '')}".strip(",")
         return reply
 
@@ -53,11 +51,9 @@ class Tagging(Layer):
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
-        async for item in self.inner.stream(run, model, body, op, headers):
+        async for item in self.inner.stream(run, model, request):
             if isinstance(item, StreamHead):
                 item.headers["x-layers"] = self.name
             yield item

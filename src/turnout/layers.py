@@ -8,13 +8,13 @@ the engine (rejected, cancelled, failed) are seen too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
-from turnout.backends.base import Operation
 from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle.engine import Reply, StreamHead
+from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 
 
@@ -29,18 +29,14 @@ class Handler(Protocol):
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> Reply: ...
 
     def stream(
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> AsyncIterator[Reply | StreamHead | bytes]: ...
 
 
@@ -69,18 +65,14 @@ class Layer:
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> Reply:
-        return await self.inner.complete(run, model, body, op, headers)
+        return await self.inner.complete(run, model, request)
 
     def stream(
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
-        return self.inner.stream(run, model, body, op, headers)
+        return self.inner.stream(run, model, request)

@@ -18,6 +18,7 @@ from turnout.fingerprint.settings import PassiveSettings
 from turnout.fingerprint.suite import builtin_suite, load_suite
 from turnout.fingerprint.watch import Watcher
 from turnout.gateway import Gateway
+from turnout.lifecycle.request import Request
 
 WATCH_PROBES = ("ru-city", "ja-city", "zh-city", "choice-c")  # where the two models differ most
 
@@ -164,7 +165,8 @@ def test_passive_monitoring_sees_output_length_shift_in_the_record(tmp_path: Pat
         for i in range(n):
             body = {"model": "local", "prompt": prompts[i % len(prompts)], "max_tokens": 8}
             run = gateway.new_run("local", Operation.COMPLETION, False, body)
-            await gateway.engine.complete(run, gateway.models["local"], body, Operation.COMPLETION)
+            request = Request.from_openai(body, Operation.COMPLETION)
+            await gateway.engine.complete(run, gateway.models["local"], request)
 
     async def scenario() -> None:
         await gateway.start()

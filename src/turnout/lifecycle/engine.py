@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,11 +67,9 @@ class Engine:
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> Reply:
-        j = Journey(self.fleet, run, model, Request.from_openai(body, op, headers))
+        j = Journey(self.fleet, run, model, request)
         try:
             reply = await self._complete(j)
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
@@ -142,13 +140,11 @@ class Engine:
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
         """Yields a Reply (the request failed before any byte), or a StreamHead then bytes."""
-        j = Journey(self.fleet, run, model, Request.from_openai(body, op, headers))
-        relay = Relay(op, j.request.wants_usage)
+        j = Journey(self.fleet, run, model, request)
+        relay = Relay(request.operation, request.wants_usage)
         try:
             async for item in self._stream(j, relay):
                 yield item

@@ -26,6 +26,7 @@ class Request:
     structured: bool = False  # JSON output or tools: what is cut cannot be accepted
     headers: Mapping[str, str] = field(default_factory=dict)
     wire: str = "chat.completions"  # the format it came in, and goes back out, in
+    original: dict[str, Any] = field(default_factory=dict)  # as the client sent it, never changed
 
     @classmethod
     def from_openai(
@@ -45,6 +46,7 @@ class Request:
             structured=operation is Operation.CHAT and is_structured(body),
             headers=headers or {},
             wire="chat.completions" if operation is Operation.CHAT else "completions",
+            original=body,
         )
 
 

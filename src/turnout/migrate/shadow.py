@@ -24,6 +24,7 @@ from turnout.config import ModelConfig
 from turnout.config.schema import ShadowConfig
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog
 from turnout.routing.admission import DEADLINE_HEADER, PRIORITY_HEADER
@@ -195,7 +196,9 @@ class Shadows:
         self, m: _Mirror, shadow: Run, body: dict[str, Any], op: Operation, headers: dict[str, str]
     ) -> None:
         try:
-            reply = await self._engine.complete(shadow, m.model, body, op, headers)
+            reply = await self._engine.complete(
+                shadow, m.model, Request.from_openai(body, op, headers)
+            )
             shadow.http_status = reply.status
         except asyncio.CancelledError:
             pass  # the gateway is closing; the engine recorded `cancelled`

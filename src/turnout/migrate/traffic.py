@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from turnout.backends.base import Operation
 from turnout.config import ModelConfig
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Reply, StreamHead
+from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog
 
@@ -65,14 +65,11 @@ class MigrationLayer(Layer):
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> Reply:
-        h = headers or {}
-        placed = self.canaries.place(run, model, body, h)
-        self.shadows.mirror(run, model, body, op, h)
-        reply = await self.inner.complete(run, placed, body, op, headers)
+        placed = self.canaries.place(run, model, request.original, request.headers)
+        self.shadows.mirror(run, model, request.original, request.operation, request.headers)
+        reply = await self.inner.complete(run, placed, request)
         self.canaries.label(run, reply.headers)
         return reply
 
@@ -80,14 +77,11 @@ class MigrationLayer(Layer):
         self,
         run: Run,
         model: ModelConfig,
-        body: dict[str, Any],
-        op: Operation,
-        headers: Mapping[str, str] | None = None,
+        request: Request,
     ) -> AsyncIterator[Reply | StreamHead | bytes]:
-        h = headers or {}
-        placed = self.canaries.place(run, model, body, h)
-        self.shadows.mirror(run, model, body, op, h)
-        events = self.inner.stream(run, placed, body, op, headers)
+        placed = self.canaries.place(run, model, request.original, request.headers)
+        self.shadows.mirror(run, model, request.original, request.operation, request.headers)
+        events = self.inner.stream(run, placed, request)
         try:
             async for item in events:
                 if isinstance(item, Reply | StreamHead):

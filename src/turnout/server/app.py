@@ -17,6 +17,7 @@ from turnout.backends.base import Operation
 from turnout.errors import ApiError, TurnoutError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
+from turnout.lifecycle.request import Request
 from turnout.server.fields import quote
 from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
@@ -259,14 +260,15 @@ class App:
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
         assert body is not None
+        request = Request.from_openai(body, operation, headers)  # the one typed request
         if stream is True:
-            return await self._stream(run, receive, send, body, operation, rid, headers)
+            return await self._stream(run, receive, send, request, rid)
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, task, gone))
         try:
-            reply = await gw.engine.complete(run, gw.models[run.model], body, operation, headers)
+            reply = await gw.engine.complete(run, gw.models[run.model], request)
         except asyncio.CancelledError:
             if gone.is_set():
                 task.uncancel()
@@ -281,17 +283,15 @@ class App:
         run: Any,
         receive: Receive,
         send: Send,
-        body: dict[str, Any],
-        operation: Operation,
+        request: Request,
         rid: dict[str, str],
-        headers: dict[str, str],
     ) -> None:
         gw = self.gateway
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, task, gone))
-        events = gw.engine.stream(run, gw.models[run.model], body, operation, headers)
+        events = gw.engine.stream(run, gw.models[run.model], request)
         started = False
         try:
             async for item in events:
