@@ -92,7 +92,9 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def cmd_requests(args: argparse.Namespace) -> int:
     from turnout.store.query import list_requests
 
-    rows = list_requests(_store_url(args), limit=args.limit, outcome=args.outcome, model=args.model)
+    rows = list_requests(
+        _store_url(args), limit=args.limit, outcome=args.outcome, model=args.model, key_id=args.key
+    )
     if args.json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
@@ -100,6 +102,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
         "id",
         "started",
         "model",
+        "wire",
         "outcome",
         "status",
         "attempts",
@@ -114,6 +117,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
             r["id"],
             _when(r["started"]),
             r["model"] or "-",
+            r.get("wire") or "-",
             r["outcome"],
             str(r["http_status"] or "-"),
             str(r["attempts"]),
@@ -241,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--limit", type=int, default=20)
             cmd.add_argument("--outcome")
             cmd.add_argument("--model")
+            cmd.add_argument("--key", help="only requests made with this client key id")
         else:
             cmd.add_argument("id", help="request id (or a unique prefix)")
     _register_extensions(sub)

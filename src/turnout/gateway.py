@@ -246,6 +246,7 @@ class Gateway:
             operation=operation.value if operation is Operation.COMPLETION else "chat",
             stream=stream,
             request_body=body,
+            wire="completions" if operation is Operation.COMPLETION else "chat.completions",
         )
 
     def _learn_length(self, run: Run) -> None:

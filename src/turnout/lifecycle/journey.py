@@ -169,6 +169,7 @@ class Journey:
             attrs["sticky_local"] = True
         if self.ticket.tenant != "anonymous":
             attrs["tenant"] = self.ticket.tenant
+            self.run.tenant = self.ticket.tenant
         if self.ticket.claim_ignored is not None:
             attrs["tenant_claim_ignored"] = self.ticket.claim_ignored
         if decision.refusal == "cooling":

@@ -68,6 +68,11 @@ class Run:
     # Model migration: {"shadow_of": id} on a shadow, {"shadow": id} on its primary,
     # {"canary": {...}} on a request the canary split placed.
     migration: dict[str, Any] = field(default_factory=dict)
+    wire: str = "chat.completions"  # the wire format the client spoke
+    key_id: str | None = None  # the client key that authorised it (never the secret)
+    tenant: str | None = None
+    # Request-level facts beyond the columns (the upstream wire format, intent signals, …)
+    attrs: dict[str, Any] = field(default_factory=dict)
     _t0: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:

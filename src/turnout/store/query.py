@@ -14,10 +14,15 @@ __all__ = ["RecordNotFound", "get_request", "list_requests", "recent_attempts"]
 
 
 def list_requests(
-    url: str, *, limit: int = 20, outcome: str | None = None, model: str | None = None
+    url: str,
+    *,
+    limit: int = 20,
+    outcome: str | None = None,
+    model: str | None = None,
+    key_id: str | None = None,
 ) -> list[Request]:
     with open_reader(url) as reader:
-        return reader.requests(limit=limit, outcome=outcome, model=model)
+        return reader.requests(limit=limit, outcome=outcome, model=model, key_id=key_id)
 
 
 def get_request(url: str, request_id: str) -> Request:

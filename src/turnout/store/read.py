@@ -53,7 +53,12 @@ class RecordReader(Protocol):
     # -- `turnout requests` and `turnout trace` ------------------------------------------------
 
     def requests(
-        self, *, limit: int = 20, outcome: str | None = None, model: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        outcome: str | None = None,
+        model: str | None = None,
+        key_id: str | None = None,
     ) -> list[Request]:
         """Newest first, without the bodies, events and attempts."""
         ...

@@ -72,6 +72,10 @@ def _row(run: Run, mode: str) -> tuple[Any, ...]:
         _json(request_body),
         _json(response_body),
         _json(run.migration or None),
+        _text(run.wire),
+        _text(run.key_id) if run.key_id is not None else None,
+        _text(run.tenant) if run.tenant is not None else None,
+        _json(run.attrs or None),
     )
 
 
@@ -102,6 +106,10 @@ def bare_row(run: Run, record_bodies: str, exc: BaseException) -> tuple[Any, ...
         "[]",
         bodies,
         bodies,
+        None,
+        _text(getattr(run, "wire", "")),
+        None,
+        None,
         None,
     )
 

@@ -32,7 +32,11 @@ CREATE TABLE IF NOT EXISTS requests (
     attempt_log TEXT NOT NULL,
     request_body TEXT,
     response_body TEXT,
-    migration TEXT
+    migration TEXT,
+    wire TEXT,
+    key_id TEXT,
+    tenant TEXT,
+    attrs TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_started ON requests (started);
 CREATE INDEX IF NOT EXISTS requests_outcome ON requests (outcome, started);
@@ -41,9 +45,11 @@ CREATE INDEX IF NOT EXISTS requests_model ON requests (model, started);
 COLUMNS = (
     "id, started, ended, model, operation, stream, outcome, http_status, deployments, attempts, "
     "prompt_tokens, completion_tokens, cost_usd, ttft_ms, latency_ms, error, events, attempt_log, "
-    "request_body, response_body, migration"
+    "request_body, response_body, migration, wire, key_id, tenant, attrs"
 )
-INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 21)})"
+INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 25)})"
+# Columns added after the first release: a store written before them gets them on open.
+_ADDED = {"migration": "TEXT", "wire": "TEXT", "key_id": "TEXT", "tenant": "TEXT", "attrs": "TEXT"}
 
 
 def sqlite_path(url: str) -> Path:
@@ -63,8 +69,10 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-    if "migration" not in columns:  # a store written before model migration existed
-        conn.execute("ALTER TABLE requests ADD COLUMN migration TEXT")
+    for name, kind in _ADDED.items():
+        if name not in columns:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+    conn.execute("CREATE INDEX IF NOT EXISTS requests_key ON requests (key_id, started)")
     return conn
 
 

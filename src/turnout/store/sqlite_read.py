@@ -23,6 +23,7 @@ _JSON_COLUMNS = (
     "request_body",
     "response_body",
     "migration",
+    "attrs",
 )
 _SUMMARY = (
     "id, started, model, operation, stream, outcome, http_status, deployments, attempts, "
@@ -86,10 +87,18 @@ class SQLiteReader:
     # -- `turnout requests` and `turnout trace` ------------------------------------------------
 
     def requests(
-        self, *, limit: int = 20, outcome: str | None = None, model: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        outcome: str | None = None,
+        model: str | None = None,
+        key_id: str | None = None,
     ) -> list[Request]:
         where: list[str] = []
         args: list[Any] = []
+        if key_id:
+            where.append("key_id = ?")
+            args.append(key_id)
         if outcome:
             where.append("outcome = ?")
             args.append(outcome)
@@ -97,7 +106,9 @@ class SQLiteReader:
             where.append("model = ?")
             args.append(model)
         migration = "migration" if self._migration else "NULL AS migration"
-        sql = f"SELECT {_SUMMARY}, {migration} FROM requests"
+        known = self._columns("requests")
+        extra = ", ".join(c if c in known else f"NULL AS {c}" for c in ("wire", "key_id", "tenant"))
+        sql = f"SELECT {_SUMMARY}, {migration}, {extra} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC LIMIT ?"
