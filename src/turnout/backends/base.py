@@ -90,6 +90,8 @@ class UpstreamRequest:
     operation: Operation
     body: dict[str, Any]
     request_id: str
+    # Headers every upstream call carries beyond the backend's own (trace context: traceparent).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

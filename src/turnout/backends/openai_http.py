@@ -108,7 +108,7 @@ class OpenAIHTTPBackend:
 
     def _post(self, request: UpstreamRequest, body: dict[str, Any], timeout: float) -> Any:
         assert self._session is not None, "backend not started"
-        headers = dict(self._headers)
+        headers = {**request.headers, **self._headers}
         headers["x-turnout-request-id"] = request.request_id
         return self._session.post(
             self.base_url + _PATHS[request.operation],
