@@ -1,0 +1,1 @@
+"""Client identity and what it may spend: keys, their limits and the counters behind them."""

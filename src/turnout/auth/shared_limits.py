@@ -1,0 +1,552 @@
+"""Key limits shared by gateway replicas through Redis, exact across them.
+
+Each key's sliding log is a sorted set in Redis (member `<id>:<requests>:<tokens>`, scored by
+the admission time on Redis's own clock) with its totals beside it; one Lua script trims,
+checks and reserves, so N replicas together admit exactly the key's limit. Spend per period is
+a float counter next to them; `on_spend` hands every settled cost to the durable record.
+
+Every replica also keeps its own admissions in a local log. **When Redis goes away** it
+enforces alone on that log with each limit divided by the last known number of replicas
+(`floor(limit / replicas)`, at least 1 unless the limit is 0), and lets its share of the budget
+left at the outage be spent (`known + local × replicas < budget`). Replicas are counted by a
+heartbeat: each writes itself every `heartbeat_s` into a sorted set, and one missing for three
+beats is gone. The outage is logged once and `turnout_auth_shared_up` drops to 0; the
+heartbeat keeps trying, and when Redis answers again the replica first writes back what it
+admitted and spent alone (and, if Redis lost its data, its whole log and the spend it knew),
+then goes back to shared. Nothing waits on Redis longer than its socket timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from turnout.auth.limits import (
+    WINDOW_S,
+    AlertHook,
+    KeyLimits,
+    LocalLimits,
+    SpendHook,
+    Verdict,
+    budget_retry,
+    check_counts,
+    period_start,
+    rate_headers,
+)
+
+log = logging.getLogger("turnout.auth.limits")
+
+# KEYS[1] a key's log, KEYS[2] its totals (n requests, tok tokens); ARGV[1] the window in ms.
+# Trims what left the window; locals now, window, n, tok.
+_TRIM = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local window = tonumber(ARGV[1])
+local function parts(m)
+  local r, k = string.match(m, ':(%d+):(%d+)$')
+  return tonumber(r), tonumber(k)
+end
+local n, tok = 0, 0
+local totals = redis.call('HMGET', KEYS[2], 'n', 'tok')
+if totals[1] then
+  n, tok = tonumber(totals[1]), tonumber(totals[2])
+else
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local r, k = parts(m)
+    n, tok = n + r, tok + k
+  end
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
+for _, m in ipairs(gone) do
+  local r, k = parts(m)
+  n, tok = n - r, tok - k
+end
+local function save()
+  redis.call('HSET', KEYS[2], 'n', n, 'tok', tok)
+  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  save()
+end
+"""
+
+# KEYS[3] spend; ARGV rpm, tpm, predicted, member, budget (-1: none) → reason, n, tok,
+# retry ms (-1: never), ms until no request / no token is left in the window, spend.
+_ADMIT = (
+    _TRIM
+    + """
+local rpm, tpm, predicted = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget = tonumber(ARGV[6])
+local spend = redis.call('GET', KEYS[3]) or '0'
+local function freed_in(excess, tokens)
+  local freed, start = 0, 0
+  while true do
+    local batch = redis.call('ZRANGE', KEYS[1], start, start + 63, 'WITHSCORES')
+    if #batch == 0 then return -1 end
+    for i = 1, #batch, 2 do
+      local r, k = parts(batch[i])
+      if tokens then freed = freed + k else freed = freed + r end
+      if freed >= excess then return tonumber(batch[i + 1]) + window - now end
+    end
+    start = start + 64
+  end
+end
+local reason, retry = '', -1
+if budget >= 0 and tonumber(spend) >= budget then
+  reason = 'budget'
+elseif rpm >= 0 and n + 1 > rpm then
+  reason, retry = 'rpm', freed_in(n + 1 - rpm, false)
+elseif tpm >= 0 and tok + predicted > tpm then
+  reason, retry = 'tpm', freed_in(tok + predicted - tpm, true)
+elseif rpm >= 0 or tpm >= 0 then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  n, tok = n + 1, tok + predicted
+  save()
+end
+local reset_n, reset_tok, start = 0, 0, 0
+while reset_n == 0 or reset_tok == 0 do
+  local batch = redis.call('ZREVRANGE', KEYS[1], start, start + 15, 'WITHSCORES')
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local r, k = parts(batch[i])
+    local left = tonumber(batch[i + 1]) + window - now
+    if reset_n == 0 and r > 0 then reset_n = left end
+    if reset_tok == 0 and k > 0 then reset_tok = left end
+  end
+  start = start + 16
+end
+return {reason, n, tok, retry, reset_n, reset_tok, spend}
+"""
+)
+
+# KEYS[3] spend, KEYS[4] the soft-budget flag; ARGV stored member ('' none), its corrected
+# name, a tokens-only name ('' not windowed), real tokens, predicted, cost, spend ttl ms
+# (-1 none), soft budget usd (-1 none) → spend, 1 if this settle crossed the soft budget first.
+_SETTLE = (
+    _TRIM
+    + """
+local real, predicted = tonumber(ARGV[5]), tonumber(ARGV[6])
+local score = false
+if ARGV[2] ~= '' then score = redis.call('ZSCORE', KEYS[1], ARGV[2]) end
+if score then
+  local _, k = parts(ARGV[2])
+  if k ~= real then
+    redis.call('ZREM', KEYS[1], ARGV[2])
+    redis.call('ZADD', KEYS[1], score, ARGV[3])
+    tok = tok + real - k
+    save()
+  end
+elseif ARGV[4] ~= '' and real > predicted then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  tok = tok + real - predicted
+  save()
+end
+local spend = redis.call('GET', KEYS[3]) or '0'
+local ttl, alert = tonumber(ARGV[8]), 0
+if tonumber(ARGV[7]) > 0 then
+  spend = redis.call('INCRBYFLOAT', KEYS[3], ARGV[7])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+local soft = tonumber(ARGV[9])
+if soft >= 0 and tonumber(spend) >= soft then
+  local set
+  if ttl > 0 then set = redis.call('SET', KEYS[4], '1', 'NX', 'PX', ttl)
+  else set = redis.call('SET', KEYS[4], '1', 'NX') end
+  if set then alert = 1 end
+end
+return {spend, alert}
+"""
+)
+
+# ARGV[2…] triples (age ms, member, the member it replaces or ''): entries written back.
+_RESTORE = (
+    _TRIM
+    + """
+for i = 2, #ARGV, 3 do
+  local at = now - tonumber(ARGV[i])
+  if ARGV[i + 2] ~= '' then
+    local old = redis.call('ZSCORE', KEYS[1], ARGV[i + 2])
+    if old then
+      local r, k = parts(ARGV[i + 2])
+      redis.call('ZREM', KEYS[1], ARGV[i + 2])
+      n, tok, at = n - r, tok - k, tonumber(old)
+    end
+  end
+  if at > now - window and redis.call('ZADD', KEYS[1], 'NX', at, ARGV[i + 1]) == 1 then
+    local r, k = parts(ARGV[i + 1])
+    n, tok = n + r, tok + k
+  end
+end
+save()
+return n
+"""
+)
+
+# KEYS[1] a spend counter; ARGV what it was known to hold at least, spend not yet added, ttl.
+_RESTORE_SPEND = """
+local spend = tonumber(redis.call('GET', KEYS[1]) or '0')
+if spend < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[2]) > 0 then redis.call('INCRBYFLOAT', KEYS[1], ARGV[2]) end
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+
+# KEYS[1] replicas, KEYS[2] the data epoch; ARGV this replica, ttl ms, an epoch if none
+# → replicas alive, the epoch (new when Redis lost its data).
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('SET', KEYS[2], ARGV[3], 'NX')
+return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2])}
+"""
+
+_SCRIPTS = {"admit": _ADMIT, "settle": _SETTLE, "restore": _RESTORE,
+            "restore_spend": _RESTORE_SPEND, "heartbeat": _HEARTBEAT}  # fmt: skip
+
+
+def _divided(limit: int | None, replicas: int) -> int | None:
+    if limit is None or limit == 0:
+        return limit
+    return max(1, limit // replicas)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class SharedLimits:
+    def __init__(
+        self,
+        redis_url: str,
+        registry: CollectorRegistry | None = None,
+        *,
+        window_s: float = WINDOW_S,
+        heartbeat_s: float = 1.0,
+        prefix: str = "turnout:",
+        on_spend: SpendHook | None = None,
+        on_alert: AlertHook | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.window_s = window_s
+        self.heartbeat_s = heartbeat_s
+        self.prefix = prefix
+        self.on_spend = on_spend
+        self.on_alert = on_alert
+        self.replica = os.urandom(6).hex()
+        self.replicas = 1  # alive at the last heartbeat, this one included
+        self.up = False
+        self.local = LocalLimits(window_s=window_s)  # this replica's own admissions and spend
+        self._ids = itertools.count(1)
+        self._unsent: dict[tuple[str, float], tuple[float, float | None]] = {}  # usd, period
+        self._floors: dict[tuple[str, float], float] = {}  # spend Redis held before it lost it
+        self._epoch: bytes | None = None
+        self._warned = False
+        self._redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._beat: asyncio.Task[None] | None = None
+        self.gauge_up = Gauge(
+            "turnout_auth_shared_up",
+            "1 while key limits are shared through Redis, 0 while this gateway enforces alone",
+            registry=registry,
+        )
+        self.gauge_replicas = Gauge(
+            "turnout_auth_shared_replicas",
+            "Gateway replicas sharing key limits at the last heartbeat (divides them when alone)",
+            registry=registry,
+        )
+        self.gauge_up.set(0)
+        self.gauge_replicas.set(1)
+
+    # -- life ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(
+            self.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        for name, body in _SCRIPTS.items():
+            self._scripts[name] = self._redis.register_script(body)
+        await self._heartbeat()
+        self._beat = asyncio.create_task(self._beating())
+
+    async def close(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+        if self._redis is not None:
+            if self.up:
+                with contextlib.suppress(Exception):  # it drops out of the count by itself
+                    await self._redis.zrem(self._key("replicas"), self.replica)
+            await self._redis.aclose()
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        try:
+            alive, epoch = await self._scripts["heartbeat"](
+                keys=[self._key("replicas"), self._key("epoch")],
+                args=[self.replica, _ms(3 * self.heartbeat_s), os.urandom(8).hex()],
+            )
+            if epoch != self._epoch:  # a new Redis, or one that lost its data
+                self._forget_stored()
+            self.replicas = max(1, int(alive))
+            self.gauge_replicas.set(self.replicas)
+            await self._write_back()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._down("heartbeat", exc)
+            return
+        self._epoch = epoch
+        if not self.up:
+            log.info(
+                "key limits shared through Redis at %s with %d replicas", self._where, self.replicas
+            )
+            self._warned = False
+        self.up = True
+        self.gauge_up.set(1)
+
+    def _down(self, operation: str, exc: BaseException) -> None:
+        if not self._warned:
+            log.warning(
+                "key limits: Redis at %s failed (%s: %s); enforcing alone with limits divided "
+                "by %d replicas until it is back",
+                self._where,
+                operation,
+                type(exc).__name__,
+                self.replicas,
+            )
+            self._warned = True
+        self.up = False
+        self.gauge_up.set(0)
+
+    @property
+    def _where(self) -> str:
+        return self.redis_url.split("@")[-1]  # never a password in the log
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + "limits:" + ":".join(parts)
+
+    def _keys(self, key_id: str) -> list[str]:
+        tag = "{" + key_id + "}"  # one hash slot per key
+        return [self._key(tag, "log"), self._key(tag, "totals")]
+
+    def _spend_key(self, key_id: str, start: float, kind: str = "spend") -> str:
+        return self._key("{" + key_id + "}", kind, repr(start))
+
+    def _member(self, entry_id: str, requests: int, tokens: int) -> str:
+        return f"{entry_id}:{requests}:{tokens}"
+
+    # -- admit -----------------------------------------------------------------------------
+
+    async def admit(self, limits: KeyLimits, predicted_tokens: int) -> Verdict:
+        check_counts(predicted_tokens)
+        if not limits.windowed and limits.budget_usd is None:
+            return Verdict(True, None, None, {})
+        if self.up:
+            entry_id = f"{self.replica}-{next(self._ids)}"
+            member = self._member(entry_id, 1, predicted_tokens)
+            wall = time.time()
+            start = period_start(limits.budget_period_s, wall)
+            try:
+                reason, n, tok, retry, reset_n, reset_tok, spend = await self._scripts["admit"](
+                    keys=[*self._keys(limits.key_id), self._spend_key(limits.key_id, start)],
+                    args=[
+                        _ms(self.window_s),
+                        _limit(limits.rpm),
+                        _limit(limits.tpm),
+                        predicted_tokens,
+                        member,
+                        _limit(limits.budget_usd),
+                    ],
+                )
+            except Exception as exc:
+                self._down("admit", exc)
+            else:
+                self.local.spend.set(limits.key_id, limits.budget_period_s, start, float(spend))
+                headers = rate_headers(limits, int(n), int(tok), reset_n / 1000, reset_tok / 1000)
+                if reason == b"budget":
+                    return Verdict(False, "budget", budget_retry(limits, wall), headers)
+                if reason:
+                    after = None if retry < 0 else retry / 1000
+                    return Verdict(False, reason.decode(), after, headers)
+                if limits.windowed:
+                    entry = self.local.record(limits, predicted_tokens)
+                    entry.member = entry.stored = member
+                return Verdict(True, None, None, headers)
+        return self._admit_alone(limits, predicted_tokens)
+
+    def _admit_alone(self, limits: KeyLimits, predicted_tokens: int) -> Verdict:
+        share = dataclasses.replace(
+            limits, rpm=_divided(limits.rpm, self.replicas), tpm=_divided(limits.tpm, self.replicas)
+        )
+        wall = time.time()
+        start = period_start(limits.budget_period_s, wall)
+        spent = self.local.spend.get(limits.key_id, limits.budget_period_s, wall)
+        alone = self._unsent.get((limits.key_id, start), (0.0, None))[0]
+        verdict = self.local.admit_now(
+            share, predicted_tokens, spent_usd=spent + alone * (self.replicas - 1)
+        )
+        if verdict.ok and limits.windowed:
+            entry = self.local.window(limits.key_id).entries[-1]
+            entry.member = self._member(f"{self.replica}-{next(self._ids)}", 1, predicted_tokens)
+        return verdict
+
+    # -- settle ----------------------------------------------------------------------------
+
+    async def settle(
+        self, limits: KeyLimits, predicted_tokens: int, tokens: int, cost_usd: float
+    ) -> None:
+        check_counts(predicted_tokens, tokens, cost_usd)
+        entry, extra = self.local.correct(limits, predicted_tokens, tokens)
+        corrected = stored = extra_name = ""
+        if entry is not None and entry.member is not None:
+            entry_id = entry.member.split(":", 1)[0]
+            corrected = self._member(entry_id, 1, tokens)
+            stored = entry.stored or ""
+            extra_name = self._member(entry_id + "+", 0, tokens - predicted_tokens)
+            if entry.tokens == tokens:  # still in this replica's window
+                entry.member = corrected
+        elif limits.windowed:
+            extra_name = self._member(
+                f"{self.replica}-{next(self._ids)}+", 0, tokens - predicted_tokens
+            )
+        if extra is not None:
+            extra.member = extra_name
+        wall = time.time()
+        start = period_start(limits.budget_period_s, wall)
+        windows = limits.windowed and tokens != predicted_tokens
+        if self.up and (windows or cost_usd > 0):
+            soft = -1.0
+            if limits.alert_at is not None and limits.budget_usd is not None:
+                soft = limits.alert_at * limits.budget_usd
+            try:
+                spend, alert = await self._scripts["settle"](
+                    keys=[
+                        *self._keys(limits.key_id),
+                        self._spend_key(limits.key_id, start),
+                        self._spend_key(limits.key_id, start, "alerted"),
+                    ],
+                    args=[
+                        _ms(self.window_s),
+                        stored,
+                        corrected,
+                        extra_name,
+                        tokens,
+                        predicted_tokens,
+                        repr(cost_usd),
+                        self._spend_ttl_ms(limits),
+                        soft,
+                    ],
+                )
+            except Exception as exc:
+                self._down("settle", exc)
+            else:
+                if entry is not None and stored:
+                    entry.stored = entry.member = corrected
+                if extra is not None:
+                    extra.stored = extra_name
+                self._spent(limits, start, cost_usd, float(spend), bool(alert))
+                return
+        if cost_usd > 0:
+            usd, _ = self._unsent.get((limits.key_id, start), (0.0, None))
+            self._unsent[(limits.key_id, start)] = (usd + cost_usd, limits.budget_period_s)
+            spent = self.local.spend.add(limits.key_id, limits.budget_period_s, start, cost_usd)
+            self._spent(
+                limits, start, cost_usd, spent, self.local.spend.first_alert(limits, start, spent)
+            )
+
+    def _spent(
+        self, limits: KeyLimits, start: float, cost_usd: float, spent: float, alert: bool
+    ) -> None:
+        self.local.spend.set(limits.key_id, limits.budget_period_s, start, spent)
+        if cost_usd > 0 and self.on_spend is not None:
+            self.on_spend(limits.key_id, start, cost_usd)
+        if alert and self.on_alert is not None and limits.budget_usd is not None:
+            self.on_alert(limits.key_id, start, spent, limits.budget_usd)
+
+    def _spend_ttl_ms(self, limits: KeyLimits) -> int:
+        if limits.budget_period_s is None:
+            return -1
+        return _ms(limits.budget_period_s + 3600)  # an hour past its period's end at most
+
+    def spent_usd(self, key_id: str) -> float:
+        return self.local.spend.now(key_id, time.time())
+
+    async def seed_spend(self, limits: KeyLimits, start: float, usd: float) -> None:
+        """What the durable record says the key spent in the period from `start`: Redis's
+        counter is raised to it if lower (after Redis lost its data, say)."""
+        self.local.seed_spend(limits, start, usd)
+        if self.up:
+            try:
+                await self._scripts["restore_spend"](
+                    keys=[self._spend_key(limits.key_id, start)],
+                    args=[repr(usd), 0, self._spend_ttl_ms(limits)],
+                )
+            except Exception as exc:
+                self._down("seed", exc)
+
+    # -- back to shared --------------------------------------------------------------------
+
+    def _forget_stored(self) -> None:
+        for window in self.local.windows.values():
+            for entry in window.entries:
+                entry.stored = None
+        for key_id, period_s, start, usd in self.local.spend.known():
+            alone = self._unsent.get((key_id, start), (0.0, None))[0]
+            self._unsent[(key_id, start)] = (alone, period_s)
+            self._floors[(key_id, start)] = usd - alone
+
+    async def _write_back(self) -> None:
+        """Write into Redis what this replica admitted and spent while it could not."""
+        while True:
+            now = self.local.clock()
+            todo = []
+            for key_id, window in list(self.local.windows.items()):
+                window.expire(now, self.window_s)
+                stale = [e for e in window.entries if e.member is not None and e.member != e.stored]
+                if stale:
+                    todo.append((key_id, stale))
+            spends = list(self._unsent.items())
+            if not todo and not spends:
+                return
+            for key_id, stale in todo:
+                sent = [(e, e.member) for e in stale]  # a settle may rename one meanwhile
+                args: list[Any] = [_ms(self.window_s)]
+                for e, member in sent:
+                    args += [_ms(now - e.at), member, e.stored or ""]
+                await self._scripts["restore"](keys=self._keys(key_id), args=args)
+                for e, member in sent:
+                    e.stored = member
+            for (key_id, start), (usd, period_s) in spends:
+                floor = self._floors.pop((key_id, start), 0.0)
+                ttl = -1 if period_s is None else _ms(period_s + 3600)
+                await self._scripts["restore_spend"](
+                    keys=[self._spend_key(key_id, start)], args=[repr(floor), repr(usd), ttl]
+                )
+                left = self._unsent.get((key_id, start), (0.0, None))[0] - usd
+                if left > 1e-12:
+                    self._unsent[(key_id, start)] = (left, period_s)
+                else:
+                    self._unsent.pop((key_id, start), None)
+
+
+def _limit(value: float | None) -> float:
+    return -1 if value is None else value
