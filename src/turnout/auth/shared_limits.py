@@ -129,9 +129,10 @@ return {reason, n, tok, retry, reset_n, reset_tok, spend}
 """
 )
 
-# KEYS[3] spend, KEYS[4] the soft-budget flag; ARGV stored member ('' none), its corrected
-# name, a tokens-only name ('' not windowed), real tokens, predicted, cost, spend ttl ms
-# (-1 none), soft budget usd (-1 none) → spend, 1 if this settle crossed the soft budget first.
+# KEYS[3] spend, KEYS[4] the soft-budget flag, KEYS[5] this settle's mark; ARGV stored member
+# ('' none), its corrected name, a tokens-only name ('' not windowed), real tokens, predicted,
+# cost, spend ttl ms (-1 none), soft budget usd (-1 none) → spend, 1 if this settle crossed the
+# soft budget first. The mark makes a settle count once when it is sent again after a timeout.
 _SETTLE = (
     _TRIM
     + """
@@ -153,7 +154,7 @@ elseif ARGV[4] ~= '' and real > predicted then
 end
 local spend = redis.call('GET', KEYS[3]) or '0'
 local ttl, alert = tonumber(ARGV[8]), 0
-if tonumber(ARGV[7]) > 0 then
+if tonumber(ARGV[7]) > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', MARK_MS) then
   spend = redis.call('INCRBYFLOAT', KEYS[3], ARGV[7])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
@@ -192,11 +193,14 @@ return n
 """
 )
 
-# KEYS[1] a spend counter; ARGV what it was known to hold at least, spend not yet added, ttl.
+# KEYS[1] a spend counter, KEYS[2] the settle's mark (if one); ARGV what the counter was known
+# to hold at least, a settle's cost not yet added, ttl ms.
 _RESTORE_SPEND = """
 local spend = tonumber(redis.call('GET', KEYS[1]) or '0')
 if spend < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-if tonumber(ARGV[2]) > 0 then redis.call('INCRBYFLOAT', KEYS[1], ARGV[2]) end
+if #KEYS > 1 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', MARK_MS) then
+  redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
@@ -212,8 +216,12 @@ redis.call('SET', KEYS[2], ARGV[3], 'NX')
 return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2])}
 """
 
-_SCRIPTS = {"admit": _ADMIT, "settle": _SETTLE, "restore": _RESTORE,
-            "restore_spend": _RESTORE_SPEND, "heartbeat": _HEARTBEAT}  # fmt: skip
+_MARK_MS = 3_600_000  # a settle sent again within the hour counts once
+_SCRIPTS = {
+    name: body.replace("MARK_MS", str(_MARK_MS))
+    for name, body in [("admit", _ADMIT), ("settle", _SETTLE), ("restore", _RESTORE),
+                       ("restore_spend", _RESTORE_SPEND), ("heartbeat", _HEARTBEAT)]
+}  # fmt: skip
 
 
 def _divided(limit: int | None, replicas: int) -> int | None:
@@ -239,6 +247,7 @@ class SharedLimits:
         on_alert: AlertHook | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.registry = registry
         self.window_s = window_s
         self.heartbeat_s = heartbeat_s
         self.prefix = prefix
@@ -249,8 +258,10 @@ class SharedLimits:
         self.up = False
         self.local = LocalLimits(window_s=window_s)  # this replica's own admissions and spend
         self._ids = itertools.count(1)
-        self._unsent: dict[tuple[str, float], tuple[float, float | None]] = {}  # usd, period
-        self._floors: dict[tuple[str, float], float] = {}  # spend Redis held before it lost it
+        # settles Redis has not counted, by their id: key id, period start, period_s, usd
+        self._unsent: dict[str, tuple[str, float, float | None, float]] = {}
+        # what Redis held of a key's spend before it lost it: usd, period_s
+        self._floors: dict[tuple[str, float], tuple[float, float | None]] = {}
         self._epoch: bytes | None = None
         self._warned = False
         self._redis: Any = None
@@ -361,8 +372,7 @@ class SharedLimits:
         if not limits.windowed and limits.budget_usd is None:
             return Verdict(True, None, None, {})
         if self.up:
-            entry_id = f"{self.replica}-{next(self._ids)}"
-            member = self._member(entry_id, 1, predicted_tokens)
+            member = self._member(self._new_id(), 1, predicted_tokens)
             wall = time.time()
             start = period_start(limits.budget_period_s, wall)
             try:
@@ -391,23 +401,32 @@ class SharedLimits:
                     entry = self.local.record(limits, predicted_tokens)
                     entry.member = entry.stored = member
                 return Verdict(True, None, None, headers)
-        return self._admit_alone(limits, predicted_tokens)
+            return self._admit_alone(limits, predicted_tokens, member)
+        return self._admit_alone(limits, predicted_tokens, None)
 
-    def _admit_alone(self, limits: KeyLimits, predicted_tokens: int) -> Verdict:
+    def _admit_alone(self, limits: KeyLimits, predicted_tokens: int, member: str | None) -> Verdict:
+        """Admit on this replica's own log with its share of the limits. `member` names the
+        entry as a timed-out attempt may have written it, so writing it back counts it once."""
         share = dataclasses.replace(
             limits, rpm=_divided(limits.rpm, self.replicas), tpm=_divided(limits.tpm, self.replicas)
         )
         wall = time.time()
         start = period_start(limits.budget_period_s, wall)
         spent = self.local.spend.get(limits.key_id, limits.budget_period_s, wall)
-        alone = self._unsent.get((limits.key_id, start), (0.0, None))[0]
+        alone = self._alone_usd(limits.key_id, start)
         verdict = self.local.admit_now(
             share, predicted_tokens, spent_usd=spent + alone * (self.replicas - 1)
         )
         if verdict.ok and limits.windowed:
             entry = self.local.window(limits.key_id).entries[-1]
-            entry.member = self._member(f"{self.replica}-{next(self._ids)}", 1, predicted_tokens)
+            entry.member = member or self._member(self._new_id(), 1, predicted_tokens)
         return verdict
+
+    def _new_id(self) -> str:
+        return f"{self.replica}-{next(self._ids)}"
+
+    def _alone_usd(self, key_id: str, start: float) -> float:
+        return sum(u[3] for u in self._unsent.values() if u[0] == key_id and u[1] == start)
 
     # -- settle ----------------------------------------------------------------------------
 
@@ -425,14 +444,13 @@ class SharedLimits:
             if entry.tokens == tokens:  # still in this replica's window
                 entry.member = corrected
         elif limits.windowed:
-            extra_name = self._member(
-                f"{self.replica}-{next(self._ids)}+", 0, tokens - predicted_tokens
-            )
+            extra_name = self._member(self._new_id() + "+", 0, tokens - predicted_tokens)
         if extra is not None:
             extra.member = extra_name
         wall = time.time()
         start = period_start(limits.budget_period_s, wall)
         windows = limits.windowed and tokens != predicted_tokens
+        settle_id = self._new_id()
         if self.up and (windows or cost_usd > 0):
             soft = -1.0
             if limits.alert_at is not None and limits.budget_usd is not None:
@@ -443,6 +461,7 @@ class SharedLimits:
                         *self._keys(limits.key_id),
                         self._spend_key(limits.key_id, start),
                         self._spend_key(limits.key_id, start, "alerted"),
+                        self._settled_key(limits.key_id, settle_id),
                     ],
                     args=[
                         _ms(self.window_s),
@@ -466,8 +485,7 @@ class SharedLimits:
                 self._spent(limits, start, cost_usd, float(spend), bool(alert))
                 return
         if cost_usd > 0:
-            usd, _ = self._unsent.get((limits.key_id, start), (0.0, None))
-            self._unsent[(limits.key_id, start)] = (usd + cost_usd, limits.budget_period_s)
+            self._unsent[settle_id] = (limits.key_id, start, limits.budget_period_s, cost_usd)
             spent = self.local.spend.add(limits.key_id, limits.budget_period_s, start, cost_usd)
             self._spent(
                 limits, start, cost_usd, spent, self.local.spend.first_alert(limits, start, spent)
@@ -483,9 +501,10 @@ class SharedLimits:
             self.on_alert(limits.key_id, start, spent, limits.budget_usd)
 
     def _spend_ttl_ms(self, limits: KeyLimits) -> int:
-        if limits.budget_period_s is None:
-            return -1
-        return _ms(limits.budget_period_s + 3600)  # an hour past its period's end at most
+        return _spend_ttl_ms(limits.budget_period_s)
+
+    def _settled_key(self, key_id: str, settle_id: str) -> str:
+        return self._key("{" + key_id + "}", "settled", settle_id)
 
     def spent_usd(self, key_id: str) -> float:
         return self.local.spend.now(key_id, time.time())
@@ -510,9 +529,7 @@ class SharedLimits:
             for entry in window.entries:
                 entry.stored = None
         for key_id, period_s, start, usd in self.local.spend.known():
-            alone = self._unsent.get((key_id, start), (0.0, None))[0]
-            self._unsent[(key_id, start)] = (alone, period_s)
-            self._floors[(key_id, start)] = usd - alone
+            self._floors[(key_id, start)] = (usd - self._alone_usd(key_id, start), period_s)
 
     async def _write_back(self) -> None:
         """Write into Redis what this replica admitted and spent while it could not."""
@@ -524,8 +541,8 @@ class SharedLimits:
                 stale = [e for e in window.entries if e.member is not None and e.member != e.stored]
                 if stale:
                     todo.append((key_id, stale))
-            spends = list(self._unsent.items())
-            if not todo and not spends:
+            floors, unsent = list(self._floors.items()), list(self._unsent.items())
+            if not todo and not floors and not unsent:
                 return
             for key_id, stale in todo:
                 sent = [(e, e.member) for e in stale]  # a settle may rename one meanwhile
@@ -535,17 +552,23 @@ class SharedLimits:
                 await self._scripts["restore"](keys=self._keys(key_id), args=args)
                 for e, member in sent:
                     e.stored = member
-            for (key_id, start), (usd, period_s) in spends:
-                floor = self._floors.pop((key_id, start), 0.0)
-                ttl = -1 if period_s is None else _ms(period_s + 3600)
+            for (key_id, start), (usd, period_s) in floors:  # before what is added to them
                 await self._scripts["restore_spend"](
-                    keys=[self._spend_key(key_id, start)], args=[repr(floor), repr(usd), ttl]
+                    keys=[self._spend_key(key_id, start)],
+                    args=[repr(usd), 0, _spend_ttl_ms(period_s)],
                 )
-                left = self._unsent.get((key_id, start), (0.0, None))[0] - usd
-                if left > 1e-12:
-                    self._unsent[(key_id, start)] = (left, period_s)
-                else:
-                    self._unsent.pop((key_id, start), None)
+                self._floors.pop((key_id, start), None)
+            for settle_id, (key_id, start, period_s, usd) in unsent:
+                await self._scripts["restore_spend"](
+                    keys=[self._spend_key(key_id, start), self._settled_key(key_id, settle_id)],
+                    args=[0, repr(usd), _spend_ttl_ms(period_s)],
+                )
+                self._unsent.pop(settle_id, None)
+
+
+def _spend_ttl_ms(period_s: float | None) -> int:
+    """A spend counter lives an hour past its period's end; one that never resets, forever."""
+    return -1 if period_s is None else _ms(period_s + 3600)
 
 
 def _limit(value: float | None) -> float:
