@@ -34,7 +34,7 @@ async def replicas(url: str, n: int, **options: Any) -> AsyncIterator[list[Share
     try:
         for r in started:
             await r.start()
-        await until(lambda: all(r.replicas == n for r in started))
+        await until(lambda: all(r.replicas >= n for r in started))
         yield started
     finally:
         for r in started:
@@ -233,3 +233,22 @@ def test_admissions_made_alone_are_not_counted_twice_when_redis_kept_its_data(
         asyncio.run(scenario())
     finally:
         control.close()
+
+
+def test_spend_survives_redis_losing_its_data(server: RedisServer, tmp_path: Path) -> None:
+    key = limits(budget_usd=0.8)
+
+    async def scenario() -> None:
+        async with replicas(server.url, 2) as (a, b):
+            assert (await a.admit(key, 0)).ok
+            await a.settle(key, 0, 0, 0.8)
+            server.stop()
+            back = RedisServer(tmp_path / "redis-again", port=server.port)  # empty
+            try:
+                await until(lambda: a.up and b.up and a._epoch == b._epoch)
+                async with replicas(server.url, 1) as (fresh,):  # knew nothing before
+                    assert (await fresh.admit(key, 0)).reason == "budget"
+            finally:
+                back.stop()
+
+    asyncio.run(scenario())
