@@ -312,47 +312,57 @@ class LocalLimits:
         if usd > self.spend.get(limits.key_id, limits.budget_period_s, wall):
             self.spend.set(limits.key_id, limits.budget_period_s, start, usd)
 
-    def window(self, key_id: str) -> Window:
+    def window(self, key_id: str, now: float | None = None) -> Window:
+        """A key's window, with what has left it gone."""
         window = self.windows.get(key_id)
         if window is None:
             window = self.windows[key_id] = Window()
-        window.expire(self.clock(), self.window_s)
+        window.expire(self.clock() if now is None else now, self.window_s)
         return window
 
-    def admit_now(
+    def admit_now(self, limits: KeyLimits, predicted_tokens: int) -> Verdict:
+        """`admit` without awaiting."""
+        return self.admit_entry(limits, predicted_tokens)[0]
+
+    def admit_entry(
         self, limits: KeyLimits, predicted_tokens: int, *, spent_usd: float | None = None
-    ) -> Verdict:
-        """`admit` without awaiting; `spent_usd` replaces the spend this process knows."""
+    ) -> tuple[Verdict, Entry | None]:
+        """The verdict, and the entry an admission took in the window; `spent_usd` replaces
+        the spend this process knows."""
         check_counts(predicted_tokens)
-        wall = self.wall()
-        spent = self.spend.get(limits.key_id, limits.budget_period_s, wall)
-        if spent_usd is not None:
-            spent = spent_usd
-        if limits.budget_usd is not None and spent >= limits.budget_usd:
-            return Verdict(False, "budget", budget_retry(limits, wall), self.headers(limits))
-        if not limits.windowed:
-            return Verdict(True, None, None, {})
         now = self.clock()
-        window = self.window(limits.key_id)
+        window = self.window(limits.key_id, now) if limits.windowed else None
+        if limits.budget_usd is not None:
+            wall = self.wall()
+            spent = self.spend.get(limits.key_id, limits.budget_period_s, wall)
+            if spent_usd is not None:
+                spent = spent_usd
+            if spent >= limits.budget_usd:
+                retry = budget_retry(limits, wall)
+                return Verdict(False, "budget", retry, self._headers(limits, window, now)), None
+        if window is None:
+            return Verdict(True, None, None, {}), None
         refusal = window.refusal(limits.rpm, limits.tpm, predicted_tokens, now, self.window_s)
         if refusal is not None:
-            return Verdict(False, refusal[0], refusal[1], self.headers(limits))
-        self.record(limits, predicted_tokens)
-        return Verdict(True, None, None, self.headers(limits))
+            return Verdict(False, *refusal, self._headers(limits, window, now)), None
+        entry = self._record(window, limits.key_id, predicted_tokens, now)
+        return Verdict(True, None, None, self._headers(limits, window, now)), entry
 
     def record(self, limits: KeyLimits, predicted_tokens: int) -> Entry:
-        """Count an admission (decided here or elsewhere) in this process's window."""
+        """Count an admission decided elsewhere in this process's window."""
         now = self.clock()
-        entry = self.window(limits.key_id).add(now, 1, predicted_tokens)
+        return self._record(self.window(limits.key_id, now), limits.key_id, predicted_tokens, now)
+
+    def _record(self, window: Window, key_id: str, predicted_tokens: int, now: float) -> Entry:
+        entry = window.add(now, 1, predicted_tokens)
         forget = now - _FORGET_AFTER_WINDOWS * self.window_s
-        self.pending.push(limits.key_id, predicted_tokens, entry, forget)
+        self.pending.push(key_id, predicted_tokens, entry, forget)
         return entry
 
-    def headers(self, limits: KeyLimits) -> dict[str, str]:
-        if not limits.windowed:
+    def _headers(self, limits: KeyLimits, window: Window | None, now: float) -> dict[str, str]:
+        if window is None:
             return {}
-        window = self.window(limits.key_id)
-        reset = window.reset_in(self.clock(), self.window_s)
+        reset = window.reset_in(now, self.window_s)
         return rate_headers(limits, window.requests, window.tokens, *reset)
 
     def correct(
@@ -363,8 +373,9 @@ class LocalLimits:
         entry = self.pending.pop(limits.key_id, predicted_tokens)
         if not limits.windowed:
             return entry, None
-        window = self.window(limits.key_id)
-        return entry, window.correct(entry, tokens, predicted_tokens, self.clock(), self.window_s)
+        now = self.clock()
+        window = self.window(limits.key_id, now)
+        return entry, window.correct(entry, tokens, predicted_tokens, now, self.window_s)
 
     def settle_now(
         self, limits: KeyLimits, predicted_tokens: int, tokens: int, cost_usd: float

@@ -216,6 +216,8 @@ redis.call('SET', KEYS[2], ARGV[3], 'NX')
 return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2])}
 """
 
+_CONNECTIONS = 8  # to Redis, per replica
+_POOL_WAIT_S = 2.0  # for a free connection, before this replica enforces alone
 _MARK_MS = 3_600_000  # a settle sent again within the hour counts once
 _SCRIPTS = {
     name: body.replace("MARK_MS", str(_MARK_MS))
@@ -285,9 +287,16 @@ class SharedLimits:
     async def start(self) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.Redis.from_url(
-            self.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+        # A burst waits for one of a few connections rather than opening hundreds: a reply
+        # late because this process was busy must not look like Redis going away.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.redis_url,
+            max_connections=_CONNECTIONS,
+            timeout=_POOL_WAIT_S,
+            socket_timeout=0.25,
+            socket_connect_timeout=0.25,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         for name, body in _SCRIPTS.items():
             self._scripts[name] = self._redis.register_script(body)
         await self._heartbeat()
@@ -302,7 +311,7 @@ class SharedLimits:
             if self.up:
                 with contextlib.suppress(Exception):  # it drops out of the count by itself
                     await self._redis.zrem(self._key("replicas"), self.replica)
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     async def _beating(self) -> None:
         while True:
@@ -414,11 +423,10 @@ class SharedLimits:
         start = period_start(limits.budget_period_s, wall)
         spent = self.local.spend.get(limits.key_id, limits.budget_period_s, wall)
         alone = self._alone_usd(limits.key_id, start)
-        verdict = self.local.admit_now(
+        verdict, entry = self.local.admit_entry(
             share, predicted_tokens, spent_usd=spent + alone * (self.replicas - 1)
         )
-        if verdict.ok and limits.windowed:
-            entry = self.local.window(limits.key_id).entries[-1]
+        if entry is not None:
             entry.member = member or self._member(self._new_id(), 1, predicted_tokens)
         return verdict
 
