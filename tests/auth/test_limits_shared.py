@@ -225,7 +225,7 @@ def test_admissions_made_alone_are_not_counted_twice_when_redis_kept_its_data(
             control.execute_command("CLIENT", "PAUSE", "1500", "ALL")
             assert all(v.ok for v in await burst([a], key, 3))  # alone: 8 of its 10
             assert up(a) == 0
-            await until(lambda: a.up)
+            await until(lambda: a.up and b.up)
             verdict = await b.admit(key, 0)
             assert verdict.headers["x-ratelimit-remaining-requests"] == "11"  # 20 - 8 - 1
 
@@ -242,10 +242,11 @@ def test_spend_survives_redis_losing_its_data(server: RedisServer, tmp_path: Pat
         async with replicas(server.url, 2) as (a, b):
             assert (await a.admit(key, 0)).ok
             await a.settle(key, 0, 0, 0.8)
+            before = a._epoch
             server.stop()
             back = RedisServer(tmp_path / "redis-again", port=server.port)  # empty
-            try:
-                await until(lambda: a.up and b.up and a._epoch == b._epoch)
+            try:  # both replicas see a new Redis, and write back what they knew
+                await until(lambda: a.up and b.up and before != a._epoch == b._epoch)
                 async with replicas(server.url, 1) as (fresh,):  # knew nothing before
                     assert (await fresh.admit(key, 0)).reason == "budget"
             finally:

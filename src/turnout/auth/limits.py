@@ -25,6 +25,7 @@ left in it), written as Go durations ("17ms", "1.5s", "1m0s").
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -88,7 +89,11 @@ def period_start(period_s: float | None, wall: float) -> float:
 
 def duration(seconds: float) -> str:
     """A Go duration as OpenAI writes it ("17ms", "1.5s", "6m0s"), rounded up to the ms."""
-    ms = max(0, math.ceil(round(seconds * 1000, 6)))
+    return _duration(max(0, math.ceil(round(seconds * 1000, 6))))
+
+
+@functools.lru_cache(maxsize=4096)  # most resets are the whole window, or close to it
+def _duration(ms: int) -> str:
     if ms == 0:
         return "0s"
     if ms < 1000:
@@ -191,17 +196,18 @@ class Window:
             return self.add(now, 0, tokens - predicted)
         return None
 
-    def reset_in(self, now: float, window_s: float) -> tuple[float, float]:
-        """Seconds until no request, and no token, is left in the window."""
-        requests = tokens = 0.0
-        for entry in reversed(self.entries):
-            if not requests and entry.requests:
-                requests = entry.at + window_s - now
-            if not tokens and entry.tokens:
-                tokens = entry.at + window_s - now
-            if requests and tokens:
+    def reset_in(self, now: float, window_s: float, *, tokens: bool) -> tuple[float, float]:
+        """Seconds until no request, and (if `tokens`) no token, is left in the window."""
+        need_requests, need_tokens = self.requests > 0, tokens and self.tokens > 0
+        until_requests = until_tokens = 0.0
+        for entry in reversed(self.entries):  # the newest has both, as a rule
+            if need_requests and entry.requests:
+                until_requests, need_requests = entry.at + window_s - now, False
+            if need_tokens and entry.tokens:
+                until_tokens, need_tokens = entry.at + window_s - now, False
+            if not (need_requests or need_tokens):
                 break
-        return requests, tokens
+        return until_requests, until_tokens
 
 
 class Pending:
@@ -362,7 +368,7 @@ class LocalLimits:
     def _headers(self, limits: KeyLimits, window: Window | None, now: float) -> dict[str, str]:
         if window is None:
             return {}
-        reset = window.reset_in(now, self.window_s)
+        reset = window.reset_in(now, self.window_s, tokens=limits.tpm is not None)
         return rate_headers(limits, window.requests, window.tokens, *reset)
 
     def correct(

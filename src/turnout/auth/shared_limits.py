@@ -113,9 +113,12 @@ elseif rpm >= 0 or tpm >= 0 then
   n, tok = n + 1, tok + predicted
   save()
 end
-local reset_n, reset_tok, start = 0, 0, 0
-while reset_n == 0 or reset_tok == 0 do
-  local batch = redis.call('ZREVRANGE', KEYS[1], start, start + 15, 'WITHSCORES')
+-- -1: no such limit, or nothing of it in the window (then it is 0)
+local reset_n, reset_tok, start, size = 0, 0, 0, 1
+if rpm < 0 or n <= 0 then reset_n = -1 end
+if tpm < 0 or tok <= 0 then reset_tok = -1 end
+while reset_n == 0 or reset_tok == 0 do  -- the newest entry has both, as a rule
+  local batch = redis.call('ZREVRANGE', KEYS[1], start, start + size - 1, 'WITHSCORES')
   if #batch == 0 then break end
   for i = 1, #batch, 2 do
     local r, k = parts(batch[i])
@@ -123,9 +126,9 @@ while reset_n == 0 or reset_tok == 0 do
     if reset_n == 0 and r > 0 then reset_n = left end
     if reset_tok == 0 and k > 0 then reset_tok = left end
   end
-  start = start + 16
+  start, size = start + size, 32
 end
-return {reason, n, tok, retry, reset_n, reset_tok, spend}
+return {reason, n, tok, retry, math.max(reset_n, 0), math.max(reset_tok, 0), spend}
 """
 )
 
@@ -244,6 +247,7 @@ class SharedLimits:
         *,
         window_s: float = WINDOW_S,
         heartbeat_s: float = 1.0,
+        replicas: int = 1,
         prefix: str = "turnout:",
         on_spend: SpendHook | None = None,
         on_alert: AlertHook | None = None,
@@ -256,7 +260,8 @@ class SharedLimits:
         self.on_spend = on_spend
         self.on_alert = on_alert
         self.replica = os.urandom(6).hex()
-        self.replicas = 1  # alive at the last heartbeat, this one included
+        self.replicas = replicas  # alive at the last heartbeat (assumed until one counts)
+        self._behind = False  # this replica admitted or spent what Redis has not seen
         self.up = False
         self.local = LocalLimits(window_s=window_s)  # this replica's own admissions and spend
         self._ids = itertools.count(1)
@@ -328,7 +333,8 @@ class SharedLimits:
                 self._forget_stored()
             self.replicas = max(1, int(alive))
             self.gauge_replicas.set(self.replicas)
-            await self._write_back()
+            if self._behind:
+                await self._write_back()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -428,6 +434,7 @@ class SharedLimits:
         )
         if entry is not None:
             entry.member = member or self._member(self._new_id(), 1, predicted_tokens)
+            self._behind = True
         return verdict
 
     def _new_id(self) -> str:
@@ -492,6 +499,8 @@ class SharedLimits:
                     extra.stored = extra_name
                 self._spent(limits, start, cost_usd, float(spend), bool(alert))
                 return
+        if windows or cost_usd > 0:
+            self._behind = True  # Redis has not seen this settle
         if cost_usd > 0:
             self._unsent[settle_id] = (limits.key_id, start, limits.budget_period_s, cost_usd)
             spent = self.local.spend.add(limits.key_id, limits.budget_period_s, start, cost_usd)
@@ -533,6 +542,7 @@ class SharedLimits:
     # -- back to shared --------------------------------------------------------------------
 
     def _forget_stored(self) -> None:
+        self._behind = True
         for window in self.local.windows.values():
             for entry in window.entries:
                 entry.stored = None
@@ -551,6 +561,7 @@ class SharedLimits:
                     todo.append((key_id, stale))
             floors, unsent = list(self._floors.items()), list(self._unsent.items())
             if not todo and not floors and not unsent:
+                self._behind = False
                 return
             for key_id, stale in todo:
                 sent = [(e, e.member) for e in stale]  # a settle may rename one meanwhile
