@@ -181,7 +181,7 @@ redis.call('SET', KEYS[2], ARGV[3], 'NX')
 return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2])}
 """
 
-_MARK_MS = 3_600_000  # a settle sent again within the hour counts once
+_MARK_MS = 600_000  # a settle sent again within 10 minutes counts once (a key per costed settle)
 SCRIPTS = {
     name: body.replace("MARK_MS", str(_MARK_MS))
     for name, body in [("admit", _ADMIT), ("settle", _SETTLE), ("restore", _RESTORE),

@@ -108,7 +108,7 @@ class SharedLimits:
             registry=registry,
         )
         self.gauge_up.set(0)
-        self.gauge_replicas.set(1)
+        self.gauge_replicas.set(replicas)
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -153,6 +153,14 @@ class SharedLimits:
                 args=[self.replica, _ms(3 * self.heartbeat_s), os.urandom(8).hex()],
             )
             if epoch != self._epoch:  # a new Redis, or one that lost its data
+                if self._epoch is not None:
+                    log.warning(
+                        "key limits: Redis at %s lost its data; writing back what this replica "
+                        "knows (alone until done)",
+                        self._where,
+                    )
+                self.up = False  # no admission against the empty counters meanwhile
+                self.gauge_up.set(0)
                 self._forget_stored()
             self.replicas = max(1, int(alive))
             self.gauge_replicas.set(self.replicas)
