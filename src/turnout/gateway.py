@@ -15,7 +15,7 @@ from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Engine
-from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
 from turnout.migrate.traffic import MigrationLayer

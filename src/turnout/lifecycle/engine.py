@@ -21,7 +21,8 @@ from turnout.backends.base import (
 from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle.decide import Answered, Attempt, Backoff, Failed, Finish, Step
-from turnout.lifecycle.journey import Fleet, Journey, estimate_broken_usage
+from turnout.lifecycle.fleet import Fleet
+from turnout.lifecycle.journey import Journey, estimate_broken_usage
 from turnout.lifecycle.redaction import StreamRestorer
 from turnout.lifecycle.relay import DONE, Relay, has_token
 from turnout.lifecycle.request import Request

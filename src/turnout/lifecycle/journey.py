@@ -7,13 +7,10 @@ Which step comes next is decided in `decide.py`; a Journey gives that function i
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
-from turnout.config import DeploymentConfig, ModelConfig, Tenant
+from turnout.backends.base import Operation, UpstreamError, Usage
+from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle import decide
 from turnout.lifecycle.decide import (
@@ -30,34 +27,19 @@ from turnout.lifecycle.decide import (
     Retry,
     Step,
 )
+from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.forwarding import forwardable
 from turnout.lifecycle.lease import Admission, Lease
-from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.reask import reask_messages
 from turnout.lifecycle.redaction import Redaction
 from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Attempt as AttemptRecord
 from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
-from turnout.privacy.scanner import Scanner
-from turnout.routing.admission import Gate, Shed, Ticket, identify
+from turnout.routing.admission import Shed, Ticket, identify
 from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
-from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
-
-
-@dataclass(slots=True)
-class Fleet:
-    """What a journey may use: deployments, their backends and breakers."""
-
-    deployments: Mapping[str, DeploymentConfig]
-    backends: Mapping[str, Backend]
-    breakers: Mapping[str, Breaker]
-    rng: random.Random
-    router: Router
-    scanner: Scanner | None = None
-    gates: Mapping[str, Gate] = field(default_factory=dict)
-    tenants: Mapping[str, Tenant] = field(default_factory=dict)
+from turnout.routing.router import estimate_prompt_tokens, max_output_tokens
 
 
 class Journey:
@@ -448,4 +430,4 @@ def estimate_broken_usage(body: dict[str, Any], sent_tokens: int) -> Usage:
     return Usage(estimate_prompt_tokens(body), sent_tokens)
 
 
-__all__ = ["Failure", "Fleet", "Journey", "estimate_broken_usage"]
+__all__ = ["Journey", "estimate_broken_usage"]
