@@ -17,6 +17,7 @@ from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.request import Request
+from turnout.server import messages_route
 from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
 from turnout.server.asgi import Message, Receive, Scope, Send
 from turnout.server.asgi import TooLarge as _TooLarge
@@ -88,6 +89,8 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path in messages_route.PATHS:  # Anthropic's Messages API
+            return await messages_route.serve(self.gateway, scope, receive, send)
         operation = _OPERATIONS.get(path)
         if operation is not None:
             if method != "POST":
