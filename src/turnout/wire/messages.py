@@ -65,7 +65,7 @@ def check(body: dict[str, Any], *, count_only: bool = False) -> tuple[dict[str, 
     string(MAX_ID)(model, "model")
     for key in body:
         if key in _NOT_SERVED:
-            raise _refuse(_NOT_SERVED[key], key)
+            raise _refuse(f"`{key}` ({_NOT_SERVED[key]})", key)
         if key not in _TOP:
             raise _refuse(f"the field `{quote(key)[1:-1]}`", key)
     ignored: set[str] = set()
