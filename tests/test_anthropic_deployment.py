@@ -274,3 +274,19 @@ def test_count_tokens_asks_the_anthropic_upstream(
     assert r.json()["input_tokens"] == len(orjson.dumps(body["messages"])) // 4
     assert claude.requests[-1].body["model"] == "claude-test"
     assert claude.requests[-1].headers["x-api-key"] == SECRET
+
+
+def test_config_defaults_and_errors_for_kind_anthropic() -> None:
+    from turnout.config import ConfigError, parse_config
+
+    dep = parse_config(
+        "deployments:\n  c: {kind: anthropic, model: claude-x}\nmodels:\n  m: {deployments: [c]}\n"
+    ).deployments["c"]
+    assert (dep.base_url, dep.anthropic_version) == ("https://api.anthropic.com", "2023-06-01")
+    assert dep.supports_prefill and not dep.supports_structured_output
+    assert dep.wire_out("chat") == "messages"
+    with pytest.raises(ConfigError, match=r"deployments\.o\.anthropic_version: only for kind"):
+        parse_config(
+            "deployments:\n  o: {kind: openai, base_url: 'http://x', model: m,"
+            " anthropic_version: '2023-06-01'}\n"
+        )

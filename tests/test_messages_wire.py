@@ -3,6 +3,9 @@ upstream; what the client sees in its own format, and what the record keeps."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import anthropic
@@ -292,3 +295,32 @@ def test_count_tokens_estimates_where_no_anthropic_deployment_counts(
     r = gateway.http.get("/v1/messages")
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
     assert isinstance(r, httpx.Response)
+
+
+def test_trace_shows_the_wire_format_in_and_out(
+    gateway: RunningGateway, upstream: ScriptedUpstream
+) -> None:
+    raw = client(gateway).messages.with_raw_response.create(
+        model="assistant", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
+    rid = raw.headers["x-turnout-request-id"]
+    gateway.gateway.writer.flush()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    trace = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "turnout",
+            "trace",
+            rid,
+            "--store",
+            gateway.gateway.config.store.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert trace.returncode == 0, trace.stderr
+    assert "wire messages → chat.completions" in trace.stdout
+    assert "wire_out=chat.completions" in trace.stdout  # on the attempting event
