@@ -16,6 +16,8 @@ from upstream import ScriptedUpstream
 SERVED = {
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
     "/v1/models",
     "/healthz",
     "/readyz",
@@ -123,5 +125,9 @@ def test_errors_match_the_documented_shape(gateway: RunningGateway) -> None:
     r = gateway.post("/v1/chat/completions", {"model": "nope", "messages": []})
     assert r.status_code == 400
     assert not list(error.iter_errors(r.json()))
+    anthropic = _validator(document, "AnthropicError")
+    r = gateway.post("/v1/messages", {"model": "assistant", "messages": []})
+    assert r.status_code == 400
+    assert not list(anthropic.iter_errors(r.json()))
     models = gateway.http.get("/v1/models").json()
     assert not list(_validator(document, "ModelList").iter_errors(models))

@@ -156,9 +156,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(rec, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    wire_out = (rec.get("attrs") or {}).get("wire_out")
     print(
         f"request {rec['id']}  model {rec['model'] or '-'}  {rec['operation']}"
         f"{' (stream)' if rec['stream'] else ''}"
+        f"  wire {rec.get('wire') or '-'}{f' → {wire_out}' if wire_out else ''}"
     )
     print(
         f"outcome {rec['outcome']}  http {rec['http_status']}  attempts {rec['attempts']}  "

@@ -53,6 +53,17 @@ def make_backend(dep: DeploymentConfig) -> Backend:
             n_ctx=dep.n_ctx,
         )
     assert dep.base_url is not None
+    if dep.kind == "anthropic":
+        from turnout.backends.anthropic_http import AnthropicHTTPBackend
+
+        return AnthropicHTTPBackend(
+            dep.name,
+            dep.base_url,
+            dep.model,
+            api_key_env=dep.api_key_env,
+            version=dep.anthropic_version,
+            timeouts=dep.timeouts,
+        )
     return OpenAIHTTPBackend(
         dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
     )

@@ -13,6 +13,8 @@ from turnout.config.fingerprint import watch_settings
 from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
+    ANTHROPIC_BASE_URL,
+    ANTHROPIC_VERSION,
     BALANCE_STRATEGIES,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
@@ -258,8 +260,8 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
     kind = r.choice("kind", DEPLOYMENT_KINDS, "")
     if not r.has("model"):
         raise r.error("missing: the upstream model name (or, for embedded, a .gguf)", "model")
-    base_url = r.get("base_url", str, None)
-    if kind == "openai":
+    base_url = r.get("base_url", str, ANTHROPIC_BASE_URL if kind == "anthropic" else None)
+    if kind in ("openai", "anthropic"):
         if base_url is None:
             raise r.error("missing: required for kind openai", "base_url")
         if not base_url.startswith(("http://", "https://")):
@@ -290,17 +292,28 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
             "context_window", dd.n_ctx if kind == "embedded" else None, minimum=1, integer=True
         ),
         supports_tools=r.get("supports_tools", bool, kind != "embedded"),
-        supports_structured_output=r.get("supports_structured_output", bool, True),
+        # Anthropic's Messages API has no `response_format`: JSON output goes elsewhere.
+        supports_structured_output=r.get("supports_structured_output", bool, kind != "anthropic"),
         hourly_usd=r.number("hourly_usd", None, minimum=0),
         rtt_probe_s=r.number("rtt_probe_s", dd.rtt_probe_s, minimum=0),
         metrics_url=_url(r, "metrics_url"),
         scrape_s=r.number("scrape_s", dd.scrape_s, minimum=0),
         pass_fields=r.strings("pass_fields"),
-        supports_prefill=r.get("supports_prefill", bool, kind == "embedded"),
+        supports_prefill=r.get("supports_prefill", bool, kind in ("embedded", "anthropic")),
         prefill_fields=tuple(sorted(r.get("prefill_fields", dict, {}).items())),
+        anthropic_version=_anthropic_version(r, kind),
     )
     r.done()
     return cfg
+
+
+def _anthropic_version(r: _Reader, kind: str) -> str:
+    version = r.get("anthropic_version", str, ANTHROPIC_VERSION)
+    if r.has("anthropic_version") and kind != "anthropic":
+        raise r.error(f"only for kind anthropic (this one is {kind})", "anthropic_version")
+    if not version.strip() or len(version) > 64:
+        raise r.error(f"must be a version such as 2023-06-01, got {version!r}", "anthropic_version")
+    return version
 
 
 def _url(r: _Reader, key: str) -> str | None:

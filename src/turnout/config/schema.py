@@ -13,7 +13,9 @@ TRUSTED_TAGS = frozenset({"local", "trusted"})
 TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
-DEPLOYMENT_KINDS = ("embedded", "openai")
+DEPLOYMENT_KINDS = ("embedded", "openai", "anthropic")
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,13 @@ class DeploymentConfig:
     # {continue_final_message: true, add_generation_prompt: false}; llama.cpp's server none.
     supports_prefill: bool = False
     prefill_fields: tuple[tuple[str, Any], ...] = ()
+    anthropic_version: str = ANTHROPIC_VERSION  # kind anthropic: the `anthropic-version` header
+
+    def wire_out(self, operation: str) -> str:
+        """The wire format turnout speaks to this deployment for an operation (`chat`, …)."""
+        if self.kind == "anthropic":
+            return "messages"
+        return "chat.completions" if operation == "chat" else "completions"
 
     @property
     def scrape_url(self) -> str | None:

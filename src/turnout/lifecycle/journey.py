@@ -319,6 +319,10 @@ class Journey:
         self.run.transition(
             State.ATTEMPTING, attempt=number, deployment=step.deployment, **step.why
         )
+        wire_out = self.fleet.deployments[step.deployment].wire_out(self.run.operation)
+        self.run.attrs["wire_out"] = wire_out  # the format of the attempt that answers, in the end
+        if wire_out != self.run.wire:
+            self.run.events[-1].attrs["wire_out"] = wire_out
         record = AttemptRecord(number, step.deployment, started=self.run.now())
         if step.continuation:
             record.continuation = True

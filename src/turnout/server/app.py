@@ -8,97 +8,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from turnout.backends.base import Operation
-from turnout.errors import ApiError, TurnoutError
+from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.request import Request
+from turnout.server import messages_route
+from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
+from turnout.server.asgi import Message, Receive, Scope, Send
+from turnout.server.asgi import TooLarge as _TooLarge
+from turnout.server.asgi import header_list as _headers
+from turnout.server.asgi import read_body as _read_body
+from turnout.server.asgi import send_json as _send_json
+from turnout.server.asgi import watch_disconnect as _watch_disconnect
 from turnout.server.fields import quote
 from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("turnout.server")
 
-_JSON = (b"content-type", b"application/json")
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 _OPERATIONS = {"/v1/chat/completions": Operation.CHAT, "/v1/completions": Operation.COMPLETION}
-
-
-def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-
-
-async def _send_json(
-    send: Send, status: int, body: Any, headers: dict[str, str] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, *_headers(headers or {})],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-class _TooLarge(TurnoutError):
-    pass
-
-
-async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
-    """The whole body; raises TimeoutError when it takes longer than `timeout_s` to arrive.
-
-    A bare timer rather than `asyncio.timeout`: it runs on every request, and costs a fifth.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    fired = False
-
-    def expire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
-    try:
-        return await _read_all(receive, limit)
-    except asyncio.CancelledError:
-        if fired and task.uncancel() == 0:
-            raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
-
-
-async def _read_all(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class App:
@@ -156,6 +89,8 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path in messages_route.PATHS:  # Anthropic's Messages API
+            return await messages_route.serve(self.gateway, scope, receive, send)
         operation = _OPERATIONS.get(path)
         if operation is not None:
             if method != "POST":
@@ -317,13 +252,3 @@ class App:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await events.aclose()  # type: ignore[attr-defined]
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    """Cancel the request's task when the client goes away, so its upstream work stops too."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            task.cancel()
-            return

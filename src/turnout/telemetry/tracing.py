@@ -20,6 +20,9 @@ _OK_OUTCOMES = frozenset({"completed", "truncated"})
 _propagator = TraceContextTextMapPropagator()
 
 
+_PROVIDERS = {"embedded": "llama.cpp", "anthropic": "anthropic"}
+
+
 def setup_tracing(otlp_endpoint: str | None, service_name: str) -> None:
     """Export spans over OTLP/HTTP when an endpoint is configured."""
     if not otlp_endpoint:
@@ -101,7 +104,7 @@ def emit_spans(
         a_attrs: dict[str, Any] = {
             "gen_ai.operation.name": op,
             "gen_ai.request.model": upstream_model,
-            "gen_ai.provider.name": "llama.cpp" if dep and dep.kind == "embedded" else "openai",
+            "gen_ai.provider.name": _PROVIDERS.get(dep.kind if dep else "", "openai"),
             "turnout.deployment": a.deployment,
             "turnout.attempt": a.number,
             "gen_ai.usage.input_tokens": a.prompt_tokens,
