@@ -18,6 +18,7 @@ from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.server.fields import quote
+from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
 
@@ -146,9 +147,11 @@ class App:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                freeze_startup_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.close()
+                thaw()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
