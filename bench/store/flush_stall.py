@@ -9,7 +9,7 @@ wakes meanwhile, so its cost shows in the tail at c=1 and grows with the batch, 
 interval. Each cell waits for a quiet machine first and records how busy other processes were.
 
     flock /tmp/turnout-bench.lock bench/.venv-bench/bin/python bench/store/flush_stall.py \\
-        --baseline 23f5786 --nice -10
+        --baseline 23f5786,1cef223 --nice -10
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def cell(
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--baseline", required=True, help="git ref of the version to compare with")
+    p.add_argument(
+        "--baseline", required=True, help="git refs to compare with, comma-separated, oldest first"
+    )
     p.add_argument("--intervals", default="0.05,0.2,2.0")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seconds", type=int, default=10)
@@ -101,16 +103,17 @@ def main() -> int:
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, 0, a.nice)
     intervals = [float(x) for x in a.intervals.split(",")]
-    shas = {
-        "baseline": git("rev-parse", "--short", a.baseline),
-        "this": git("rev-parse", "--short", "HEAD"),
-    }
+    refs = [r for r in a.baseline.split(",") if r]
+    shas = {ref: git("rev-parse", "--short", ref) for ref in refs}
+    shas["this"] = git("rev-parse", "--short", "HEAD")
     if git("status", "--porcelain", "--untracked-files=no", "src"):
         shas["this"] += " + uncommitted"
+    subjects = {ref: git("log", "-1", "--format=%s", ref)[:90] for ref in [*refs, "HEAD"]}
     result: dict[str, Any] = {
         "command": command_line(),
         "env": env_info(a),
         "versions": shas,
+        "subjects": subjects,
         "settings": {
             k: getattr(a, k) for k in ("intervals", "rounds", "seconds", "warmup", "nice")
         },
@@ -120,7 +123,8 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            sources = {"baseline": export_src(a.baseline, Path(tmp)), "this": REPO / "src"}
+            sources = {ref: export_src(ref, Path(tmp) / f"v{i}") for i, ref in enumerate(refs)}
+            sources["this"] = REPO / "src"
             up_port = free_port()
             upstream = procs.start(
                 "upstream",
@@ -131,7 +135,7 @@ def main() -> int:
             wait_ready(upstream, f"http://127.0.0.1:{up_port}/health", 30)
             for r in range(a.rounds):
                 for interval in intervals:
-                    order = ["baseline", "this"] if r % 2 == 0 else ["this", "baseline"]
+                    order = list(sources) if r % 2 == 0 else list(reversed(sources))
                     for version in order:
                         log(f"round {r + 1} flush_interval_s {interval:g} {version}")
                         row = cell(a, procs, upstream, up_port, sources[version], interval)
@@ -155,48 +159,52 @@ def write(result: dict[str, Any], out: Path, name: str) -> None:
     cells, v = result["cells"], result["versions"]
     rows = []
     for interval in sorted({c["interval"] for c in cells}):
-        line = [f"{interval:g} s"]
-        for version in ("baseline", "this"):
+        for version, sha in v.items():
             mine = [c for c in cells if c["interval"] == interval and c["version"] == version]
-            for key in ("p50", "p99", "p999"):
+            if not mine:
+                continue
+            line = [f"{interval:g} s", f"`{sha}`"]
+            for key in ("p50", "p99", "p999", "max"):
                 line.append(fmt(statistics.median(c["latency_ms"][key] for c in mine)))
             line.append(" / ".join(fmt(c["latency_ms"]["p99"]) for c in mine))
-        rows.append(line)
-    e = result["env"]
+            line.append(fmt(statistics.median(c["rps"] for c in mine), 0))
+            line.append(" / ".join(fmt(c["other_procs_cpu_pct"], 0) for c in mine))
+            rows.append(line)
+    e, st = result["env"], result["settings"]
     md = [
         f"`{result['command']}`",
         "",
-        f"# Record flush and the request path: p99 at c=1, {v['this']} against {v['baseline']}",
+        "# Record flush and the request path: p99 at c=1 per store.flush_interval_s",
         "",
         f"Run {e['date']} on {e['cpus']} cores ({e['cpu_model']}), load average at start "
         f"{' '.join(e['loadavg_at_start'])}; {e['wrk']}. `turnout serve` with `record_bodies: "
         "full` and no spans, one process, in front of bench/upstream.py; wrk sends "
-        "non-streaming chat requests one at a time (c=1) for "
-        f"{result['settings']['seconds']} s after a {result['settings']['warmup']} s warm-up; "
-        f"{result['settings']['rounds']} alternating rounds per version and interval, median "
-        "of the rounds (each round's p99 after it). Latency = request written → response "
-        "read, in ms.",
+        f"non-streaming chat requests one at a time (c=1) for {st['seconds']} s after a "
+        f"{st['warmup']} s warm-up; {st['rounds']} rounds per version and interval, versions "
+        "alternating; median of the rounds (each round's p99 listed after it). Latency = "
+        "request written → response read, in ms.",
+        "",
+        "Versions: "
+        + "; ".join(f"`{v[k]}` {result['subjects'][k if k != 'this' else 'HEAD']}" for k in v)
+        + ".",
         "",
         md_table(
             [
                 "flush_interval_s",
-                f"{v['baseline']} p50",
+                "version",
+                "p50",
                 "p99",
                 "p99.9",
+                "max",
                 "p99 per round",
-                f"{v['this']} p50",
-                "p99",
-                "p99.9",
-                "p99 per round",
+                "req/s",
+                "other CPU % per round",
             ],
             rows,
         ),
         "",
-        "Other processes' CPU during the cells (% of all cores): "
-        + ", ".join(
-            f"{c['version']} {c['interval']:g} s: {c['other_procs_cpu_pct']:.0f}" for c in cells
-        )
-        + ".",
+        "Other CPU = CPU used by processes outside the benchmark during the cell, % of all "
+        f"cores (the machine is shared); the benchmark ran at nice {st['nice']}.",
         "",
     ]
     (out / f"{name}.md").write_text("\n".join(md))
