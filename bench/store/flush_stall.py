@@ -97,7 +97,12 @@ def main() -> int:
     p.add_argument("--bench-python", default=str(BENCH / ".venv-bench" / "bin" / "python"))
     p.add_argument("--out", default=str(BENCH / "results"))
     p.add_argument("--name", default="flush_stall")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     a = p.parse_args()
+    if a.render:
+        path = Path(a.out) / f"{a.name}.json"
+        write(json.loads(path.read_text()), Path(a.out), a.name)
+        return 0
     # what env_info() reads from the overhead driver's options
     a.turnout_bin, a.litellm_venv = str(Path(a.python).parent / "turnout"), "-"
     if a.nice:
@@ -108,7 +113,8 @@ def main() -> int:
     shas["this"] = git("rev-parse", "--short", "HEAD")
     if git("status", "--porcelain", "--untracked-files=no", "src"):
         shas["this"] += " + uncommitted"
-    subjects = {ref: git("log", "-1", "--format=%s", ref)[:90] for ref in [*refs, "HEAD"]}
+    subjects = {ref: git("log", "-1", "--format=%s", ref) for ref in refs}
+    subjects["this"] = "this checkout"
     result: dict[str, Any] = {
         "command": command_line(),
         "env": env_info(a),
@@ -184,9 +190,7 @@ def write(result: dict[str, Any], out: Path, name: str) -> None:
         "alternating; median of the rounds (each round's p99 listed after it). Latency = "
         "request written → response read, in ms.",
         "",
-        "Versions: "
-        + "; ".join(f"`{v[k]}` {result['subjects'][k if k != 'this' else 'HEAD']}" for k in v)
-        + ".",
+        "Versions: " + "; ".join(f"`{v[k]}` ({result['subjects'][k]})" for k in v) + ".",
         "",
         md_table(
             [
