@@ -41,7 +41,8 @@ def env_info(args: argparse.Namespace) -> dict[str, Any]:
     turnout_py = Path(args.turnout_bin).parent / "python"
     litellm_py = Path(args.litellm_venv) / "bin" / "python"
     rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
+    # only the gateway's sources count: results written by an earlier run are not its code
+    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "src"])
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
