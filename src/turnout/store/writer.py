@@ -177,6 +177,8 @@ class RecordWriter:
         left = len(self._queue)
         while left > 0 and self._conn is not None:
             runs, rows = self._slice(left)
+            if not runs:
+                return
             left -= len(runs)
             self._write(self._conn, runs, rows)
             if left > 0:
