@@ -26,6 +26,7 @@ from turnout.server.asgi import read_body as _read_body
 from turnout.server.asgi import send_json as _send_json
 from turnout.server.asgi import watch_disconnect as _watch_disconnect
 from turnout.server.fields import quote
+from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
 from turnout.server.wire import check_request, parse_body
 
@@ -80,9 +81,11 @@ class App:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                freeze_startup_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.close()
+                thaw()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -17,6 +17,9 @@ from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
 
 _OK_OUTCOMES = frozenset({"completed", "truncated"})
+# Encoding a batch for export holds the interpreter lock, and the event loop waits for it: the
+# SDK's 512 spans a batch stalled requests for tens of ms (p99 at c=1 about 30 ms, 13 with 64).
+EXPORT_BATCH_SPANS = 64
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -36,7 +39,11 @@ def setup_tracing(otlp_endpoint: str | None, service_name: str) -> None:
     endpoint = otlp_endpoint.rstrip("/")
     if not endpoint.endswith("/v1/traces"):
         endpoint += "/v1/traces"
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=endpoint), max_export_batch_size=EXPORT_BATCH_SPANS
+        )
+    )
     trace.set_tracer_provider(provider)
 
 
