@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
 from turnout.config import DeploymentConfig, ModelConfig, Tenant
@@ -45,6 +45,10 @@ from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
 from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
 
+if TYPE_CHECKING:
+    from turnout.telemetry.calls import CallSpan
+    from turnout.telemetry.tracing import Tracer
+
 
 @dataclass(slots=True)
 class Fleet:
@@ -58,6 +62,7 @@ class Fleet:
     scanner: Scanner | None = None
     gates: Mapping[str, Gate] = field(default_factory=dict)
     tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    tracer: Tracer | None = None  # spans of upstream calls; None when tracing is off
 
 
 class Journey:
@@ -81,6 +86,7 @@ class Journey:
         self.reasks = 0
         self.turnout_max_tokens: int | None = None
         self.lease: Lease | None = None  # the current attempt's hold on its deployment
+        self.call: CallSpan | None = None  # the current attempt's span, when tracing
         self._redaction: Redaction | None = None
 
     @property
@@ -374,6 +380,19 @@ class Journey:
         redaction = self.redaction_for(deployment)
         return body if redaction is None else redaction.body(body)
 
+    def call_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """The attempt's call begins: its span opens, and the headers that carry it upstream."""
+        tracer = self.fleet.tracer
+        if tracer is None:
+            return {}
+        self.call = tracer.call(self.run, self.attempt, body)
+        return self.call.headers
+
+    def _end_call(self, a: AttemptRecord, usage: Usage | None) -> None:
+        if self.call is not None:
+            self.call.end(a, usage)
+            self.call = None
+
     def succeeded(self, usage: Usage, finish: str | None) -> None:
         lease = self.lease
         if lease is not None:
@@ -384,6 +403,7 @@ class Journey:
         a.ok = True
         a.finish_reason = finish
         self._account(a, usage)
+        self._end_call(a, usage)
         self.fleet.breakers[a.deployment].record_success()
 
     def failed_with(self, err: UpstreamError, usage: Usage | None = None) -> None:
@@ -398,6 +418,7 @@ class Journey:
         a.status = err.status
         if usage is not None:
             self._account(a, usage)
+        self._end_call(a, usage)
         breaker = self.fleet.breakers[a.deployment]
         if err.failure.unhealthy and (probed or a.deployment not in self.counted):
             self.counted.add(a.deployment)
