@@ -52,9 +52,9 @@ class Engine:
         self._on_finish = on_finish
 
     def finish(self, run: Run) -> None:
+        self._on_finish(run)
         if self.fleet.tracer is not None:
             self.fleet.tracer.finished(run)
-        self._on_finish(run)
 
     def reject(self, run: Run, error: ApiError) -> Reply:
         """Bad input: recorded like every request, and nothing else happens."""
