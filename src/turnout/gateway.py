@@ -30,8 +30,9 @@ from turnout.routing.shared import SharedGate, SharedState
 from turnout.store.errors import StoreError
 from turnout.store.query import recent_attempts
 from turnout.store.writer import RecordWriter
+from turnout.telemetry.content import ContentCapture
 from turnout.telemetry.metrics import Metrics
-from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
+from turnout.telemetry.tracing import Tracer
 
 log = logging.getLogger("turnout")
 
@@ -134,6 +135,7 @@ class Gateway:
             if layer is not None:
                 self.layers.append(layer)
                 self.engine = layer
+        self.tracer: Tracer | None = None
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
@@ -175,7 +177,11 @@ class Gateway:
         return self.config.models
 
     async def start(self) -> None:
-        setup_tracing(self.config.telemetry.otlp_endpoint, self.config.telemetry.service_name)
+        t = self.config.telemetry
+        content = ContentCapture.maybe(
+            t.capture_content, self.config.store.record_bodies, self.scanner
+        )
+        self.tracer = self.fleet.tracer = Tracer.for_config(t, self.config.deployments, content)
         recovery = self.writer.open()
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
         self._warm_estimates()
@@ -238,6 +244,8 @@ class Gateway:
         for backend in self.backends.values():
             await backend.close()
         self.writer.close()
+        if self.tracer is not None:
+            self.tracer.shutdown()
 
     def not_ready(self) -> list[str]:
         """What keeps the gateway from serving, in words; empty when ready."""
@@ -282,7 +290,5 @@ class Gateway:
             self.estimates.observe_attempt(attempt)
         self._learn_length(run)
         self.writer.submit(run)
-        if tracing_enabled():
-            emit_spans(run, self.config.deployments, run.client)
         for layer in self.layers:
             layer.observe(run)

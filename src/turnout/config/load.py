@@ -180,6 +180,7 @@ def _telemetry(r: _Reader) -> TelemetryConfig:
     cfg = TelemetryConfig(
         otlp_endpoint=r.get("otlp_endpoint", str, d.otlp_endpoint),
         service_name=r.get("service_name", str, d.service_name),
+        capture_content=r.get("capture_content", bool, d.capture_content),
     )
     r.done()
     return cfg

@@ -60,6 +60,8 @@ class StoreConfig:
 class TelemetryConfig:
     otlp_endpoint: str | None = None
     service_name: str = "turnout"
+    # Message content on call spans (GenAI conventions, opt-in); follows store.record_bodies.
+    capture_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from turnout.backends.base import Backend
 from turnout.config import DeploymentConfig, Tenant
@@ -12,6 +13,9 @@ from turnout.lifecycle.policy import Breaker
 from turnout.privacy.scanner import Scanner
 from turnout.routing.admission import Gate
 from turnout.routing.router import Router
+
+if TYPE_CHECKING:
+    from turnout.telemetry.tracing import Tracer
 
 
 @dataclass(slots=True)
@@ -26,3 +30,4 @@ class Fleet:
     scanner: Scanner | None = None
     gates: Mapping[str, Gate] = field(default_factory=dict)
     tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    tracer: Tracer | None = None  # spans of upstream calls; None when tracing is off

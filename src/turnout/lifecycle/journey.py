@@ -7,7 +7,7 @@ Which step comes next is decided in `decide.py`; a Journey gives that function i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Operation, UpstreamError, Usage
 from turnout.config import ModelConfig
@@ -41,6 +41,9 @@ from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
 from turnout.routing.router import estimate_prompt_tokens, max_output_tokens
 
+if TYPE_CHECKING:
+    from turnout.telemetry.calls import CallSpan
+
 
 class Journey:
     """Mutable per-request state; the Run is the record of what happened to it."""
@@ -63,6 +66,7 @@ class Journey:
         self.reasks = 0
         self.turnout_max_tokens: int | None = None
         self.lease: Lease | None = None  # the current attempt's hold on its deployment
+        self.call: CallSpan | None = None  # the current attempt's span, when tracing
         self._redaction: Redaction | None = None
 
     @property
@@ -360,6 +364,19 @@ class Journey:
         redaction = self.redaction_for(deployment)
         return body if redaction is None else redaction.body(body)
 
+    def call_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """The attempt's call begins: its span opens, and the headers that carry it upstream."""
+        tracer = self.fleet.tracer
+        if tracer is None:
+            return {}
+        self.call = tracer.call(self.run, self.attempt, body)
+        return self.call.headers
+
+    def _end_call(self, a: AttemptRecord, usage: Usage | None) -> None:
+        if self.call is not None:
+            self.call.end(a, usage)
+            self.call = None
+
     def succeeded(self, usage: Usage, finish: str | None) -> None:
         lease = self.lease
         if lease is not None:
@@ -370,6 +387,7 @@ class Journey:
         a.ok = True
         a.finish_reason = finish
         self._account(a, usage)
+        self._end_call(a, usage)
         self.fleet.breakers[a.deployment].record_success()
 
     def failed_with(self, err: UpstreamError, usage: Usage | None = None) -> None:
@@ -384,6 +402,7 @@ class Journey:
         a.status = err.status
         if usage is not None:
             self._account(a, usage)
+        self._end_call(a, usage)
         breaker = self.fleet.breakers[a.deployment]
         if err.failure.unhealthy and (probed or a.deployment not in self.counted):
             self.counted.add(a.deployment)

@@ -131,7 +131,7 @@ class App:
 
     async def _metrics(self, send: Send) -> None:
         m = self.gateway.metrics
-        m.records_dropped.set(self.gateway.writer.dropped)
+        m.records_dropped_total(self.gateway.writer.dropped)
         m.records_pending.set(self.gateway.writer.pending)
         body = m.render()
         await send(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
+from turnout.telemetry.genai_metrics import GenAIMetrics
 
 _RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
@@ -20,10 +22,13 @@ class Metrics:
     """Labels take only configured names: a client's made-up model name is `unknown`, so no
     client can grow the label set (and every scrape) without bound."""
 
-    def __init__(self, models: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
+    def __init__(
+        self, models: Iterable[str] = (), deployments: Mapping[str, DeploymentConfig] | None = None
+    ) -> None:
         self.models = frozenset(models)
-        self.deployments = frozenset(deployments)
+        self.deployments = frozenset(deployments or ())
         r = self.registry = CollectorRegistry()
+        self.genai = GenAIMetrics(r, deployments or {})
         self.requests = Counter(
             "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
         )
@@ -71,11 +76,12 @@ class Metrics:
         self.in_flight = Gauge(
             "turnout_requests_in_flight", "Requests not yet finished", ["model"], registry=r
         )
-        self.records_dropped = Gauge(
+        self.records_dropped = Counter(
             "turnout_records_dropped",
-            "Records dropped because the write queue was full",
+            "Records dropped because the write queue was full or the store failed",
             registry=r,
         )
+        self._dropped_seen = 0
         self.records_pending = Gauge(
             "turnout_records_pending", "Records waiting to be written", registry=r
         )
@@ -139,6 +145,13 @@ class Metrics:
                 self.stream_events_skipped.labels(dep).inc(a.events_skipped)
             if a.continuation:
                 self.continuations.labels(dep).inc()
+        self.genai.observe(run)
+
+    def records_dropped_total(self, total: int) -> None:
+        """Catch the counter up with the writer's running count of dropped records."""
+        if total > self._dropped_seen:
+            self.records_dropped.inc(total - self._dropped_seen)
+            self._dropped_seen = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
