@@ -53,6 +53,12 @@ def make_backend(dep: DeploymentConfig) -> Backend:
             n_ctx=dep.n_ctx,
         )
     assert dep.base_url is not None
+    if dep.api == "responses":
+        from turnout.backends.responses_http import ResponsesHTTPBackend
+
+        return ResponsesHTTPBackend(
+            dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
+        )
     return OpenAIHTTPBackend(
         dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
     )

@@ -14,6 +14,7 @@ from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
     BALANCE_STRATEGIES,
+    DEPLOYMENT_APIS,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
@@ -298,9 +299,18 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         pass_fields=r.strings("pass_fields"),
         supports_prefill=r.get("supports_prefill", bool, kind == "embedded"),
         prefill_fields=tuple(sorted(r.get("prefill_fields", dict, {}).items())),
+        api=_api(r, kind),
     )
     r.done()
     return cfg
+
+
+def _api(r: _Reader, kind: str) -> str:
+    if not r.has("api"):
+        return "chat"
+    if kind != "openai":
+        raise r.error(f"only for kind openai (this deployment is kind {kind})", "api")
+    return r.choice("api", DEPLOYMENT_APIS, "chat")
 
 
 def _url(r: _Reader, key: str) -> str | None:

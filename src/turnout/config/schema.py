@@ -14,6 +14,7 @@ TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
 DEPLOYMENT_KINDS = ("embedded", "openai")
+DEPLOYMENT_APIS = ("chat", "responses")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,13 @@ class DeploymentConfig:
     # {continue_final_message: true, add_generation_prompt: false}; llama.cpp's server none.
     supports_prefill: bool = False
     prefill_fields: tuple[tuple[str, Any], ...] = ()
+    # kind openai: `chat` (/chat/completions) or `responses` (called through /responses).
+    api: str = "chat"
+
+    @property
+    def wire_out(self) -> str:
+        """The wire format turnout speaks to this deployment (recorded per attempt)."""
+        return "responses" if self.api == "responses" else "chat.completions"
 
     @property
     def scrape_url(self) -> str | None:

@@ -334,6 +334,8 @@ class Journey:
         except Shed as shed:
             return self.shed(step.deployment, shed.reason, shed.retry_after_s)
         number = len(self.run.attempts) + 1
+        # The upstream format of the last attempt: the one that answered, if any did.
+        self.run.attrs["wire_out"] = self.fleet.deployments[step.deployment].wire_out
         self.run.transition(
             State.ATTEMPTING, attempt=number, deployment=step.deployment, **step.why
         )
