@@ -117,7 +117,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
             r["id"],
             _when(r["started"]),
             r["model"] or "-",
-            r.get("wire") or "-",
+            _wire(r.get("wire"), r.get("wire_out")),
             r["outcome"],
             str(r["http_status"] or "-"),
             str(r["attempts"]),
@@ -131,6 +131,13 @@ def cmd_requests(args: argparse.Namespace) -> int:
     ]
     print(_table(table, header) if table else "no requests recorded")
     return 0
+
+
+def _wire(wire_in: str | None, wire_out: str | None) -> str:
+    """The format the client spoke, and the upstream's where it differed."""
+    if not wire_in:
+        return "-"
+    return wire_in if wire_out in (None, wire_in) else f"{wire_in}→{wire_out}"
 
 
 def _migration_role(migration: dict[str, Any] | None) -> str:
@@ -159,8 +166,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     wire_out = (rec.get("attrs") or {}).get("wire_out")
     print(
         f"request {rec['id']}  model {rec['model'] or '-'}  {rec['operation']}"
-        f"{' (stream)' if rec['stream'] else ''}"
-        f"  wire {rec.get('wire') or '-'}{f' → {wire_out}' if wire_out else ''}"
+        f"{' (stream)' if rec['stream'] else ''}  wire {_wire(rec.get('wire'), wire_out)}"
     )
     print(
         f"outcome {rec['outcome']}  http {rec['http_status']}  attempts {rec['attempts']}  "

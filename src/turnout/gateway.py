@@ -65,6 +65,12 @@ def make_backend(dep: DeploymentConfig) -> Backend:
             version=dep.anthropic_version,
             timeouts=dep.timeouts,
         )
+    if dep.api == "responses":
+        from turnout.backends.responses_http import ResponsesHTTPBackend
+
+        return ResponsesHTTPBackend(
+            dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
+        )
     return OpenAIHTTPBackend(
         dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
     )

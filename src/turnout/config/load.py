@@ -16,6 +16,7 @@ from turnout.config.schema import (
     ANTHROPIC_BASE_URL,
     ANTHROPIC_VERSION,
     BALANCE_STRATEGIES,
+    DEPLOYMENT_APIS,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
@@ -303,6 +304,7 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
         supports_prefill=r.get("supports_prefill", bool, kind in ("embedded", "anthropic")),
         prefill_fields=tuple(sorted(r.get("prefill_fields", dict, {}).items())),
         anthropic_version=_anthropic_version(r, kind),
+        api=_api(r, kind),
     )
     r.done()
     return cfg
@@ -315,6 +317,14 @@ def _anthropic_version(r: _Reader, kind: str) -> str:
     if not version.strip() or len(version) > 64:
         raise r.error(f"must be a version such as 2023-06-01, got {version!r}", "anthropic_version")
     return version
+
+
+def _api(r: _Reader, kind: str) -> str:
+    if not r.has("api"):
+        return "chat"
+    if kind != "openai":
+        raise r.error(f"only for kind openai (this deployment is kind {kind})", "api")
+    return r.choice("api", DEPLOYMENT_APIS, "chat")
 
 
 def _url(r: _Reader, key: str) -> str | None:

@@ -14,6 +14,7 @@ TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
 DEPLOYMENT_KINDS = ("embedded", "openai", "anthropic")
+DEPLOYMENT_APIS = ("chat", "responses")
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -128,11 +129,15 @@ class DeploymentConfig:
     supports_prefill: bool = False
     prefill_fields: tuple[tuple[str, Any], ...] = ()
     anthropic_version: str = ANTHROPIC_VERSION  # kind anthropic: the `anthropic-version` header
+    # kind openai: `chat` (/chat/completions) or `responses` (called through /responses).
+    api: str = "chat"
 
     def wire_out(self, operation: str) -> str:
         """The wire format turnout speaks to this deployment for an operation (`chat`, …)."""
         if self.kind == "anthropic":
             return "messages"
+        if self.api == "responses":
+            return "responses"
         return "chat.completions" if operation == "chat" else "completions"
 
     @property

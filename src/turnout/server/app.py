@@ -37,7 +37,10 @@ _OPERATIONS = {"/v1/chat/completions": Operation.CHAT, "/v1/completions": Operat
 
 class App:
     def __init__(self, gateway: Gateway) -> None:
+        from turnout.server.responses import ResponsesRoute  # it builds on this module
+
         self.gateway = gateway
+        self._responses = ResponsesRoute(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -102,6 +105,8 @@ class App:
                 )
                 return await self._error(send, error)
             return await self._completion(scope, receive, send, operation)
+        if path == "/v1/responses" or path.startswith("/v1/responses/"):
+            return await self._responses(scope, receive, send)
         if method not in ("GET", "HEAD"):
             error = ApiError(
                 405,

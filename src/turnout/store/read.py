@@ -60,7 +60,8 @@ class RecordReader(Protocol):
         model: str | None = None,
         key_id: str | None = None,
     ) -> list[Request]:
-        """Newest first, without the bodies, events and attempts."""
+        """Newest first, without the bodies, events and attempts; `wire_out` is the upstream
+        format of the last attempt."""
         ...
 
     def request(self, request_id: str) -> Request:

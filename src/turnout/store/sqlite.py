@@ -49,6 +49,11 @@ COLUMNS = (
 )
 INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 25)})"
 # Columns added after the first release: a store written before them gets them on open.
+# A client's DELETE of a stored response: its content goes, the run's record stays, marked.
+ERASE_BODIES = (
+    "UPDATE requests SET request_body = NULL, response_body = NULL, attrs = json_set("
+    "coalesce(attrs, '{}'), '$.responses.deleted', json('true')) WHERE id = ?"
+)
 _ADDED = {"migration": "TEXT", "wire": "TEXT", "key_id": "TEXT", "tenant": "TEXT", "attrs": "TEXT"}
 
 

@@ -108,6 +108,8 @@ class SQLiteReader:
         migration = "migration" if self._migration else "NULL AS migration"
         known = self._columns("requests")
         extra = ", ".join(c if c in known else f"NULL AS {c}" for c in ("wire", "key_id", "tenant"))
+        wire_out = "json_extract(attrs, '$.wire_out')" if "attrs" in known else "NULL"
+        extra += f", {wire_out} AS wire_out"
         sql = f"SELECT {_SUMMARY}, {migration}, {extra} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)

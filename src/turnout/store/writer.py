@@ -25,9 +25,11 @@ from typing import Any
 
 from turnout.config.schema import Retention, StoreConfig
 from turnout.lifecycle.run import Run
+from turnout.store.errors import StoreError
 from turnout.store.retention import prune
 from turnout.store.rows import bare_row, row_of
 from turnout.store.sqlite import (
+    ERASE_BODIES,
     INSERT,
     Recovery,
     check_writable,
@@ -306,8 +308,24 @@ class RecordWriter:
         return pruned.more
 
     def flush(self) -> None:
-        """Write everything queued now (tests and shutdown)."""
+        """Write everything queued now (tests, shutdown, a read that must see a run)."""
         self._flush()
+
+    def erase_bodies(self, request_id: str) -> bool:
+        """Remove one recorded request's bodies, keeping its run; False if it is not recorded.
+
+        Blocking: call it off the event loop. What is queued is written first, so a request
+        answered a moment ago is erased too.
+        """
+        with self._flushing:
+            self._flush_locked()
+            if self._conn is None:
+                return False
+            try:
+                with self._conn:
+                    return self._conn.execute(ERASE_BODIES, (request_id,)).rowcount > 0
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot erase {request_id!r}: {exc}") from None
 
     def close(self) -> None:
         self._stop = True

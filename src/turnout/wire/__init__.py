@@ -1,1 +1,1 @@
-"""Wire formats beyond chat completions: each parsed at the edge onto the one typed request."""
+"""Wire formats other than OpenAI's chat completions: parsed at the edge, rendered back there."""
