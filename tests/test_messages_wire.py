@@ -322,5 +322,5 @@ def test_trace_shows_the_wire_format_in_and_out(
         env=env,
     )
     assert trace.returncode == 0, trace.stderr
-    assert "wire messages → chat.completions" in trace.stdout
+    assert "wire messages→chat.completions" in trace.stdout
     assert "wire_out=chat.completions" in trace.stdout  # on the attempting event

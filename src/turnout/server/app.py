@@ -28,6 +28,7 @@ from turnout.server.asgi import watch_disconnect as _watch_disconnect
 from turnout.server.fields import quote
 from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
+from turnout.server.responses import ResponsesRoute
 from turnout.server.wire import check_request, parse_body
 
 log = logging.getLogger("turnout.server")
@@ -37,8 +38,6 @@ _OPERATIONS = {"/v1/chat/completions": Operation.CHAT, "/v1/completions": Operat
 
 class App:
     def __init__(self, gateway: Gateway) -> None:
-        from turnout.server.responses import ResponsesRoute  # it builds on this module
-
         self.gateway = gateway
         self._responses = ResponsesRoute(gateway)
 

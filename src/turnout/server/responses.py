@@ -17,17 +17,13 @@ from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.run import Run
-from turnout.server.app import (
-    _SSE_HEADERS,
-    Receive,
-    Scope,
-    Send,
-    _headers,
-    _read_body,
-    _send_json,
-    _TooLarge,
-    _watch_disconnect,
-)
+from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
+from turnout.server.asgi import Receive, Scope, Send
+from turnout.server.asgi import TooLarge as _TooLarge
+from turnout.server.asgi import header_list as _headers
+from turnout.server.asgi import read_body as _read_body
+from turnout.server.asgi import send_json as _send_json
+from turnout.server.asgi import watch_disconnect as _watch_disconnect
 from turnout.server.fields import quote
 from turnout.server.wire import parse_body
 from turnout.store.errors import RecordNotFound, StoreError
