@@ -324,3 +324,23 @@ def test_trace_shows_the_wire_format_in_and_out(
     assert trace.returncode == 0, trace.stderr
     assert "wire messages→chat.completions" in trace.stdout
     assert "wire_out=chat.completions" in trace.stdout  # on the attempting event
+
+
+def test_migration_replay_reads_a_messages_record_as_chat(
+    gateway: RunningGateway, upstream: ScriptedUpstream
+) -> None:
+    from turnout.migrate.records import select
+
+    client(gateway).messages.create(
+        model="assistant",
+        max_tokens=8,
+        system="Be brief.",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "capital of France?"}]}],
+    )
+    gateway.gateway.writer.flush()
+    (recorded,) = select(gateway.gateway.config.store.url, models=("assistant",))
+    assert recorded.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "capital of France?"},
+    ]
+    assert recorded.body["max_tokens"] == 8 and recorded.body["model"] == "assistant"

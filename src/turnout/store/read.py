@@ -87,7 +87,7 @@ class RecordReader(Protocol):
         self, *, since: float | None = None, outcomes: tuple[str, ...] = ()
     ) -> list[Request]:
         """Requests recorded with a body, shadows left out, oldest first: id, started, model,
-        operation, deployments, request_body, response_body, attempt_log."""
+        operation, deployments, request_body, response_body, attempt_log, wire."""
         ...
 
     def shadow_pairs(

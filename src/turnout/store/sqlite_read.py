@@ -168,9 +168,10 @@ class SQLiteReader:
             args.extend(outcomes)
         if self._migration:  # a shadow is a candidate's answer, not recorded traffic
             where.append(f"{_SHADOW_OF} IS NULL")
+        wire = "wire" if "wire" in self._columns("requests") else "NULL AS wire"
         sql = (
             "SELECT id, started, model, operation, deployments, request_body, response_body, "
-            f"attempt_log FROM requests WHERE {' AND '.join(where)} ORDER BY started"
+            f"attempt_log, {wire} FROM requests WHERE {' AND '.join(where)} ORDER BY started"
         )
         return [_decode(r) for r in self._rows("requests", sql, args)]
 
