@@ -344,3 +344,40 @@ def test_migration_replay_reads_a_messages_record_as_chat(
         {"role": "user", "content": "capital of France?"},
     ]
     assert recorded.body["max_tokens"] == 8 and recorded.body["model"] == "assistant"
+
+
+def test_a_cut_answer_is_max_tokens_and_the_clients_limit_is_a_ceiling(
+    gateway: RunningGateway, upstream: ScriptedUpstream
+) -> None:
+    upstream.script(Step(content="Paris is the", finish_reason="length"))
+    raw = client(gateway).messages.with_raw_response.create(
+        model="assistant", max_tokens=3, messages=[{"role": "user", "content": "capital?"}]
+    )
+    answer = raw.parse()
+    assert answer.stop_reason == "max_tokens"
+    assert answer.content[0].text == "Paris is the"  # type: ignore[union-attr]
+    assert [r.max_tokens for r in upstream.requests] == [3]  # never raised, never retried
+    rec = gateway.record(raw.headers["x-turnout-request-id"])
+    assert rec["outcome"] == "truncated" and rec["wire"] == "messages"
+
+
+def test_an_invalid_tool_call_is_reasked_and_the_client_sees_the_good_one(
+    gateway: RunningGateway, upstream: ScriptedUpstream
+) -> None:
+    bad = {"id": "call_1", "function": {"name": "get_wether", "arguments": {"city": "Paris"}}}
+    good = {"id": "call_2", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    upstream.script(
+        Step(content=None, tool_calls=[bad], finish_reason="tool_calls"),
+        Step(content=None, tool_calls=[good], finish_reason="tool_calls"),
+    )
+    raw = client(gateway).messages.with_raw_response.create(
+        model="assistant",
+        max_tokens=64,
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    )
+    use = raw.parse().content[0]
+    assert use.type == "tool_use" and use.name == "get_weather"  # type: ignore[union-attr]
+    rec = gateway.record(raw.headers["x-turnout-request-id"])
+    assert "reasking" in [e["state"] for e in rec["events"]]
+    assert [a.get("error") for a in rec["attempt_log"]] == ["bad_tool_call", None]
