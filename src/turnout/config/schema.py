@@ -14,6 +14,8 @@ TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
 DEPLOYMENT_KINDS = ("embedded", "openai")
+AUTH_MODES = ("keys", "none")
+PROTECTABLE = ("metrics", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,18 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client keys. `mode` None: `none` on a loopback bind, `keys` on any other (fails closed)."""
+
+    mode: str | None = None  # keys | none
+    admin_key_env: str = "TURNOUT_ADMIN_KEY"  # the admin API, and what `protect` names
+    protect: tuple[str, ...] = ("metrics", "admin")  # with mode keys; the admin API always
+    allow_unauthenticated: bool = False  # mode none on a non-loopback bind: only with this
+    refresh_s: float = 0.5  # how often keys are re-read: a revocation elsewhere shows within it
+    spend_flush_s: float = 1.0  # how often spend reaches the store
+
+
+@dataclass(frozen=True, slots=True)
 class WatchTarget:
     """One deployment the fingerprint watch checks against a stored baseline."""
 
@@ -299,6 +313,7 @@ class Config:
     source: str = "<default>"
     state: StateConfig = field(default_factory=StateConfig)
     fingerprint: WatchSettings = field(default_factory=WatchSettings)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 def default_config() -> Config:

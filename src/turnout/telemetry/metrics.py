@@ -23,6 +23,7 @@ class Metrics:
     def __init__(self, models: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
         self.models = frozenset(models)
         self.deployments = frozenset(deployments)
+        self.keys: set[str] = set()  # client key ids the store holds: the only key labels
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
@@ -111,6 +112,36 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+
+        self.key_requests = Counter(
+            "turnout_key_requests",
+            "Requests by client key id and terminal state",
+            ["key", "outcome"],
+            registry=r,
+        )
+        self.key_cost = Counter(
+            "turnout_key_cost_usd", "Spend by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_tokens = Counter(
+            "turnout_key_tokens", "Tokens by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_budget_alerts = Counter(
+            "turnout_key_budget_alerts",
+            "Soft budget alerts (a key's spend crossed its alert_at), once per budget period",
+            ["key"],
+            registry=r,
+        )
+
+    def key(self, key_id: str | None) -> str:
+        return key_id if key_id is not None and key_id in self.keys else UNKNOWN
+
+    def observe_key(self, run: Run) -> None:
+        key = self.key(run.key_id)
+        self.key_requests.labels(key, run.outcome.value if run.outcome else "unfinished").inc()
+        if run.cost_usd:
+            self.key_cost.labels(key).inc(run.cost_usd)
+        if run.total_tokens:
+            self.key_tokens.labels(key).inc(run.total_tokens)
 
     def model(self, name: str) -> str:
         return name if name in self.models else UNKNOWN
