@@ -120,6 +120,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
         "tokens",
         "cost $",
         "latency ms",
+        "key",
         "migration",
     ]
     table = [
@@ -135,6 +136,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
             f"{r['prompt_tokens']}+{r['completion_tokens']}",
             f"{r['cost_usd']:.6f}",
             "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+            r.get("key_id") or "-",
             _migration_role(r.get("migration")),
         ]
         for r in rows
