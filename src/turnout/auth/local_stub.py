@@ -48,15 +48,17 @@ class LocalLimits:
         self.clock = clock
         self._requests: dict[str, deque[float]] = {}
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
+        self._used: dict[str, int] = {}  # the tokens in each key's window, kept as a running sum
         self._spent: dict[str, tuple[float, float]] = {}  # key → (period start, usd)
 
     async def admit(self, limits: KeyLimits, predicted_tokens: int) -> Verdict:
         now = self.clock()
         reqs = _trim(self._requests.setdefault(limits.key_id, deque()), now)
         toks = self._tokens.setdefault(limits.key_id, deque())
+        used = self._used.get(limits.key_id, 0)
         while toks and toks[0][0] <= now - WINDOW_S:
-            toks.popleft()
-        used = sum(t for _, t in toks)
+            used -= toks.popleft()[1]
+        self._used[limits.key_id] = used
         headers = _headers(limits, reqs, used, now)
         if limits.budget_usd is not None and self._spent_now(limits, now) >= limits.budget_usd:
             end = period_start(now, limits.budget_period_s) + (limits.budget_period_s or math.inf)
@@ -67,6 +69,7 @@ class LocalLimits:
             return Verdict(False, "tpm", toks[0][0] + WINDOW_S - now, headers)
         reqs.append(now)
         toks.append((now, predicted_tokens))
+        self._used[limits.key_id] = used + predicted_tokens
         return Verdict(True, None, None, _headers(limits, reqs, used + predicted_tokens, now))
 
     async def settle(
@@ -75,6 +78,7 @@ class LocalLimits:
         now = self.clock()
         if tokens != predicted_tokens:
             self._tokens.setdefault(limits.key_id, deque()).append((now, tokens - predicted_tokens))
+            self._used[limits.key_id] = self._used.get(limits.key_id, 0) + tokens - predicted_tokens
         start = period_start(now, limits.budget_period_s)
         self._spent[limits.key_id] = (start, self._spent_now(limits, now) + cost_usd)
 
