@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import orjson
 import pytest
-from gateway_harness import RunningGateway
+from gateway_harness import RunningGateway, spans_of
 from keys_helpers import PRICE, create_key, gateway_yaml, keys_cli
 from upstream import ScriptedUpstream
 
@@ -322,3 +322,19 @@ def test_requests_lists_one_keys_requests(
         main(["requests", "--store", f"sqlite:///{store}", "--key", a["id"], "--json"])
     rows = orjson.loads(out.getvalue())
     assert len(rows) == 2 and {r["key_id"] for r in rows} == {a["id"]}
+
+
+def test_spans_name_the_key_by_id_and_never_carry_its_secret(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    store = tmp_path / "t.db"
+    key = create_key(store, "--name", "traced", "--tenant", "team-a")
+    gw = gateway_factory(gateway_yaml(upstream, store))
+    raw = client(gw, key["key"]).chat.completions.with_raw_response.create(
+        model="chat", messages=HI
+    )
+    spans = spans_of(raw.headers["x-turnout-request-id"])
+    attrs = spans[0].attributes or {}
+    assert (attrs["turnout.key.id"], attrs["turnout.tenant"]) == (key["id"], "team-a")
+    everything = str([(s.attributes, [e.attributes for e in s.events]) for s in spans])
+    assert key["key"] not in everything and key["key"][3:] not in everything

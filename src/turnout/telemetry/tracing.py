@@ -81,6 +81,10 @@ def emit_spans(
     ):
         if isinstance(body.get(key), int | float) and not isinstance(body.get(key), bool):
             attrs[f"gen_ai.request.{name}"] = body[key]
+    if run.key_id is not None:  # the key's id, never its secret
+        attrs["turnout.key.id"] = run.key_id
+    if run.tenant is not None:
+        attrs["turnout.tenant"] = run.tenant
     span = tracer.start_span(
         f"{op} {run.model}",
         context=parent,
