@@ -31,9 +31,7 @@ log = logging.getLogger("turnout.auth")
 
 
 class Refused(ApiError):
-    """A request its key does not allow; `caller` is the key when the key itself was valid."""
-
-    caller: Caller | None = None
+    """A request its key (or the lack of one) does not allow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +195,6 @@ class Guard:
             raise _refused(
                 403,
                 f"API key {key.id} may not use model {model[:64]!r} (allowed: {allowed})",
-                caller,
                 type="permission_error",
                 code="model_not_allowed",
                 param="model",
@@ -209,7 +206,7 @@ class Guard:
         predicted = predicted_tokens(body)
         verdict = await self.limits.admit(limits, predicted)
         if not verdict.ok:
-            raise _over_limit(key, verdict.reason, verdict.retry_after_s, verdict.headers, caller)
+            raise _over_limit(key, verdict.reason, verdict.retry_after_s, verdict.headers)
         self._admitted[run_id] = _Admitted(key, limits, predicted)
         return verdict.headers
 
@@ -275,16 +272,13 @@ def _limits_of(key: KeyRecord) -> KeyLimits:
 def _refused(
     status: int,
     message: str,
-    caller: Caller | None = None,
     *,
     type: str = "invalid_request_error",
     code: str = "invalid_api_key",
     param: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Refused:
-    error = Refused(status, message, type=type, code=code, param=param, headers=headers)
-    error.caller = caller
-    return error
+    return Refused(status, message, type=type, code=code, param=param, headers=headers)
 
 
 def _over_limit(
@@ -292,7 +286,6 @@ def _over_limit(
     reason: str | None,
     retry_after_s: float | None,
     headers: dict[str, str],
-    caller: Caller,
 ) -> Refused:
     out = dict(headers)
     if retry_after_s is not None:
@@ -303,7 +296,7 @@ def _over_limit(
             message += f"; it resets in {retry_after_s / 3600:.1f} h"
         out["x-should-retry"] = "false"
         return _refused(
-            429, message, caller, type="insufficient_quota", code="insufficient_quota", headers=out
+            429, message, type="insufficient_quota", code="insufficient_quota", headers=out
         )
     what = {"rpm": f"{key.rpm} requests", "tpm": f"{key.tpm} tokens"}.get(reason or "", "limit")
     message = f"rate limit reached for API key {key.id}: {what} per minute"
@@ -311,4 +304,4 @@ def _over_limit(
         message += f"; retry after {retry_after_s:.1f} s"
     out["x-should-retry"] = "true"
     kind = "tokens" if reason == "tpm" else "requests"
-    return _refused(429, message, caller, type=kind, code="rate_limit_exceeded", headers=out)
+    return _refused(429, message, type=kind, code="rate_limit_exceeded", headers=out)

@@ -59,14 +59,16 @@ class LocalLimits:
         while toks and toks[0][0] <= now - WINDOW_S:
             used -= toks.popleft()[1]
         self._used[limits.key_id] = used
-        headers = _headers(limits, reqs, used, now)
         if limits.budget_usd is not None and self._spent_now(limits, now) >= limits.budget_usd:
             end = period_start(now, limits.budget_period_s) + (limits.budget_period_s or math.inf)
-            return Verdict(False, "budget", None if math.isinf(end) else end - now, headers)
+            wait = None if math.isinf(end) else end - now
+            return Verdict(False, "budget", wait, _headers(limits, reqs, used, now))
         if limits.rpm is not None and len(reqs) >= limits.rpm:
-            return Verdict(False, "rpm", reqs[0] + WINDOW_S - now, headers)
+            wait = reqs[0] + WINDOW_S - now
+            return Verdict(False, "rpm", wait, _headers(limits, reqs, used, now))
         if limits.tpm is not None and used and used + predicted_tokens > limits.tpm:
-            return Verdict(False, "tpm", toks[0][0] + WINDOW_S - now, headers)
+            wait = toks[0][0] + WINDOW_S - now
+            return Verdict(False, "tpm", wait, _headers(limits, reqs, used, now))
         reqs.append(now)
         toks.append((now, predicted_tokens))
         self._used[limits.key_id] = used + predicted_tokens
