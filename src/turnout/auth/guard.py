@@ -214,25 +214,29 @@ class Guard:
         """Charge the key what the run really cost: every attempt, re-ask and continuation."""
         if not self.enabled:
             return
-        self.metrics.observe_key(run)
+        tokens, cost = run.total_tokens, run.cost_usd
+        self.metrics.observe_key(run, tokens, cost)
         admitted = self._admitted.pop(run.id, None)
         if admitted is None:
             return  # refused before it reached a model
         key = admitted.key
         start = period_start(time.time(), key.budget_period_s)
-        self._add_spend(SpendDelta(key.id, start, run.cost_usd, run.total_tokens, 1))
+        self._add_spend(SpendDelta(key.id, start, cost, tokens, 1))
         if admitted.limits is not None:
-            task = asyncio.get_running_loop().create_task(self._settle(admitted, run, start))
+            settle = self._settle(admitted, run.id, tokens, cost, start)
+            task = asyncio.get_running_loop().create_task(settle)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, admitted: _Admitted, run: Run, start: float) -> None:
+    async def _settle(
+        self, admitted: _Admitted, run_id: str, tokens: int, cost: float, start: float
+    ) -> None:
         limits = admitted.limits
         assert limits is not None
         try:
-            await self.limits.settle(limits, admitted.predicted, run.total_tokens, run.cost_usd)
+            await self.limits.settle(limits, admitted.predicted, tokens, cost)
         except Exception:
-            log.exception("auth: settling request %s on key %s failed", run.id, limits.key_id)
+            log.exception("auth: settling request %s on key %s failed", run_id, limits.key_id)
             return
         if limits.alert_at is None or limits.budget_usd is None:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -24,6 +25,7 @@ class Metrics:
         self.models = frozenset(models)
         self.deployments = frozenset(deployments)
         self.keys: set[str] = set()  # client key ids the store holds: the only key labels
+        self._key_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
@@ -135,13 +137,22 @@ class Metrics:
     def key(self, key_id: str | None) -> str:
         return key_id if key_id is not None and key_id in self.keys else UNKNOWN
 
-    def observe_key(self, run: Run) -> None:
+    def observe_key(self, run: Run, tokens: int, cost_usd: float) -> None:
         key = self.key(run.key_id)
-        self.key_requests.labels(key, run.outcome.value if run.outcome else "unfinished").inc()
-        if run.cost_usd:
-            self.key_cost.labels(key).inc(run.cost_usd)
-        if run.total_tokens:
-            self.key_tokens.labels(key).inc(run.total_tokens)
+        outcome = run.outcome.value if run.outcome else "unfinished"
+        # Children by label, remembered: `labels()` costs more than the increments themselves.
+        children = self._key_children.get((key, outcome))
+        if children is None:
+            children = self._key_children[(key, outcome)] = (
+                self.key_requests.labels(key, outcome),
+                self.key_cost.labels(key),
+                self.key_tokens.labels(key),
+            )
+        children[0].inc()
+        if cost_usd:
+            children[1].inc(cost_usd)
+        if tokens:
+            children[2].inc(tokens)
 
     def model(self, name: str) -> str:
         return name if name in self.models else UNKNOWN
