@@ -205,6 +205,8 @@ def main() -> None:
         "added_p50_ms": {},
         "per_round_added_p50_ms": {},
         "in_process_us": micro_us,
+        "counters": "the in-memory stand-in (turnout.auth.local_stub), one gateway alone",
+        "load_average": os.getloadavg()[0],
     }
     off = statistics.median(lat["off"])
     for n in ("key", "limits"):
@@ -250,6 +252,10 @@ def report(res: dict[str, Any], rounds: int, block_n: int) -> str:
         "In-process, per request: authenticate + admit "
         + ", ".join(f"{n} {us:.1f} µs" for n, us in micro_us.items())
         + ".",
+        "",
+        f"Counters: {res['counters']}. Load average at the end of the run: "
+        f"{res['load_average']:.1f} on {os.cpu_count()} cores (the machine is shared), so the "
+        "per-round spread is wide; the median of per-round differences is the steadier figure.",
         "",
     ]
     return "\n".join(lines)
