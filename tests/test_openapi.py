@@ -25,6 +25,8 @@ SERVED = {
     "/readyz",
     "/metrics",
     "/openapi.json",
+    "/admin/v1/keys",
+    "/admin/v1/keys/{id}",
 }
 
 

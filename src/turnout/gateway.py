@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from turnout.auth.bind import auth_mode
+from turnout.auth.guard import Guard
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
@@ -95,6 +97,9 @@ class Gateway:
         self.config = config
         self.metrics = Metrics(config.models, config.deployments)
         self.writer = RecordWriter.for_store(config.store)
+        # Raises UnsafeBind before anything starts: no keys on a non-loopback bind.
+        self.auth_mode = auth_mode(config.auth, config.server.host)
+        self.guard = Guard(config.auth, self.auth_mode, config.store.url, self.metrics)
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
         used |= {t.deployment for t in config.fingerprint.targets}
@@ -191,6 +196,7 @@ class Gateway:
         recovery = self.writer.open()
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
         self._warm_estimates()
+        await self.guard.start()
         for backend in self.backends.values():
             await backend.start()
         for layer in self.layers:
@@ -249,6 +255,7 @@ class Gateway:
             await layer.close()
         for backend in self.backends.values():
             await backend.close()
+        await self.guard.close()
         self.writer.close()
         if self.tracer is not None:
             self.tracer.shutdown()
@@ -296,5 +303,6 @@ class Gateway:
             self.estimates.observe_attempt(attempt)
         self._learn_length(run)
         self.writer.submit(run)
+        self.guard.finished(run)
         for layer in self.layers:
             layer.observe(run)

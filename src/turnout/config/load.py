@@ -15,15 +15,18 @@ from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
     ANTHROPIC_BASE_URL,
     ANTHROPIC_VERSION,
+    AUTH_MODES,
     BALANCE_STRATEGIES,
     DEPLOYMENT_APIS,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
     PRIVACY_MODES,
+    PROTECTABLE,
     RECORD_BODIES,
     ROUTINGS,
     TRUNCATION_POLICIES,
+    AuthConfig,
     Backoff,
     Budget,
     CascadeCheck,
@@ -83,6 +86,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         base = default_config()
         deployments, models = base.deployments, base.models
     fingerprint = watch_settings(root.child("fingerprint"), deployments)
+    auth = _auth(root.child("auth"))
     root.done()
     return Config(
         server,
@@ -95,6 +99,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         source,
         state,
         fingerprint=fingerprint,
+        auth=auth,
     )
 
 
@@ -174,6 +179,31 @@ def _size(r: _Reader, key: str, default: int) -> int:
     if m is None or unit not in _UNITS:
         raise r.error(f"expected a size such as 1073741824, 512MiB or 1GiB; got {value!r}", key)
     return int(float(m.group(1)) * _UNITS[unit])
+
+
+def _auth(r: _Reader) -> AuthConfig:
+    d = AuthConfig()
+    mode = r.choice("mode", AUTH_MODES, "") if r.has("mode") else None
+    env = r.get("admin_key_env", str, d.admin_key_env)
+    if not env.replace("_", "").isalnum():
+        raise r.error(f"must name an environment variable, got {env!r}", "admin_key_env")
+    protect = r.strings("protect") if r.has("protect") else d.protect
+    for i, what in enumerate(protect):
+        if what not in PROTECTABLE:
+            raise r.error(f"must be one of {', '.join(PROTECTABLE)}; got {what!r}", f"protect[{i}]")
+    allow = r.get("allow_unauthenticated", bool, d.allow_unauthenticated)
+    if allow and mode != "none":
+        raise r.error("only with mode: none (keys already authenticate)", "allow_unauthenticated")
+    cfg = AuthConfig(
+        mode=mode,
+        admin_key_env=env,
+        protect=protect,
+        allow_unauthenticated=allow,
+        refresh_s=r.number("refresh_s", d.refresh_s, minimum=0.05),
+        spend_flush_s=r.number("spend_flush_s", d.spend_flush_s, minimum=0.05),
+    )
+    r.done()
+    return cfg
 
 
 def _telemetry(r: _Reader) -> TelemetryConfig:

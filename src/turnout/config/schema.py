@@ -17,6 +17,8 @@ DEPLOYMENT_KINDS = ("embedded", "openai", "anthropic")
 DEPLOYMENT_APIS = ("chat", "responses")
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
+AUTH_MODES = ("keys", "none")
+PROTECTABLE = ("metrics", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,18 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client keys. `mode` None: `none` on a loopback bind, `keys` on any other (fails closed)."""
+
+    mode: str | None = None  # keys | none
+    admin_key_env: str = "TURNOUT_ADMIN_KEY"  # the admin API, and what `protect` names
+    protect: tuple[str, ...] = ("metrics", "admin")  # with mode keys; the admin API always
+    allow_unauthenticated: bool = False  # mode none on a non-loopback bind: only with this
+    refresh_s: float = 0.5  # how often keys are re-read: a revocation elsewhere shows within it
+    spend_flush_s: float = 1.0  # how often spend reaches the store
+
+
+@dataclass(frozen=True, slots=True)
 class WatchTarget:
     """One deployment the fingerprint watch checks against a stored baseline."""
 
@@ -315,6 +329,7 @@ class Config:
     source: str = "<default>"
     state: StateConfig = field(default_factory=StateConfig)
     fingerprint: WatchSettings = field(default_factory=WatchSettings)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 def default_config() -> Config:

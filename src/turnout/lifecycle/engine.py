@@ -61,7 +61,8 @@ class Engine:
         """Bad input: recorded like every request, and nothing else happens."""
         run.error = error.message
         run.http_status = error.status
-        run.transition(State.REJECTED, status=error.status, error=error.message)
+        reason = {"code": error.code} if error.code else {}
+        run.transition(State.REJECTED, status=error.status, error=error.message, **reason)
         self.finish(run)
         headers = {"x-turnout-outcome": "rejected", "x-should-retry": "false", **error.headers}
         return Reply(error.status, error.body(), headers)

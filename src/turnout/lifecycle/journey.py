@@ -128,6 +128,7 @@ class Journey:
                 self.fleet.tenants,
                 self.model.deadline_ms,
                 self.body.get("metadata"),
+                self.request.caller,
             )
         except ValueError as bad:
             error = ApiError(400, str(bad), code="invalid_value")
@@ -155,7 +156,8 @@ class Journey:
             attrs["sticky_local"] = True
         if self.ticket.tenant != "anonymous":
             attrs["tenant"] = self.ticket.tenant
-            self.run.tenant = self.ticket.tenant
+            if self.request.caller is None:  # a key's tenant is recorded as the key names it
+                self.run.tenant = self.ticket.tenant
         if self.ticket.claim_ignored is not None:
             attrs["tenant_claim_ignored"] = self.ticket.claim_ignored
         if decision.refusal == "cooling":

@@ -12,12 +12,16 @@ from typing import Any
 
 import orjson
 
+from turnout.auth.admin import admin_refusal
 from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.request import Request
 from turnout.server import messages_route
+from turnout.server.access import admit
+from turnout.server.admin import PREFIX as ADMIN_PREFIX
+from turnout.server.admin import admin_keys
 from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
 from turnout.server.asgi import Message, Receive, Scope, Send
 from turnout.server.asgi import TooLarge as _TooLarge
@@ -25,7 +29,6 @@ from turnout.server.asgi import header_list as _headers
 from turnout.server.asgi import read_body as _read_body
 from turnout.server.asgi import send_json as _send_json
 from turnout.server.asgi import watch_disconnect as _watch_disconnect
-from turnout.server.fields import quote
 from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
 from turnout.server.responses import ResponsesRoute
@@ -106,6 +109,8 @@ class App:
             return await self._completion(scope, receive, send, operation)
         if path == "/v1/responses" or path.startswith("/v1/responses/"):
             return await self._responses(scope, receive, send)
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return await self._admin(scope, receive, send)
         if method not in ("GET", "HEAD"):
             error = ApiError(
                 405,
@@ -115,11 +120,7 @@ class App:
             )
             return await self._error(send, error)
         if path == "/v1/models":
-            data = [
-                {"id": name, "object": "model", "created": 0, "owned_by": "turnout"}
-                for name in self.gateway.models
-            ]
-            return await _send_json(send, 200, {"object": "list", "data": data})
+            return await self._models(scope, send)
         if path == "/openapi.json":
             return await _send_json(send, 200, orjson.Fragment(openapi_document()))
         if path == "/healthz":
@@ -130,8 +131,45 @@ class App:
             body = {"status": "not ready" if problems else "ready", "problems": problems}
             return await _send_json(send, status, body)
         if path == "/metrics":
+            guard = self.gateway.guard
+            if guard.enabled and "metrics" in guard.auth.protect:
+                refusal = admin_refusal(guard.auth, _header_map(scope))
+                if refusal is not None:
+                    return await self._error(send, refusal)
             return await self._metrics(send)
         await self._error(send, ApiError(404, f"no route {path}", code="not_found"))
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        """The models served; with client keys, those the key may use."""
+        try:
+            caller = self.gateway.guard.authenticate(_header_map(scope))
+        except ApiError as exc:
+            return await self._error(send, exc)
+        names = list(self.gateway.models)
+        if caller is not None:
+            allowed = self.gateway.guard.ring().by_id[caller.key_id].models
+            names = [n for n in names if not allowed or n in allowed]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "turnout"} for n in names]
+        await _send_json(send, 200, {"object": "list", "data": data})
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        refusal = admin_refusal(gw.config.auth, _header_map(scope))
+        if refusal is not None:
+            return await self._error(send, refusal)
+        limit = gw.config.server.max_body_bytes
+        try:
+            raw = await _read_body(receive, limit, gw.config.server.body_read_timeout_s)
+            status, body = await admin_keys(gw.guard, scope["method"], scope["path"], raw)
+        except _TooLarge:
+            error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+            return await self._error(send, error)
+        except TimeoutError:
+            error = ApiError(408, "request body not received in time", code="request_timeout")
+            return await self._error(send, error, {"connection": "close"})
+        except ApiError as exc:
+            return await self._error(send, exc)
+        await _send_json(send, status, body, {"cache-control": "no-store"})
 
     async def _metrics(self, send: Send) -> None:
         m = self.gateway.metrics
@@ -164,15 +202,6 @@ class App:
             raw = await _read_body(receive, limit, gw.config.server.body_read_timeout_s)
             body = parse_body(raw)
             check_request(body, operation)
-            model = gw.models.get(body["model"])
-            if model is None:
-                known = ", ".join(sorted(gw.models))
-                raise ApiError(
-                    404,
-                    f"model {quote(body['model'])} does not exist here (served: {known})",
-                    code="model_not_found",
-                    param="model",
-                )
         except _TooLarge:
             error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
         except TimeoutError:
@@ -189,11 +218,20 @@ class App:
         run = gw.new_run(
             model_name if isinstance(model_name, str) else "", operation, stream is True, body
         )
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _header_map(scope)
         for key in ("traceparent", "tracestate"):
             if key in headers:
                 run.client[key] = headers[key]
         rid = {"x-turnout-request-id": run.id}
+        caller = None
+        if bug is None:
+            try:
+                caller, limits = await admit(gw, headers, body if error is None else None, run)
+                rid.update(limits)
+            except ApiError as exc:
+                error = exc
+            except Exception as exc:  # a bug in the checks: recorded like any failure below
+                bug = exc
         if bug is not None:
             reply = internal_error(run, bug)
             gw.engine.finish(run)
@@ -202,7 +240,7 @@ class App:
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
         assert body is not None
-        request = Request.from_openai(body, operation, headers)  # the one typed request
+        request = Request.from_openai(body, operation, headers, caller)  # the one typed request
         if stream is True:
             return await self._stream(run, receive, send, request, rid)
         task = asyncio.current_task()
@@ -259,3 +297,7 @@ class App:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await events.aclose()  # type: ignore[attr-defined]
+
+
+def _header_map(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

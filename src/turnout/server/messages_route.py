@@ -17,6 +17,7 @@ from turnout.gateway import Gateway
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.run import Run
 from turnout.routing.router import estimate_prompt_tokens
+from turnout.server.access import admit
 from turnout.server.asgi import (
     SSE_HEADERS,
     Receive,
@@ -93,6 +94,14 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     for key in ("traceparent", "tracestate"):
         if key in headers:
             run.client[key] = headers[key]
+    caller = None
+    if bug is None:
+        try:  # the key first: a client without one hears 401 whatever it sent
+            caller, _ = await admit(gw, headers, chat if error is None else None, run)
+        except ApiError as exc:
+            error = exc
+        except Exception as exc:  # a bug in the checks: recorded like any failure
+            bug = exc
     if bug is not None:
         reply = internal_error(run, bug)
         gw.engine.finish(run)
@@ -101,6 +110,7 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
         return await _send_error(send, run, gw.engine.reject(run, error))
     assert body is not None and chat is not None
     request = messages.to_request(chat, body, headers)
+    request.caller = caller  # (OpenAI's x-ratelimit-* headers are not Anthropic's: not sent)
     if stream:
         return await _stream(gw, run, receive, send, request)
     task = asyncio.current_task()

@@ -17,6 +17,7 @@ from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.run import Run
+from turnout.server.access import admit
 from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
 from turnout.server.asgi import Receive, Scope, Send
 from turnout.server.asgi import TooLarge as _TooLarge
@@ -219,6 +220,16 @@ class ResponsesRoute:
             if key in headers:
                 run.client[key] = headers[key]
         rid = {"x-turnout-request-id": run.id}
+        caller = None
+        if error is None or isinstance(error, ApiError):
+            try:  # the key first: a client without one hears 401 whatever it sent
+                chat = turn.chat if error is None and turn is not None else None
+                caller, limits = await admit(gw, headers, chat, run)
+                rid.update(limits)
+            except ApiError as exc:
+                error = exc
+            except Exception as exc:  # a bug in the checks: recorded like any failure
+                error = exc
         if isinstance(error, ApiError):
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
@@ -231,6 +242,7 @@ class ResponsesRoute:
         notes = dict(turn.notes, model=body["model"])
         run.attrs["responses"] = notes
         request = wire.to_request(turn, body, headers)
+        request.caller = caller
         settings = echo(body["model"], turn.chat, notes)
         if stream:
             return await self._stream(run, receive, send, request, rid, settings)

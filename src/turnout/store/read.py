@@ -68,6 +68,11 @@ class RecordReader(Protocol):
         """One request, all columns, by id or by a unique prefix of it; else RecordNotFound."""
         ...
 
+    def key_usage(self, key_id: str, since: float = 0.0) -> list[dict[str, Any]]:
+        """Per model, what one client key's requests since `since` came to: model, requests,
+        prompt_tokens, completion_tokens, cost_usd."""
+        ...
+
     # -- routing -----------------------------------------------------------------------------
 
     def recent_attempts(self, limit: int = 2000) -> list[dict[str, Any]]:

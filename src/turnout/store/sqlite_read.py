@@ -117,6 +117,18 @@ class SQLiteReader:
         args.append(limit)
         return [_decode(r) for r in self._rows("requests", sql, args)]
 
+    def key_usage(self, key_id: str, since: float = 0.0) -> list[dict[str, Any]]:
+        if "key_id" not in self._columns("requests"):
+            return []
+        rows = self._rows(
+            "requests",
+            "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) "
+            "FROM requests WHERE key_id = ? AND started >= ? GROUP BY model ORDER BY model",
+            (key_id, since),
+        )
+        names = ("model", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+        return [dict(zip(names, tuple(r), strict=True)) for r in rows]
+
     def request(self, request_id: str) -> Request:
         rows = self._rows(
             "requests",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -27,6 +28,8 @@ class Metrics:
     ) -> None:
         self.models = frozenset(models)
         self.deployments = frozenset(deployments or ())
+        self.keys: set[str] = set()  # client key ids the store holds: the only key labels
+        self._key_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         r = self.registry = CollectorRegistry()
         self.genai = GenAIMetrics(r, deployments or {})
         self.requests = Counter(
@@ -117,6 +120,45 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+
+        self.key_requests = Counter(
+            "turnout_key_requests",
+            "Requests by client key id and terminal state",
+            ["key", "outcome"],
+            registry=r,
+        )
+        self.key_cost = Counter(
+            "turnout_key_cost_usd", "Spend by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_tokens = Counter(
+            "turnout_key_tokens", "Tokens by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_budget_alerts = Counter(
+            "turnout_key_budget_alerts",
+            "Soft budget alerts (a key's spend crossed its alert_at), once per budget period",
+            ["key"],
+            registry=r,
+        )
+
+    def key(self, key_id: str | None) -> str:
+        return key_id if key_id is not None and key_id in self.keys else UNKNOWN
+
+    def observe_key(self, run: Run, tokens: int, cost_usd: float) -> None:
+        key = self.key(run.key_id)
+        outcome = run.outcome.value if run.outcome else "unfinished"
+        # Children by label, remembered: `labels()` costs more than the increments themselves.
+        children = self._key_children.get((key, outcome))
+        if children is None:
+            children = self._key_children[(key, outcome)] = (
+                self.key_requests.labels(key, outcome),
+                self.key_cost.labels(key),
+                self.key_tokens.labels(key),
+            )
+        children[0].inc()
+        if cost_usd:
+            children[1].inc(cost_usd)
+        if tokens:
+            children[2].inc(tokens)
 
     def model(self, name: str) -> str:
         return name if name in self.models else UNKNOWN

@@ -179,6 +179,8 @@ def _finish_request_span(span: Span, run: Run) -> None:
         span.set_attribute("http.response.status_code", run.http_status)
     if run.tenant is not None:
         span.set_attribute("turnout.tenant", run.tenant)
+    if run.key_id is not None:  # the key's id, never its secret
+        span.set_attribute("turnout.key.id", run.key_id)
     for event in run.events:
         span.add_event(
             f"turnout.{event.state.value}",
