@@ -13,6 +13,8 @@ from typing import Any
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.intent.feedback import FeedbackDesk
+from turnout.intent.layer import IntentLayer
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.journey import Fleet
@@ -38,7 +40,7 @@ log = logging.getLogger("turnout")
 # `make(inner, gateway)`: a layer around `inner`, or None where its capability is not configured.
 LayerFactory = Callable[[Handler, "Gateway"], Layer | None]
 # turnout's own layers, innermost first.
-LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway,)
+LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway, IntentLayer.for_gateway)
 
 
 def make_backend(dep: DeploymentConfig) -> Backend:
@@ -123,9 +125,15 @@ class Gateway:
             if layer is not None:
                 self.layers.append(layer)
                 self.engine = layer
+        self.intent = next((x for x in self.layers if isinstance(x, IntentLayer)), None)
+        self.feedback = FeedbackDesk(config.store.url, recent_key=self._recent_key)
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
+
+    def _recent_key(self, request_id: str) -> tuple[bool, str | None]:
+        origin = self.intent.answers.by_id(request_id) if self.intent is not None else None
+        return (False, None) if origin is None else (True, origin.key_id)
 
     @staticmethod
     def _make_scanner(config: Config) -> Scanner | None:
@@ -226,6 +234,7 @@ class Gateway:
             await layer.close()
         for backend in self.backends.values():
             await backend.close()
+        self.feedback.close()
         self.writer.close()
 
     def not_ready(self) -> list[str]:

@@ -73,6 +73,11 @@ def emit_spans(
         "gen_ai.usage.output_tokens": run.completion_tokens,
         "turnout.cost_usd": run.cost_usd,
     }
+    intent = run.attrs.get("intent")
+    if isinstance(intent, dict):
+        attrs["turnout.intent.signals"] = ",".join(intent.get("signals") or ())
+        if isinstance(intent.get("missed"), dict):
+            attrs["turnout.intent.missed_request_id"] = str(intent["missed"].get("request_id"))
     for key, name in (
         ("max_tokens", "max_tokens"),
         ("temperature", "temperature"),

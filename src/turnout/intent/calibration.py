@@ -1,0 +1,23 @@
+"""Thresholds of the rephrase decision, and where their values come from.
+
+Fitted on the calibration half of bench/intent/cases (every other case of each kind, in file
+order) by `bench/intent/quality.py --calibrate`, which picks, per threshold, the value with the best
+F1 on that half; the scores in bench/results/intent_quality.md are on the other half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    semantic: float = 0.80  # MiniLM cosine of the new and the earlier user turn: a restatement
+    semantic_with_cue: float = 0.45  # the same, when the user says they are rephrasing
+    lexical: float = 0.72  # character-trigram overlap that is a restatement without the model
+    lexical_with_cue: float = 0.30  # the same, with a rephrase cue
+    # Above this overlap, the words alone settle it and the model is not asked.
+    lexical_certain: float = 0.90
+
+
+CALIBRATED = Thresholds()
