@@ -88,7 +88,7 @@ def test_a_rephrase_is_found_by_meaning_and_attributed_to_the_earlier_answer(
     second = chat(gw, "assistant", ASKED, ANSWER, restated)
     assert second.headers["x-turnout-intent"] == "rephrase"
     intent = intent_of(gw, second.headers["x-turnout-request-id"])["intent"]
-    assert intent["lexical"] < CALIBRATED.lexical  # the words alone would not have said so
+    assert intent["lexical"] < CALIBRATED.lexical_certain  # the words alone did not settle it
     assert intent["semantic"] >= CALIBRATED.semantic
     assert intent["missed"]["request_id"] == first.headers["x-turnout-request-id"]
     assert intent["missed"]["deployment"] == "b"

@@ -192,6 +192,7 @@ _EXTENSIONS = (
     "turnout.sim.cli",
     "turnout.fingerprint.cli",
     "turnout.migrate.cli",
+    "turnout.intent.cli",
 )
 
 

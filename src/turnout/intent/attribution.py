@@ -78,3 +78,8 @@ class Answers:
 
     def by_id(self, request_id: str) -> Origin | None:
         return self._ids.get(request_id)
+
+
+def is_regenerate(before: Origin | None, key_id: str | None, now: float, window_s: float) -> bool:
+    """The conversation was answered for the same key within the window: it is being resent."""
+    return before is not None and before.key_id == key_id and 0 <= now - before.at <= window_s

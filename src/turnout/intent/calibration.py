@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    semantic: float = 0.80  # MiniLM cosine of the new and the earlier user turn: a restatement
-    semantic_with_cue: float = 0.45  # the same, when the user says they are rephrasing
-    lexical: float = 0.72  # character-trigram overlap that is a restatement without the model
-    lexical_with_cue: float = 0.30  # the same, with a rephrase cue
+    semantic: float = 0.66  # MiniLM cosine of the new and the earlier user turn: a restatement
+    semantic_with_cue: float = 0.55  # the same, when the user says they are rephrasing
+    lexical: float = 0.24  # character-trigram overlap that is a restatement without the model
+    lexical_with_cue: float = 0.50  # the same, with a rephrase cue
     # Above this overlap, the words alone settle it and the model is not asked.
     lexical_certain: float = 0.90
 

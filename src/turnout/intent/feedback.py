@@ -150,5 +150,9 @@ async def guarded(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     try:
         return await call
     except StoreError as exc:
-        raise ApiError(503, f"feedback could not be recorded: {exc}", type="server_error",
-                       code="store_unavailable") from None  # fmt: skip
+        raise ApiError(
+            503,
+            f"feedback could not be recorded: {exc}",
+            type="server_error",
+            code="store_unavailable",
+        ) from None

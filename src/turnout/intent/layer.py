@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Operation
 from turnout.config import ModelConfig
-from turnout.intent.attribution import Answers, Origin, origin_of
+from turnout.intent.attribution import Answers, Origin, is_regenerate, origin_of
 from turnout.intent.conversation import prefix_hash, prompt_fingerprint, turns_of
 from turnout.intent.semantic import Embeddings, available
 from turnout.intent.signals import Scan, Signal, decide_rephrase, scan
@@ -108,11 +108,7 @@ class IntentLayer(Layer):
         if prompt is not None:
             run.attrs["prompt"] = prompt
         before = self.answers.get(prefix)
-        resent = (
-            before is not None
-            and before.key_id == run.key_id
-            and run.started - before.at <= settings.regenerate_window_s
-        )
+        resent = is_regenerate(before, run.key_id, run.started, settings.regenerate_window_s)
         semantic = self.embeddings is not None and settings.semantic
         s = scan(turns, resent=resent, semantic=semantic)
         missed = before if resent else None
