@@ -21,6 +21,7 @@ SERVED = {
     "/readyz",
     "/metrics",
     "/openapi.json",
+    "/v1/feedback",
 }
 
 

@@ -224,36 +224,22 @@ def fit(
 
 def calibrate_turnout(cases: list[Case]) -> Thresholds:
     t = CALIBRATED
-    sem = fit(
-        cases,
-        lambda v: turnout(
-            Thresholds(v, t.semantic_with_cue, t.lexical, t.lexical_with_cue, t.lexical_certain),
-            True,
-        ),
-        "rephrase",
-        grid(0.5, 0.95, 0.01),
+
+    def with_(**kw: float) -> Thresholds:
+        return Thresholds(**{**{k: getattr(t, k) for k in t.__slots__}, **kw})
+
+    semantic = fit(
+        cases, lambda v: turnout(with_(semantic=v), True), "rephrase", grid(0.5, 0.95, 0.01)
     )
+    t = with_(semantic=semantic)
     cue = fit(
-        cases,
-        lambda v: turnout(
-            Thresholds(sem, v, t.lexical, t.lexical_with_cue, t.lexical_certain), True
-        ),
-        "rephrase",
-        grid(0.2, 0.9, 0.05),
+        cases, lambda v: turnout(with_(semantic_with_cue=v), True), "rephrase", grid(0.2, 0.9, 0.05)
     )
-    lex = fit(
-        cases,
-        lambda v: turnout(Thresholds(sem, cue, v, t.lexical_with_cue, t.lexical_certain), False),
-        "rephrase",
-        grid(0.2, 0.95, 0.01),
-    )
+    t = with_(semantic_with_cue=cue)
     lcue = fit(
-        cases,
-        lambda v: turnout(Thresholds(sem, cue, lex, v, t.lexical_certain), False),
-        "rephrase",
-        grid(0.1, 0.9, 0.05),
+        cases, lambda v: turnout(with_(lexical_with_cue=v), False), "rephrase", grid(0.1, 0.9, 0.05)
     )
-    return Thresholds(sem, cue, lex, lcue, t.lexical_certain)
+    return with_(lexical_with_cue=lcue)
 
 
 # -- cost ---------------------------------------------------------------------------------------
@@ -400,6 +386,12 @@ def main() -> int:
     e_q = fit(cal, lambda v: embedding_only(2, 2, v), "clarification", grid(0.3, 0.95, 0.01))
     methods: dict[str, Method] = {
         "turnout": turnout(CALIBRATED, True),
+        "turnout, precision first (semantic ≥ 0.85)": turnout(
+            Thresholds(
+                **{**{k: getattr(CALIBRATED, k) for k in CALIBRATED.__slots__}, "semantic": 0.85}
+            ),
+            True,
+        ),
         "turnout, words only": turnout(CALIBRATED, False),
         f"bag of words (overlap ≥ {bow_t})": bag_of_words(bow_t),
         f"embedding only (≥ {e_r}/{e_c}/{e_q})": embedding_only(e_r, e_c, e_q),

@@ -190,6 +190,8 @@ class CanaryGate:
     success_margin: float = 0.05  # absolute: how much lower its success rate may be
     latency_margin: float = 0.25  # relative: how much slower (median shift) it may be
     cost_margin: float = 0.25  # relative, on cost per request
+    # absolute: how much more often its answers may miss what users meant (intent signals)
+    miss_margin: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

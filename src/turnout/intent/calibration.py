@@ -14,8 +14,9 @@ from dataclasses import dataclass
 class Thresholds:
     semantic: float = 0.66  # MiniLM cosine of the new and the earlier user turn: a restatement
     semantic_with_cue: float = 0.55  # the same, when the user says they are rephrasing
-    lexical: float = 0.24  # character-trigram overlap that is a restatement without the model
-    lexical_with_cue: float = 0.50  # the same, with a rephrase cue
+    # Without the model (not installed, or late): only the user's own cue and the words decide,
+    # with a cue above this character-trigram overlap
+    lexical_with_cue: float = 0.50
     # Above this overlap, the words alone settle it and the model is not asked.
     lexical_certain: float = 0.90
 

@@ -19,12 +19,13 @@ from turnout.config import ModelConfig
 from turnout.intent.attribution import Answers, Origin, is_regenerate, origin_of
 from turnout.intent.conversation import prefix_hash, prompt_fingerprint, turns_of
 from turnout.intent.semantic import Embeddings, available
-from turnout.intent.signals import Scan, Signal, decide_rephrase, scan
+from turnout.intent.signals import MISSES, Scan, Signal, decide_rephrase, scan
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Reply, StreamHead
 from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
+from turnout.migrate.traffic import MigrationLayer
 
 if TYPE_CHECKING:
     from turnout.gateway import Gateway
@@ -73,6 +74,10 @@ class IntentLayer(Layer):
         self.answers = Answers()
         wanted = any(m.intent.detect and m.intent.semantic for m in self.models.values())
         self.embeddings = Embeddings() if wanted and available() else None
+        # A running canary counts the misses of its arms' answers (built before this layer).
+        self.canaries = next(
+            (x.canaries for x in gateway.layers if isinstance(x, MigrationLayer)), None
+        )
 
     @classmethod
     def for_gateway(cls, inner: Handler, gateway: Gateway) -> IntentLayer | None:
@@ -164,6 +169,8 @@ class IntentLayer(Layer):
         if signal is not None and not d.counted:
             d.counted = True
             self.metrics.intent_signals.labels(self.metrics.model(run.model), signal.value).inc()
+            if signal in MISSES and d.missed is not None and self.canaries is not None:
+                self.canaries.miss(d.missed.model, d.missed.request_id)
 
     async def complete(self, run: Run, model: ModelConfig, request: Request) -> Reply:
         d = self.begin(run, model, request)

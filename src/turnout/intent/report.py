@@ -110,6 +110,22 @@ def attribute(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str
     return out
 
 
+def missed_since(url: str, since: float) -> set[str] | None:
+    """Ids of answers recorded from `since` on that a later turn showed missed; None when the
+    record holds no conversations (intent detection off)."""
+    from turnout.store.errors import NoRecordStore
+    from turnout.store.read import open_reader
+
+    try:
+        with open_reader(url) as reader:
+            rows = reader.conversations(since=since)
+    except NoRecordStore:
+        return None
+    if not rows:
+        return None
+    return {answer["id"] for _, answer in attribute(rows) if answer is not None}
+
+
 def last_user_text(row: dict[str, Any]) -> str | None:
     body = row.get("request_body")
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

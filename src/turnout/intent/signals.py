@@ -85,7 +85,9 @@ def decide_rephrase(
     if lexical >= t.lexical_certain:
         return True
     if semantic is None:
-        return lexical >= (t.lexical_with_cue if cue else t.lexical)
+        # Trigram overlap alone cannot tell a restatement from a new question on the same topic
+        # (bench/intent: the near-questions overlap more): without the model, only a cue counts.
+        return cue and lexical >= t.lexical_with_cue
     return semantic >= (t.semantic_with_cue if cue else t.semantic)
 
 

@@ -103,7 +103,7 @@ class RecordReader(Protocol):
 
     def canary_stage(self, model: str, candidate: str, stage: int, since: float) -> list[Request]:
         """The requests a running canary placed in `stage` from `since` on, oldest first:
-        outcome, attempt_log, latency_ms, cost_usd, migration."""
+        id, outcome, attempt_log, latency_ms, cost_usd, migration."""
         ...
 
     def migration_events(self, model: str | None = None, limit: int = 50) -> list[MigrationEvent]:

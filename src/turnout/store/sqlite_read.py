@@ -238,7 +238,7 @@ class SQLiteReader:
             return []
         rows = self._rows(
             "requests",
-            "SELECT outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
+            "SELECT id, outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
             "WHERE model = ? AND started >= ? "
             "AND json_extract(migration, '$.canary.candidate') = ? "
             "AND json_extract(migration, '$.canary.stage') = ? "
