@@ -175,7 +175,9 @@ class IntentLayer(Layer):
     async def complete(self, run: Run, model: ModelConfig, request: Request) -> Reply:
         d = self.begin(run, model, request)
         if d is None:
-            return await self.inner.complete(run, model, request)
+            reply = await self.inner.complete(run, model, request)
+            self.label(run, None, reply.headers)
+            return reply
         wait_s = model.intent.semantic_wait_ms / 1000
         if model.intent.on_rephrase == "escalate":
             await self.settle(d, wait_s)  # where to send it depends on the answer
