@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -296,6 +298,17 @@ def scan_cost() -> list[dict[str, Any]]:
     return rows
 
 
+def embed_cost_one_thread() -> dict[str, float]:
+    """The same in a fresh process whose BLAS runs one thread (OPENBLAS_NUM_THREADS=1)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    code = "import json, quality; print(json.dumps(quality.embed_cost()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def embed_cost() -> dict[str, float]:
     EMB.similarity_now("warm", "up")
     fresh, cached = [], []
@@ -402,7 +415,9 @@ def main() -> int:
         for lang in sorted({c["lang"] for c in held})
     }
     cost = scan_cost()
+    load_before = os.getloadavg()[0]
     embed = embed_cost()
+    embed_1 = embed_cost_one_thread()
     alarm = alarm_behaviour()
     payload = {
         "cases": {
@@ -416,6 +431,8 @@ def main() -> int:
         "turnout_by_language": by_lang,
         "scan_cost": cost,
         "embedding_cost": embed,
+        "embedding_cost_one_blas_thread": embed_1,
+        "load_average_1m": load_before,
         "alarm": alarm,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -448,7 +465,9 @@ def main() -> int:
     md += [f"| {r['turns']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |" for r in cost]
     md += [
         "",
-        f"MiniLM (numpy) on this machine: a new turn {embed['new_turn_p50_ms']:.1f} ms p50; "
+        f"MiniLM (numpy) on this machine (2 shared cores, load average {load_before:.1f}): "
+        f"a new turn {embed['new_turn_p50_ms']:.1f} ms p50 "
+        f"({embed_1['new_turn_p50_ms']:.1f} ms with OPENBLAS_NUM_THREADS=1); "
         f"a pair already cached {embed['cached_pair_p50_ms']:.3f} ms. The model check therefore "
         "runs in a worker thread while the upstream answers, never on the event loop.",
         "",
