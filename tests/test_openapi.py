@@ -27,6 +27,7 @@ SERVED = {
     "/openapi.json",
     "/admin/v1/keys",
     "/admin/v1/keys/{id}",
+    "/v1/feedback",
 }
 
 

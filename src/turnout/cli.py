@@ -213,6 +213,7 @@ _EXTENSIONS = (
     "turnout.fingerprint.cli",
     "turnout.migrate.cli",
     "turnout.auth.cli",
+    "turnout.intent.cli",
 )
 
 

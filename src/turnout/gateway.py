@@ -15,6 +15,8 @@ from turnout.auth.guard import Guard
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.intent.feedback import FeedbackDesk
+from turnout.intent.layer import IntentLayer
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.fleet import Fleet
@@ -41,7 +43,7 @@ log = logging.getLogger("turnout")
 # `make(inner, gateway)`: a layer around `inner`, or None where its capability is not configured.
 LayerFactory = Callable[[Handler, "Gateway"], Layer | None]
 # turnout's own layers, innermost first.
-LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway,)
+LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway, IntentLayer.for_gateway)
 
 
 def make_backend(dep: DeploymentConfig) -> Backend:
@@ -147,9 +149,15 @@ class Gateway:
                 self.layers.append(layer)
                 self.engine = layer
         self.tracer: Tracer | None = None
+        self.intent = next((x for x in self.layers if isinstance(x, IntentLayer)), None)
+        self.feedback = FeedbackDesk(config.store.url, recent_key=self._recent_key)
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
+
+    def _recent_key(self, request_id: str) -> tuple[bool, str | None]:
+        origin = self.intent.answers.by_id(request_id) if self.intent is not None else None
+        return (False, None) if origin is None else (True, origin.key_id)
 
     @staticmethod
     def _make_scanner(config: Config) -> Scanner | None:
@@ -256,6 +264,7 @@ class Gateway:
         for backend in self.backends.values():
             await backend.close()
         await self.guard.close()
+        self.feedback.close()
         self.writer.close()
         if self.tracer is not None:
             self.tracer.shutdown()

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from turnout.config.fingerprint import watch_settings
+from turnout.config.intent import intent_settings
 from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
@@ -426,6 +427,7 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             balance=balance,
             shadow=shadow_config(m, deployments),
             canary=canary_config(m, deployments, names),
+            intent=intent_settings(m.child("intent")),
         )
         m.done()
     r.done()

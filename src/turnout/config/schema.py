@@ -208,6 +208,24 @@ class CanaryGate:
     success_margin: float = 0.05  # absolute: how much lower its success rate may be
     latency_margin: float = 0.25  # relative: how much slower (median shift) it may be
     cost_margin: float = 0.25  # relative, on cost per request
+    # absolute: how much more often its answers may miss what users meant (intent signals)
+    miss_margin: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class IntentSettings:
+    """Reading a model's conversations for answers that missed what the user meant."""
+
+    detect: bool = True  # signals in the record, the header, spans and metrics
+    semantic: bool = True  # MiniLM similarity for rephrases, when the model package is installed
+    on_rephrase: str = (
+        "none"  # none | escalate: a rephrase or correction goes to the next deployment
+    )
+    regenerate_window_s: float = 600.0  # the same conversation resent within this is a regenerate
+    semantic_wait_ms: float = 50.0  # how long an answer may wait for a late semantic check
+
+
+INTENT_ACTIONS = ("none", "escalate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +254,7 @@ class ModelConfig:
     cascade: CascadeCheck = field(default_factory=CascadeCheck)
     shadow: ShadowConfig | None = None
     canary: CanaryConfig | None = None
+    intent: IntentSettings = field(default_factory=IntentSettings)
 
 
 @dataclass(frozen=True, slots=True)

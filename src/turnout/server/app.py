@@ -16,6 +16,7 @@ from turnout.auth.admin import admin_refusal
 from turnout.backends.base import Operation
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
+from turnout.intent.feedback import guarded
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.request import Request
 from turnout.server import messages_route
@@ -111,6 +112,8 @@ class App:
             return await self._responses(scope, receive, send)
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return await self._admin(scope, receive, send)
+        if path == "/v1/feedback" and method == "POST":
+            return await self._feedback(scope, receive, send)
         if method not in ("GET", "HEAD"):
             error = ApiError(
                 405,
@@ -184,6 +187,26 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        try:
+            raw = await _read_body(
+                receive, gw.config.server.max_body_bytes, gw.config.server.body_read_timeout_s
+            )
+            caller = gw.guard.authenticate(_header_map(scope))  # the same key as the request
+            key_id = caller.key_id if caller is not None else None
+            body = await guarded(gw.feedback.submit(parse_body(raw), key_id))
+        except _TooLarge:
+            limit = gw.config.server.max_body_bytes
+            error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+            return await self._error(send, error)
+        except TimeoutError:
+            error = ApiError(408, "request body not received in time", code="request_timeout")
+            return await self._error(send, error, {"connection": "close"})
+        except ApiError as error:
+            return await self._error(send, error)
+        await _send_json(send, 200, body)
 
     async def _error(
         self, send: Send, error: ApiError, headers: dict[str, str] | None = None

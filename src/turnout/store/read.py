@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from turnout.store.events import MigrationEvent
+from turnout.store.feedback import Feedback
 from turnout.store.location import sqlite_file
 
 Request = dict[str, Any]
@@ -108,11 +109,27 @@ class RecordReader(Protocol):
 
     def canary_stage(self, model: str, candidate: str, stage: int, since: float) -> list[Request]:
         """The requests a running canary placed in `stage` from `since` on, oldest first:
-        outcome, attempt_log, latency_ms, cost_usd, migration."""
+        id, outcome, attempt_log, latency_ms, cost_usd, migration."""
         ...
 
     def migration_events(self, model: str | None = None, limit: int = 50) -> list[MigrationEvent]:
         """The latest `limit`, newest last."""
+        ...
+
+    # -- intent --------------------------------------------------------------------------------
+
+    def conversations(self, *, since: float | None = None, bodies: bool = False) -> list[Request]:
+        """Chat requests recorded with a conversation hash, oldest first: id, started, model,
+        outcome, deployments, attempt_log, key_id, migration, attrs; with `bodies`, the bodies."""
+        ...
+
+    def answer(self, prefix: str, before: float | None = None) -> Request | None:
+        """The latest request whose conversation hashed to `prefix` (started before `before`):
+        the same columns as `conversations`, without bodies."""
+        ...
+
+    def feedback(self, *, since: float | None = None) -> list[Feedback]:
+        """Feedback sent through `POST /v1/feedback`, oldest first."""
         ...
 
 

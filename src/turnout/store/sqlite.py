@@ -78,6 +78,11 @@ def connect(path: Path) -> sqlite3.Connection:
         if name not in columns:
             conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
     conn.execute("CREATE INDEX IF NOT EXISTS requests_key ON requests (key_id, started)")
+    # Intent attribution finds the answer a later turn is about by its conversation's hash.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS requests_prefix "
+        "ON requests (json_extract(attrs, '$.conversation_prefix'), started)"
+    )
     return conn
 
 

@@ -109,6 +109,12 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        self.intent_signals = Counter(
+            "turnout_intent_signals",
+            "Intent signals in requests (rephrase, correction, regenerate, clarification)",
+            ["model", "signal"],
+            registry=r,
+        )
         self.shared_state_up = Gauge(
             "turnout_shared_state_up",
             "1 while the replicas' shared state (Redis) answers, 0 while this gateway works alone",

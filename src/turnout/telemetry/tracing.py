@@ -181,6 +181,12 @@ def _finish_request_span(span: Span, run: Run) -> None:
         span.set_attribute("turnout.tenant", run.tenant)
     if run.key_id is not None:  # the key's id, never its secret
         span.set_attribute("turnout.key.id", run.key_id)
+    intent = run.attrs.get("intent")
+    if isinstance(intent, dict):
+        span.set_attribute("turnout.intent.signals", ",".join(intent.get("signals") or ()))
+        if isinstance(intent.get("missed"), dict):
+            missed = str(intent["missed"].get("request_id"))
+            span.set_attribute("turnout.intent.missed_request_id", missed)
     for event in run.events:
         span.add_event(
             f"turnout.{event.state.value}",
