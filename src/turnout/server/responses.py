@@ -57,10 +57,14 @@ class ResponsesRoute:
                                                   headers=allow))  # fmt: skip
             return await self._create(scope, receive, send)
         rid = path[len(PATH) + 1 :]
-        if method in ("GET", "HEAD"):
-            return await self._retrieve(send, rid)
-        if method == "DELETE":
-            return await self._delete(send, rid)
+        if method in ("GET", "HEAD", "DELETE"):
+            try:
+                owner = self._owner(scope)
+            except ApiError as exc:
+                return await _fail(send, exc)
+            if method == "DELETE":
+                return await self._delete(send, rid, owner)
+            return await self._retrieve(send, rid, owner)
         allow = {"allow": "GET, HEAD, DELETE"}
         await _fail(send, ApiError(405, f"{path[:64]} takes GET or DELETE", code="method",
                                    headers=allow))  # fmt: skip
@@ -78,8 +82,17 @@ class ResponsesRoute:
                 code="responses_not_stored",
             )
 
-    async def _record(self, rid: str) -> dict[str, Any]:
-        """The recorded Responses request behind `rid`; written first if still queued."""
+    def _owner(self, scope: Scope) -> str | None:
+        """The client key asking (401 without a valid one when keys are on); None: keys off."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        caller = self.gateway.guard.authenticate(headers)
+        return caller.key_id if caller is not None else None
+
+    async def _record(self, rid: str, owner: str | None) -> dict[str, Any]:
+        """The recorded Responses request behind `rid`; written first if still queued.
+
+        With keys on, a response belongs to the key that created it: to any other it does not
+        exist (a 404, not a 403, so ids cannot be probed)."""
         self._full_bodies()
         run_id = wire.response_run_id(rid)
         if run_id is None:
@@ -91,6 +104,8 @@ class ResponsesRoute:
             record = await asyncio.to_thread(_read, url, run_id)
         if record is None or record.get("wire") != wire.WIRE:
             raise _not_found(rid)
+        if self.gateway.guard.enabled and record.get("key_id") != owner:
+            raise _not_found(rid)
         notes = (record.get("attrs") or {}).get("responses") or {}
         if notes.get("deleted"):
             raise _not_found(rid, " (it was deleted)")
@@ -100,16 +115,16 @@ class ResponsesRoute:
             raise _not_found(rid, " (its bodies were not recorded)")
         return record
 
-    async def _retrieve(self, send: Send, rid: str) -> None:
+    async def _retrieve(self, send: Send, rid: str, owner: str | None) -> None:
         try:
-            record = await self._record(rid)
+            record = await self._record(rid, owner)
         except ApiError as exc:
             return await _fail(send, exc)
         await _send_json(send, 200, from_record(record))
 
-    async def _delete(self, send: Send, rid: str) -> None:
+    async def _delete(self, send: Send, rid: str, owner: str | None) -> None:
         try:
-            await self._record(rid)
+            await self._record(rid, owner)
             run_id = wire.response_run_id(rid)
             assert run_id is not None
             erased = await asyncio.to_thread(self.gateway.writer.erase_bodies, run_id)
@@ -178,12 +193,12 @@ class ResponsesRoute:
                 param=f"tools[{i}]",
             )
 
-    async def _turn(self, body: dict[str, Any]) -> wire.Turn:
+    async def _turn(self, body: dict[str, Any], owner: str | None) -> wire.Turn:
         history = None
         prev = body.get("previous_response_id")
         if prev is not None:
             try:
-                record = await self._record(prev)
+                record = await self._record(prev, owner)
             except ApiError as exc:
                 if exc.status == 404:
                     raise ApiError(
@@ -204,7 +219,7 @@ class ResponsesRoute:
         if error is None:
             assert body is not None
             try:
-                turn = await self._turn(body)
+                turn = await self._turn(body, self._owner(scope))
             except ApiError as exc:
                 error = exc
             except Exception as exc:
