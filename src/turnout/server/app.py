@@ -27,6 +27,7 @@ from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
 from turnout.server.asgi import Message, Receive, Scope, Send
 from turnout.server.asgi import TooLarge as _TooLarge
 from turnout.server.asgi import header_list as _headers
+from turnout.server.asgi import header_map as _header_map
 from turnout.server.asgi import read_body as _read_body
 from turnout.server.asgi import send_json as _send_json
 from turnout.server.asgi import watch_disconnect as _watch_disconnect
@@ -320,7 +321,3 @@ class App:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await events.aclose()  # type: ignore[attr-defined]
-
-
-def _header_map(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

@@ -94,3 +94,8 @@ async def watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyn
             gone.set()
             task.cancel()
             return
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by name (ASGI gives them lowercased, as bytes)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

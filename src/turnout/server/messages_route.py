@@ -25,6 +25,7 @@ from turnout.server.asgi import (
     Send,
     TooLarge,
     header_list,
+    header_map,
     read_body,
     send_json,
     watch_disconnect,
@@ -90,7 +91,7 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     run.wire = messages.WIRE
     if ignored:
         run.attrs["ignored"] = ignored
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    headers = header_map(scope)
     for key in ("traceparent", "tracestate"):
         if key in headers:
             run.client[key] = headers[key]

@@ -19,7 +19,7 @@ from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.run import Run
 from turnout.server.access import admit
 from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
-from turnout.server.asgi import Receive, Scope, Send
+from turnout.server.asgi import Receive, Scope, Send, header_map
 from turnout.server.asgi import TooLarge as _TooLarge
 from turnout.server.asgi import header_list as _headers
 from turnout.server.asgi import read_body as _read_body
@@ -84,7 +84,7 @@ class ResponsesRoute:
 
     def _owner(self, scope: Scope) -> str | None:
         """The client key asking (401 without a valid one when keys are on); None: keys off."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = header_map(scope)
         caller = self.gateway.guard.authenticate(headers)
         return caller.key_id if caller is not None else None
 
@@ -230,7 +230,7 @@ class ResponsesRoute:
             model_name if isinstance(model_name, str) else "", Operation.CHAT, stream, body
         )
         run.wire = wire.WIRE
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = header_map(scope)
         for key in ("traceparent", "tracestate"):
             if key in headers:
                 run.client[key] = headers[key]
