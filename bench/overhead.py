@@ -1,10 +1,12 @@
-"""Gateway overhead benchmark: turnout side by side with LiteLLM's proxy.
+"""Gateway overhead benchmark: turnout side by side with Portkey's gateway and LiteLLM's proxy.
 
-Starts a fast loopback upstream (bench/upstream.py), turnout and LiteLLM's proxy, each as
-its own process on 127.0.0.1, then drives them with wrk (bench/wrk/chat.lua):
+Starts a fast loopback upstream (bench/upstream.py), turnout (every default on: the record
+with full bodies, metrics, and spans exported to bench/otlp_sink.py), Portkey's open-source
+gateway (Node) and LiteLLM's proxy, each as its own process on 127.0.0.1, then drives them
+with wrk (bench/wrk/chat.lua):
 
 1. closed loop, non-streaming and streaming, at each --concurrency (default 1, 32, 256):
-   direct-to-upstream, turnout and LiteLLM, interleaved, each after a warm-up;
+   direct-to-upstream, turnout, Portkey and LiteLLM, interleaved, each after a warm-up;
    added latency = gateway percentile - direct percentile (same mode and concurrency);
 2. open loop (fixed arrival rate): the highest rate each gateway sustains with
    p99 added latency < --slo-ms (default 10 ms), direct measured at the same rates;
@@ -17,8 +19,10 @@ socket error and malformed body. Results: bench/results/overhead.{md,json} and
 bench/results/soak.{md,json}. Every process it starts is stopped on exit, on error and
 on SIGINT/SIGTERM (and gets SIGTERM from the kernel if this driver dies).
 
-Needs: wrk (Debian package), bench/.venv-bench (upstream), bench/.venv-litellm (peer),
-.venv/bin/turnout (the project venv). `bash bench/setup.sh` makes the first three.
+Needs: wrk (Debian package), bench/.venv-bench (upstream, OTLP sink), bench/.venv-litellm
+and bench/.portkey (the peers), node, .venv/bin/turnout (the project venv). `bash bench/setup.sh`
+makes all but the last. `--quick` is the short matrix: c=1 and 32, both modes, no open loop,
+no soak.
 """
 
 from __future__ import annotations
@@ -36,19 +40,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_overhead.closed import closed_loop
-from gateway_overhead.common import BENCH, MODES, REPO, TARGETS, log
+from gateway_overhead.common import BENCH, MODES, PEERS, REPO, TARGETS, log
 from gateway_overhead.notes import command_line, fairness_notes, soak_notes
 from gateway_overhead.openloop import RateSearch
 from gateway_overhead.procs import Processes
 from gateway_overhead.report import write_overhead, write_soak
-from gateway_overhead.setup import env_info, start_all
+from gateway_overhead.setup import PORTKEY_SERVER, env_info, start_all
 from gateway_overhead.soak import soak
 from gateway_overhead.targets import Target
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="turnout vs LiteLLM gateway overhead benchmark",
+        description="turnout vs Portkey vs LiteLLM gateway overhead benchmark",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--duration", type=int, default=10, help="seconds per closed-loop cell")
@@ -63,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--modes", default="nonstream,stream", help="nonstream,stream")
     ap.add_argument("--only", choices=TARGETS, help="one target (direct is always measured)")
     ap.add_argument("--skip-litellm", action="store_true")
+    ap.add_argument("--skip-portkey", action="store_true")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="the short matrix: --concurrency 1,32, both modes, --skip-rate, --soak-seconds 0",
+    )
     ap.add_argument("--skip-closed", action="store_true", help="skip the closed-loop matrix")
     ap.add_argument("--skip-rate", action="store_true", help="skip the open-loop rate search")
     ap.add_argument("--rate-modes", default="nonstream,stream")
@@ -120,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="longest wait for a quiet machine before each cell (then go on)",
     )
     args = ap.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.modes = "1,32", "nonstream,stream"
+        args.skip_rate, args.soak_seconds = True, 0
     args.concurrency = [int(x) for x in str(args.concurrency).split(",") if x]
     args.modes = [m for m in str(args.modes).split(",") if m]
     args.rate_modes = [m for m in str(args.rate_modes).split(",") if m]
@@ -130,12 +143,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def chosen_targets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    names = ["direct", "turnout", "litellm"]
+    names = list(TARGETS)
     notes: list[str] = []
     if args.only:
         names = ["direct"] if args.only == "direct" else ["direct", args.only]
-    if args.skip_litellm and "litellm" in names:
-        names.remove("litellm")
+    for peer in PEERS:
+        if getattr(args, f"skip_{peer}") and peer in names:
+            names.remove(peer)
+    if "portkey" in names and not PORTKEY_SERVER.exists():
+        if args.only == "portkey":
+            raise SystemExit(f"Portkey not found at {PORTKEY_SERVER}; run bash bench/setup.sh")
+        names.remove("portkey")
+        notes.append("Portkey skipped: bench/.portkey is not installed (bash bench/setup.sh)")
     if "turnout" in names and not os.access(args.turnout_bin, os.X_OK):
         if args.only == "turnout":
             raise SystemExit(f"turnout not found at {args.turnout_bin}")
@@ -201,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "noisy_retries",
             "max_cell_seconds",
             "nice",
+            "quick",
         )
     }
     result: dict[str, Any] = {
@@ -239,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         log(f"open-loop search {mode} {name}")
                         result["rate_search"].append(rs.search(b.targets[name]))
+            result["otlp_sink"] = b.sink_stats()
             result["status"] = "complete"
             if do_overhead:
                 write_overhead(result, out)

@@ -172,7 +172,8 @@ def test_priorities_order_the_queue_and_no_client_can_raise_its_own(
     upstream: ScriptedUpstream, gateway_factory: Factory
 ) -> None:
     gw = gateway_factory(config(upstream.base_url))
-    upstream.script(Step(delay_s=0.5))
+    release = threading.Event()
+    upstream.script(Step(hold=release))  # busy until every other request waits in the queue
     results: list = []
     threads = [threading.Thread(target=_post, args=(gw, {}, results, "busy"))]
     threads[0].start()
@@ -186,6 +187,11 @@ def test_priorities_order_the_queue_and_no_client_can_raise_its_own(
         t.start()
         threads.append(t)
         time.sleep(0.1)  # arrive in this order
+    gate = gw.gateway.fleet.gates["a"]
+    deadline = time.monotonic() + 10
+    while gate.waiting < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
     for t in threads:
         t.join()
     arrivals = [r.body["messages"][0]["content"] for r in upstream.requests]

@@ -93,7 +93,7 @@ def test_metrics_count_outcomes_attempts_tokens_and_cost(
     assert (
         'turnout_request_duration_seconds_count{model="assistant",outcome="completed"} 1.0' in text
     )
-    assert "turnout_records_dropped 0.0" in text
+    assert "turnout_records_dropped_total 0.0" in text
 
 
 def test_incoming_trace_context_is_continued(gw: RunningGateway) -> None:

@@ -12,6 +12,7 @@ from upstream import ScriptedUpstream
 
 from turnout.config import ModelConfig, parse_config
 from turnout.gateway import Gateway
+from turnout.intent.layer import IntentLayer
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Reply, StreamHead
 from turnout.lifecycle.request import Request
@@ -82,7 +83,8 @@ def test_layers_wrap_in_order_observe_every_run_and_close_in_reverse(tmp_path: P
             layers=[tagging("inner", log), tagging("outer", log)],
         )
         try:
-            inner, outer = gw.gateway.layers
+            intent, inner, outer = gw.gateway.layers  # intent detection is on by default
+            assert isinstance(intent, IntentLayer) and inner.inner is intent
             assert gw.gateway.engine is outer and outer.inner is inner
             ok = gw.chat(model="assistant")
             streamed = gw.chat(model="assistant", stream=True)
@@ -100,7 +102,8 @@ def test_layers_wrap_in_order_observe_every_run_and_close_in_reverse(tmp_path: P
 
 
 def test_no_layer_is_built_for_a_capability_that_is_not_configured() -> None:
-    text = config(ScriptedUpstream()).replace('""', '"http://127.0.0.1:9/v1"')
+    off = ", intent: {detect: false}"
+    text = config(ScriptedUpstream(), off).replace('""', '"http://127.0.0.1:9/v1"')
     assert Gateway(parse_config(text, "test")).layers == []
 
 
@@ -111,8 +114,9 @@ def test_the_canary_sees_every_run_under_another_layer(tmp_path: Path) -> None:
             config(upstream, canary), tmp_path / "turnout.db", layers=[tagging("outer", [])]
         )
         try:
-            migration, outer = gw.gateway.layers
-            assert isinstance(migration, MigrationLayer) and outer.inner is migration
+            migration, intent, outer = gw.gateway.layers
+            assert isinstance(migration, MigrationLayer) and intent.inner is migration
+            assert isinstance(intent, IntentLayer) and outer.inner is intent
             for _ in range(6):
                 r = gw.chat(model="assistant")
                 assert r.status_code == 200 and r.headers["x-layers"] == "outer"

@@ -16,11 +16,18 @@ from upstream import ScriptedUpstream
 SERVED = {
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/responses",
+    "/v1/responses/{response_id}",
     "/v1/models",
     "/healthz",
     "/readyz",
     "/metrics",
     "/openapi.json",
+    "/admin/v1/keys",
+    "/admin/v1/keys/{id}",
+    "/v1/feedback",
 }
 
 
@@ -123,5 +130,36 @@ def test_errors_match_the_documented_shape(gateway: RunningGateway) -> None:
     r = gateway.post("/v1/chat/completions", {"model": "nope", "messages": []})
     assert r.status_code == 400
     assert not list(error.iter_errors(r.json()))
+    anthropic = _validator(document, "AnthropicError")
+    r = gateway.post("/v1/messages", {"model": "assistant", "messages": []})
+    assert r.status_code == 400
+    assert not list(anthropic.iter_errors(r.json()))
     models = gateway.http.get("/v1/models").json()
     assert not list(_validator(document, "ModelList").iter_errors(models))
+
+
+def test_responses_requests_and_answers_match_the_document(gateway: RunningGateway) -> None:
+    document = gateway.http.get("/openapi.json").json()
+    request = _validator(document, "ResponsesRequest")
+    body = {
+        "model": "assistant",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        ],
+        "instructions": "Be brief.",
+        "max_output_tokens": 16,
+        "tools": [{"type": "function", "name": "f", "parameters": {}}],
+        "text": {"format": {"type": "text"}},
+    }
+    assert not list(request.iter_errors(body))
+    r = gateway.post("/v1/responses", body)
+    assert r.status_code == 200
+    assert not list(_validator(document, "Response").iter_errors(r.json()))
+    got = gateway.http.get(f"/v1/responses/{r.json()['id']}")
+    assert not list(_validator(document, "Response").iter_errors(got.json()))
+    for field, value in [("max_output_tokens", 0), ("temperature", 3), ("frobnicate", 1)]:
+        assert list(request.iter_errors({**body, field: value}))
+        bad = gateway.post("/v1/responses", {**body, field: value})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == field

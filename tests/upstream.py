@@ -354,6 +354,7 @@ class ScriptedUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        self._app_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
@@ -472,7 +473,7 @@ class ScriptedUpstream:
             bad.headers.update(step.headers)
             return bad
         resp = web.Response(
-            body=orjson.dumps(_full(step, body, chat)), content_type="application/json"
+            body=orjson.dumps(self._answer(step, body, chat)), content_type="application/json"
         )
         resp.headers.update(step.headers)
         return resp
@@ -491,7 +492,7 @@ class ScriptedUpstream:
             return resp
 
         # (kind, bytes); kind: "role" | "payload" | "tail" | "malformed"
-        events = _stream_events(step, body, chat)
+        events = self._events(step, body, chat)
         sent = 0
         for i, (kind, data) in enumerate(events):
             if kind != "role":
@@ -522,6 +523,17 @@ class ScriptedUpstream:
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp
+
+    # What a subclass speaking another wire format changes: its routes, the answer, whole or
+    # as events.
+    def _app_routes(self, app: web.Application) -> None:
+        pass
+
+    def _answer(self, step: Step, body: dict[str, Any], chat: bool) -> dict[str, Any]:
+        return _full(step, body, chat)
+
+    def _events(self, step: Step, body: dict[str, Any], chat: bool) -> list[tuple[str, bytes]]:
+        return _stream_events(step, body, chat)
 
     async def _models(self, request: web.Request) -> web.Response:
         if self.rtt_s:

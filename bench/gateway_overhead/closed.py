@@ -5,9 +5,11 @@ shared box is recorded rather than hidden."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,21 @@ class Bench:
     args: argparse.Namespace
     upstream: Proc
     targets: dict[str, Target]
+    sink: Proc | None = None  # the OTLP sink turnout exports spans to
+    sink_url: str | None = None
+
+    def sink_stats(self) -> dict[str, Any] | None:
+        """How many span exports (and bytes) the sink has received so far."""
+        if self.sink_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"{self.sink_url}/stats", timeout=5) as resp:
+                return dict(json.loads(resp.read()))
+        except (OSError, ValueError) as exc:
+            return {"error": str(exc)}
 
     def servers(self) -> list[Proc]:
-        procs = [self.upstream]
+        procs = [self.upstream] + ([self.sink] if self.sink is not None else [])
         procs.extend(t.proc for t in self.targets.values() if t.proc is not None)
         return procs
 
@@ -117,6 +131,9 @@ class Bench:
             "gateway_cpu_ms_per_req": None if gw_cpu is None else round(gw_cpu * 1000 / n, 3),
             "gateway_cpu_util": None if gw_cpu is None else round(gw_cpu / wall, 3),
             "upstream_cpu_ms_per_req": round(cpu[self.upstream.name] * 1000 / n, 3),
+            "otlp_sink_cpu_ms_per_req": round(cpu[self.sink.name] * 1000 / n, 3)
+            if self.sink is not None
+            else None,
             "wrk_cpu_ms_per_req": round(kids * 1000 / n, 3),
             # CPU of processes outside this benchmark (other work on the box), and machine
             # busy time charged to none of ours (that plus kernel time such as loopback

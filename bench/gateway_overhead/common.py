@@ -11,12 +11,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent  # bench/ (this file is in bench/gateway_overhead/)
 REPO = BENCH.parent
 WORK = BENCH / ".work" / "overhead"  # other benchmarks use .work/ too
+PORTKEY_DIR = BENCH / ".portkey"  # setup.sh installs the npm package here
 LOGS = WORK / "logs"
 LUA = BENCH / "wrk" / "chat.lua"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 EXPECTED_CONTENT = "Hello from the bench upstream."
-TARGETS = ("direct", "turnout", "litellm")
+TARGETS = ("direct", "turnout", "portkey", "litellm")
+PEERS = ("portkey", "litellm")
 MODES = ("nonstream", "stream")
 
 

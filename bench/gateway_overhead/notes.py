@@ -7,19 +7,31 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from gateway_overhead.common import REPO
 
 
 def command_line() -> str:
+    """The command as run: under flock when the parent is flock, with PYTHONPATH=src when the
+    gateway was pointed at this checkout's sources."""
     argv = [
         sys.executable
         if not sys.executable.startswith(str(REPO))
         else os.path.relpath(sys.executable, REPO)
     ]
     script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
-    return shlex.join([*argv, script, *sys.argv[1:]])
+    command = shlex.join([*argv, script, *sys.argv[1:]])
+    try:
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        parent = []
+    if parent and Path(parent[0].decode()).name == "flock" and len(parent) > 2:
+        command = f"flock {shlex.quote(parent[1].decode())} {command}"
+    if Path(os.environ.get("PYTHONPATH", "/nonexistent")).resolve() == (REPO / "src").resolve():
+        command = f"PYTHONPATH=src {command}"
+    return command
 
 
 def soak_notes(result: dict[str, Any]) -> list[str]:
@@ -44,8 +56,22 @@ def fairness_notes(args: argparse.Namespace) -> list[str]:
         "usage, [DONE]), one write per event with an event-loop turn between. Its CPU per "
         "request is shown so its share of the 2 cores is visible.",
         "turnout: `turnout serve --config bench/.work/overhead/turnout.yaml` (uvicorn, "
-        "uvloop, httptools, 1 process, access log off). It writes a record of every request to "
-        "SQLite (`record_bodies: none`) — durable work LiteLLM does not do here.",
+        "uvloop, httptools, 1 process, access log off) with every default on: it writes a "
+        "record of every request to SQLite with full request and response bodies "
+        "(`record_bodies: full`, the default), keeps its Prometheus metrics, and exports "
+        "OpenTelemetry spans over OTLP/HTTP (`telemetry.otlp_endpoint`) to a tiny sink on "
+        "loopback (bench/otlp_sink.py: answers POST /v1/traces with 200 and counts the "
+        "exports; its CPU is in overhead.json). Neither peer records or traces here.",
+        "Portkey: its open-source gateway from npm (`@portkey-ai/gateway`, Node, one process), "
+        "`node …/build/start-server.js --port=N --headless`, offline. Clients send "
+        "`x-portkey-provider: openai` and `x-portkey-custom-host: "
+        "http://127.0.0.1:UPSTREAM/v1` (only to this target), and a dummy upstream key as "
+        "the bearer token, which it forwards. setup.sh pins `@hono/node-server` 1.13.8 "
+        "under it: with the 1.19 line npm resolves today, every streaming request fails "
+        "with a 500 (`TypeError: immutable` — it appends headers to the upstream fetch "
+        "response's read-only headers). Portkey's stream transform waits 25 ms before it "
+        "passes the first chunk on (a `setTimeout(25)` in its SSE splitter), so its "
+        "streaming latency includes that wait by design.",
         "LiteLLM: `litellm --config bench/.work/overhead/litellm.yaml --num_workers 1` "
         "(its default uvicorn server; it selects uvloop itself; httptools is installed "
         "in its venv so uvicorn uses the same HTTP parser as turnout). Settings from "
@@ -56,7 +82,8 @@ def fairness_notes(args: argparse.Namespace) -> list[str]:
         "bench config has no auth.",
         "wrk runs with one thread (`-t1`) so the load generator takes as little CPU as "
         "possible; its CPU per request is in overhead.json. Cells are interleaved "
-        "(direct, turnout, LiteLLM per mode and concurrency) so drift affects all alike.",
+        "(direct, turnout, Portkey, LiteLLM per mode and concurrency) so drift affects all "
+        "alike.",
         "wrk counts only responses completed inside a window (requests still in flight "
         "when it ends are dropped) and calls a response slower than its --timeout an "
         "error. Cells whose expected latency (c ÷ the throughput measured at the previous "

@@ -20,13 +20,11 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 def _head(title: str, result: dict[str, Any]) -> list[str]:
     """Title, the command that reproduces the run, and a warning if it did not finish."""
     md = [
+        f"`{result['command']}`",
+        "",
         title,
         "",
-        "Reproduce (after `bash bench/setup.sh`, from the repository root):",
-        "",
-        "```sh",
-        result["command"],
-        "```",
+        "Reproduce with the command above (after `bash bench/setup.sh`, from the repository root).",
         "",
     ]
     if result.get("status") != "complete":
@@ -38,12 +36,13 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     e, s = result["env"], result["settings"]
-    md = _head("# Gateway overhead: turnout vs LiteLLM proxy", result)
+    md = _head("# Gateway overhead: turnout vs Portkey gateway vs LiteLLM proxy", result)
     md += [
         f"Run {e['date']} on {e['cpus']} cores ({e['cpu_model']}), {e['mem_gib']} GiB, "
         f"kernel {e['kernel']}, load average at start {' '.join(e['loadavg_at_start'])}. "
-        f"turnout {e['turnout']} (git {e['turnout_git']}); LiteLLM {e['litellm']}; "
-        f"{e['wrk']}; Python {e['python_bench']}.",
+        f"turnout {e['turnout']} (git {e['turnout_git']}, imported from "
+        f"{e.get('turnout_src', '?')}); Portkey gateway {e.get('portkey', '-')} on Node "
+        f"{e.get('node', '-')}; LiteLLM {e['litellm']}; {e['wrk']}; Python {e['python_bench']}.",
         "",
         "All processes (upstream, gateways, wrk, this driver) share the same "
         f"{e['cpus']} cores, pinned nowhere. Latencies are wrk's: request written → "
@@ -243,6 +242,16 @@ def write_overhead(result: dict[str, Any], out: Path) -> None:
             ),
             "",
             "</details>",
+            "",
+        ]
+    sink = result.get("otlp_sink")
+    if sink:
+        md += [
+            "## Spans",
+            "",
+            f"The OTLP sink received {sink.get('exports', '?')} span exports "
+            f"({sink.get('bytes', 0) / 2**20:.1f} MiB of OTLP protobuf) from turnout during "
+            "the run." + (f" ({sink['error']})" if "error" in sink else ""),
             "",
         ]
     md += ["## Setup and fairness", ""]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway_overhead.closed import Bench
-from gateway_overhead.common import BENCH, REPO, WORK, log
-from gateway_overhead.procs import Processes, free_port, wait_ready
+from gateway_overhead.common import BENCH, PORTKEY_DIR, REPO, WORK, log
+from gateway_overhead.procs import Proc, Processes, free_port, wait_ready
 from gateway_overhead.targets import Target, probe_target
 
 
@@ -41,7 +41,8 @@ def env_info(args: argparse.Namespace) -> dict[str, Any]:
     turnout_py = Path(args.turnout_bin).parent / "python"
     litellm_py = Path(args.litellm_venv) / "bin" / "python"
     rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
+    # only the gateway's sources count: results written by an earlier run are not its code
+    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "src"])
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -54,10 +55,39 @@ def env_info(args: argparse.Namespace) -> dict[str, Any]:
         "turnout": run([str(turnout_py), "-c", ver, "turnout"]) if turnout_py.exists() else "-",
         "turnout_git": rev + (" (uncommitted changes)" if dirty else ""),
         "litellm": run([str(litellm_py), "-c", ver, "litellm"]) if litellm_py.exists() else "-",
+        "turnout_src": turnout_source(run([str(turnout_py), "-c", WHERE])),
+        "portkey": portkey_version(),
+        "node": run(["node", "--version"]) if shutil.which("node") else "missing",
     }
 
 
-def write_turnout_config(port: int, up_port: int) -> Path:
+WHERE = "import os, turnout; print(os.path.dirname(os.path.dirname(turnout.__file__)))"
+
+
+def turnout_source(where: str) -> str:
+    """Which `turnout` the gateway runs (PYTHONPATH may point it at this checkout's src/)."""
+    if not where.startswith("/"):
+        return where
+    if Path(where).resolve().is_relative_to(REPO.resolve()):
+        return os.path.relpath(where, REPO) + " (this checkout)"
+    return "another checkout"
+
+
+PORTKEY_SERVER = (
+    PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+)
+
+
+def portkey_version() -> str:
+    pkg = PORTKEY_SERVER.parent.parent / "package.json"
+    try:
+        return str(json.loads(pkg.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return "-"
+
+
+def write_turnout_config(port: int, up_port: int, otlp_port: int) -> Path:
+    """Every default on: the record with full bodies (the default), metrics, and spans."""
     WORK.mkdir(parents=True, exist_ok=True)
     db = WORK / "turnout.db"
     for suffix in ("", "-wal", "-shm"):
@@ -66,7 +96,8 @@ def write_turnout_config(port: int, up_port: int) -> Path:
     path = WORK / "turnout.yaml"
     path.write_text(
         f"server: {{host: 127.0.0.1, port: {port}}}\n"
-        f'store: {{url: "sqlite:///{db}", record_bodies: none}}\n'
+        f'store: {{url: "sqlite:///{db}", record_bodies: full}}\n'
+        f'telemetry: {{otlp_endpoint: "http://127.0.0.1:{otlp_port}"}}\n'
         "deployments:\n"
         f'  up: {{kind: openai, base_url: "http://127.0.0.1:{up_port}/v1", '
         "model: bench-model, tags: [cloud]}\n"
@@ -123,9 +154,19 @@ def start_all(args: argparse.Namespace, procs: Processes, names: list[str]) -> B
             "direct", f"http://127.0.0.1:{up_port}/v1/chat/completions", "bench-model"
         ),
     }
+    sink: Proc | None = None
+    otlp_port = 0
     if "turnout" in names:
+        otlp_port = free_port()
+        sink = procs.start(
+            "otlp-sink",
+            [str(up_py), str(BENCH / "otlp_sink.py"), "--port", str(otlp_port)],
+            base_env(),
+            BENCH,
+        )
+        wait_ready(sink, f"http://127.0.0.1:{otlp_port}/health", 30)
         port = free_port()
-        cfg = write_turnout_config(port, up_port)
+        cfg = write_turnout_config(port, up_port, otlp_port)
         proc = procs.start(
             "turnout",
             [args.turnout_bin, "serve", "--config", str(cfg), "--port", str(port)],
@@ -136,6 +177,27 @@ def start_all(args: argparse.Namespace, procs: Processes, names: list[str]) -> B
         log(f"turnout ready after {took:.1f}s")
         targets["turnout"] = Target(
             "turnout", f"http://127.0.0.1:{port}/v1/chat/completions", "bench", proc=proc
+        )
+    if "portkey" in names:
+        port = free_port()
+        proc = procs.start(
+            "portkey",
+            ["node", str(PORTKEY_SERVER), f"--port={port}", "--headless"],
+            base_env(),
+            PORTKEY_DIR,
+        )
+        took = wait_ready(proc, f"http://127.0.0.1:{port}/", args.ready_timeout)
+        log(f"portkey ready after {took:.1f}s")
+        targets["portkey"] = Target(
+            "portkey",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            "bench-model",
+            auth="sk-bench-dummy-upstream-key",
+            headers={
+                "x-portkey-provider": "openai",
+                "x-portkey-custom-host": f"http://127.0.0.1:{up_port}/v1",
+            },
+            proc=proc,
         )
     if "litellm" in names:
         port = free_port()
@@ -177,4 +239,5 @@ def start_all(args: argparse.Namespace, procs: Processes, names: list[str]) -> B
         t.probe = probe_target(t)
         ok = all(v.get("ok") for v in t.probe.values())
         log(f"probe {t.name}: {'ok' if ok else 'FAILED ' + json.dumps(t.probe)[:400]}")
-    return Bench(args, upstream, targets)
+    sink_url = f"http://127.0.0.1:{otlp_port}" if sink is not None else None
+    return Bench(args, upstream, targets, sink, sink_url)

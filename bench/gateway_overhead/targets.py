@@ -19,6 +19,8 @@ class Target:
     url: str  # chat completions URL
     model: str
     auth: str | None = None
+    # sent with every request to this target only (Portkey's routing headers)
+    headers: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None  # None for direct (the upstream is accounted separately)
     probe: dict[str, Any] = field(default_factory=dict)
 
@@ -29,6 +31,7 @@ def probe_target(t: Target) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if t.auth:
         headers["Authorization"] = f"Bearer {t.auth}"
+    headers.update(t.headers)
     for mode in MODES:
         body: dict[str, Any] = {
             "model": t.model,

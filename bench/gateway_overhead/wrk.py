@@ -70,6 +70,7 @@ def run_wrk(
         BENCH_RATE=str(rate),
         BENCH_THREADS="1",
         BENCH_AUTH=t.auth or "",
+        BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in t.headers.items()),
     )
     start = time.monotonic()
     cp = subprocess.run(

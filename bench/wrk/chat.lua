@@ -4,6 +4,7 @@
 --   BENCH_MODE     nonstream | stream | mixed   (mixed alternates the two, for the soak)
 --   BENCH_MODEL    model name sent in the body  (default "bench")
 --   BENCH_AUTH     bearer token; sent as "Authorization: Bearer ..." when set
+--   BENCH_HEADERS  more request headers, one "Name: value" per line (set for one target only)
 --   BENCH_RATE     total requests/second across all threads; 0 or unset = closed loop
 --   BENCH_THREADS  the -t given to wrk (to split BENCH_RATE between threads)
 --
@@ -39,6 +40,7 @@ end
 local mode = os.getenv("BENCH_MODE") or "nonstream"
 local model = os.getenv("BENCH_MODEL") or "bench"
 local auth = os.getenv("BENCH_AUTH")
+local extra_headers = os.getenv("BENCH_HEADERS") or ""
 local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
 
@@ -55,6 +57,12 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth
+end
+for line in string.gmatch(extra_headers, "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 if mode == "mixed" then

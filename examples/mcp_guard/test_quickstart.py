@@ -71,7 +71,7 @@ def test_the_quick_start_holds_the_first_request_then_refuses_the_bcc(
     (work / "bcc.txt").write_text("attacker@elsewhere.example\n")
     assert "send_email now sends field `Bcc`" in client(work)
     code, out = turnout("requests", "--config", config)
-    assert [line.split()[4] for line in out.splitlines()[1:]] == [
+    assert [line.split()[5] for line in out.splitlines()[1:]] == [  # id, date, time, model, wire
         "blocked",
         "completed",
         "blocked",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from turnout.auth.keys import KeySpecError
 from turnout.config import Config, ConfigError, default_config, load_config
 from turnout.store.errors import StoreError
 
@@ -38,6 +40,7 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from turnout.auth.bind import UnsafeBind
     from turnout.gateway import Gateway
     from turnout.server.app import App
     from turnout.server.serve import serve
@@ -62,7 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    serve(App(Gateway(config, wrap_backend=wrap)), config.server, host, port)
+    # The bind the gateway really gets decides whether it may run without keys.
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, host=host))
+    try:
+        gateway = Gateway(config, wrap_backend=wrap)
+    except UnsafeBind as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(App(gateway), config.server, host, port)
     return 0
 
 
@@ -110,6 +120,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
         "tokens",
         "cost $",
         "latency ms",
+        "key",
         "migration",
     ]
     table = [
@@ -117,7 +128,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
             r["id"],
             _when(r["started"]),
             r["model"] or "-",
-            r.get("wire") or "-",
+            _wire(r.get("wire"), r.get("wire_out")),
             r["outcome"],
             str(r["http_status"] or "-"),
             str(r["attempts"]),
@@ -125,12 +136,20 @@ def cmd_requests(args: argparse.Namespace) -> int:
             f"{r['prompt_tokens']}+{r['completion_tokens']}",
             f"{r['cost_usd']:.6f}",
             "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+            r.get("key_id") or "-",
             _migration_role(r.get("migration")),
         ]
         for r in rows
     ]
     print(_table(table, header) if table else "no requests recorded")
     return 0
+
+
+def _wire(wire_in: str | None, wire_out: str | None) -> str:
+    """The format the client spoke, and the upstream's where it differed."""
+    if not wire_in:
+        return "-"
+    return wire_in if wire_out in (None, wire_in) else f"{wire_in}→{wire_out}"
 
 
 def _migration_role(migration: dict[str, Any] | None) -> str:
@@ -156,9 +175,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(rec, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    wire_out = (rec.get("attrs") or {}).get("wire_out")
     print(
         f"request {rec['id']}  model {rec['model'] or '-'}  {rec['operation']}"
-        f"{' (stream)' if rec['stream'] else ''}"
+        f"{' (stream)' if rec['stream'] else ''}  wire {_wire(rec.get('wire'), wire_out)}"
     )
     print(
         f"outcome {rec['outcome']}  http {rec['http_status']}  attempts {rec['attempts']}  "
@@ -192,6 +212,8 @@ _EXTENSIONS = (
     "turnout.sim.cli",
     "turnout.fingerprint.cli",
     "turnout.migrate.cli",
+    "turnout.auth.cli",
+    "turnout.intent.cli",
 )
 
 
@@ -259,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, LookupError, StoreError) as exc:
+    except (FileNotFoundError, LookupError, StoreError, KeySpecError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
 

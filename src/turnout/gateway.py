@@ -10,12 +10,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from turnout.auth.bind import auth_mode
+from turnout.auth.guard import Guard
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.intent.feedback import FeedbackDesk
+from turnout.intent.layer import IntentLayer
 from turnout.layers import Handler, Layer
 from turnout.lifecycle.engine import Engine
-from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.run import Run
 from turnout.migrate.traffic import MigrationLayer
@@ -30,15 +34,16 @@ from turnout.routing.shared import SharedGate, SharedState
 from turnout.store.errors import StoreError
 from turnout.store.query import recent_attempts
 from turnout.store.writer import RecordWriter
+from turnout.telemetry.content import ContentCapture
 from turnout.telemetry.metrics import Metrics
-from turnout.telemetry.tracing import emit_spans, setup_tracing, tracing_enabled
+from turnout.telemetry.tracing import Tracer
 
 log = logging.getLogger("turnout")
 
 # `make(inner, gateway)`: a layer around `inner`, or None where its capability is not configured.
 LayerFactory = Callable[[Handler, "Gateway"], Layer | None]
 # turnout's own layers, innermost first.
-LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway,)
+LAYERS: tuple[LayerFactory, ...] = (MigrationLayer.for_gateway, IntentLayer.for_gateway)
 
 
 def make_backend(dep: DeploymentConfig) -> Backend:
@@ -53,6 +58,23 @@ def make_backend(dep: DeploymentConfig) -> Backend:
             n_ctx=dep.n_ctx,
         )
     assert dep.base_url is not None
+    if dep.kind == "anthropic":
+        from turnout.backends.anthropic_http import AnthropicHTTPBackend
+
+        return AnthropicHTTPBackend(
+            dep.name,
+            dep.base_url,
+            dep.model,
+            api_key_env=dep.api_key_env,
+            version=dep.anthropic_version,
+            timeouts=dep.timeouts,
+        )
+    if dep.api == "responses":
+        from turnout.backends.responses_http import ResponsesHTTPBackend
+
+        return ResponsesHTTPBackend(
+            dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
+        )
     return OpenAIHTTPBackend(
         dep.name, dep.base_url, dep.model, api_key_env=dep.api_key_env, timeouts=dep.timeouts
     )
@@ -77,6 +99,9 @@ class Gateway:
         self.config = config
         self.metrics = Metrics(config.models, config.deployments)
         self.writer = RecordWriter.for_store(config.store)
+        # Raises UnsafeBind before anything starts: no keys on a non-loopback bind.
+        self.auth_mode = auth_mode(config.auth, config.server.host)
+        self.guard = Guard(config.auth, self.auth_mode, config.store.url, self.metrics)
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
         used |= {t.deployment for t in config.fingerprint.targets}
@@ -123,9 +148,16 @@ class Gateway:
             if layer is not None:
                 self.layers.append(layer)
                 self.engine = layer
+        self.tracer: Tracer | None = None
+        self.intent = next((x for x in self.layers if isinstance(x, IntentLayer)), None)
+        self.feedback = FeedbackDesk(config.store.url, recent_key=self._recent_key)
         self.started = False
         self.fingerprint_watch: Any = None
         self._probes: list[asyncio.Task[None]] = []
+
+    def _recent_key(self, request_id: str) -> tuple[bool, str | None]:
+        origin = self.intent.answers.by_id(request_id) if self.intent is not None else None
+        return (False, None) if origin is None else (True, origin.key_id)
 
     @staticmethod
     def _make_scanner(config: Config) -> Scanner | None:
@@ -164,10 +196,15 @@ class Gateway:
         return self.config.models
 
     async def start(self) -> None:
-        setup_tracing(self.config.telemetry.otlp_endpoint, self.config.telemetry.service_name)
+        t = self.config.telemetry
+        content = ContentCapture.maybe(
+            t.capture_content, self.config.store.record_bodies, self.scanner
+        )
+        self.tracer = self.fleet.tracer = Tracer.for_config(t, self.config.deployments, content)
         recovery = self.writer.open()
         (log.warning if recovery.unclean else log.info)(recovery.describe(self.writer.path))
         self._warm_estimates()
+        await self.guard.start()
         for backend in self.backends.values():
             await backend.start()
         for layer in self.layers:
@@ -226,7 +263,11 @@ class Gateway:
             await layer.close()
         for backend in self.backends.values():
             await backend.close()
+        await self.guard.close()
+        self.feedback.close()
         self.writer.close()
+        if self.tracer is not None:
+            self.tracer.shutdown()
 
     def not_ready(self) -> list[str]:
         """What keeps the gateway from serving, in words; empty when ready."""
@@ -271,7 +312,6 @@ class Gateway:
             self.estimates.observe_attempt(attempt)
         self._learn_length(run)
         self.writer.submit(run)
-        if tracing_enabled():
-            emit_spans(run, self.config.deployments, run.client)
+        self.guard.finished(run)
         for layer in self.layers:
             layer.observe(run)

@@ -116,7 +116,7 @@ def test_a_healthy_candidate_is_promoted_through_every_stage(
         assert event.detail["gate"]["outcome"] == "pass"
         assert event.detail["candidate"]["n"] >= 20 and event.detail["old"]["n"] >= 5
         checks = {v["check"] for v in event.detail["gate"]["verdicts"]}
-        assert checks == {"success", "latency_s", "cost_usd"}
+        assert checks == {"success", "latency_s", "cost_usd", "intent_hit"}
     # Done: every new conversation goes to the candidate.
     for _ in range(5):
         r = ask(gw)

@@ -112,7 +112,7 @@ def write_row(
     now = time.time()
     row = (rid, now, now, "local", "chat", 0, outcome, 200, '["edge"]', 1, 5, 32, 0.0, None,
            10.0, None, "[]", orjson.dumps(attempts).decode(), orjson.dumps(request).decode(),
-           orjson.dumps(response).decode(), None)  # fmt: skip
+           orjson.dumps(response).decode(), None, "chat.completions", None, None, None)  # fmt: skip
     conn.execute(INSERT, row)
     conn.close()
 

@@ -1,1 +1,1 @@
-"""Client identity and what it may spend: keys, their limits and the counters behind them."""
+"""Client keys, their limits and budgets, and who may use the admin surface."""

@@ -51,7 +51,7 @@ def retry_after_seconds(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_message(status: int, raw: bytes, known: Iterable[str] = ()) -> str:
+def error_message(status: int, raw: bytes, known: Iterable[str] = ()) -> str:
     """The upstream's own words, scrubbed of secrets, tracebacks and addresses."""
     text = raw[:2000].decode("utf-8", "replace").strip()
     try:
@@ -141,7 +141,7 @@ class OpenAIHTTPBackend:
         should = resp.headers.get("x-should-retry")
         raise UpstreamError(
             what.failure,
-            _error_message(resp.status, raw, self._secrets),
+            error_message(resp.status, raw, self._secrets),
             status=resp.status,
             retry_after_s=retry_after_seconds(resp.headers),
             code=what.code and scrub(what.code, self._secrets),

@@ -3,6 +3,7 @@
 from turnout.config.load import load_config, parse_config
 from turnout.config.reader import ConfigError
 from turnout.config.schema import (
+    AUTH_MODES,
     BALANCE_STRATEGIES,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
@@ -12,6 +13,7 @@ from turnout.config.schema import (
     ROUTINGS,
     TRUNCATION_POLICIES,
     TRUSTED_TAGS,
+    AuthConfig,
     Backoff,
     Budget,
     CascadeCheck,
@@ -36,6 +38,7 @@ from turnout.config.schema import (
 )
 
 __all__ = [
+    "AUTH_MODES",
     "BALANCE_STRATEGIES",
     "DEPLOYMENT_KINDS",
     "INVALID_OUTPUT_POLICIES",
@@ -45,6 +48,7 @@ __all__ = [
     "ROUTINGS",
     "TRUNCATION_POLICIES",
     "TRUSTED_TAGS",
+    "AuthConfig",
     "Backoff",
     "Budget",
     "CascadeCheck",

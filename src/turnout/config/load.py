@@ -10,17 +10,24 @@ from pathlib import Path
 import yaml
 
 from turnout.config.fingerprint import watch_settings
+from turnout.config.intent import intent_settings
 from turnout.config.migration import canary_config, shadow_config
 from turnout.config.reader import ConfigError, _kind, _Reader
 from turnout.config.schema import (
+    ANTHROPIC_BASE_URL,
+    ANTHROPIC_VERSION,
+    AUTH_MODES,
     BALANCE_STRATEGIES,
+    DEPLOYMENT_APIS,
     DEPLOYMENT_KINDS,
     INVALID_OUTPUT_POLICIES,
     OBJECTIVES,
     PRIVACY_MODES,
+    PROTECTABLE,
     RECORD_BODIES,
     ROUTINGS,
     TRUNCATION_POLICIES,
+    AuthConfig,
     Backoff,
     Budget,
     CascadeCheck,
@@ -80,6 +87,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         base = default_config()
         deployments, models = base.deployments, base.models
     fingerprint = watch_settings(root.child("fingerprint"), deployments)
+    auth = _auth(root.child("auth"))
     root.done()
     return Config(
         server,
@@ -92,6 +100,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         source,
         state,
         fingerprint=fingerprint,
+        auth=auth,
     )
 
 
@@ -173,11 +182,37 @@ def _size(r: _Reader, key: str, default: int) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+def _auth(r: _Reader) -> AuthConfig:
+    d = AuthConfig()
+    mode = r.choice("mode", AUTH_MODES, "") if r.has("mode") else None
+    env = r.get("admin_key_env", str, d.admin_key_env)
+    if not env.replace("_", "").isalnum():
+        raise r.error(f"must name an environment variable, got {env!r}", "admin_key_env")
+    protect = r.strings("protect") if r.has("protect") else d.protect
+    for i, what in enumerate(protect):
+        if what not in PROTECTABLE:
+            raise r.error(f"must be one of {', '.join(PROTECTABLE)}; got {what!r}", f"protect[{i}]")
+    allow = r.get("allow_unauthenticated", bool, d.allow_unauthenticated)
+    if allow and mode != "none":
+        raise r.error("only with mode: none (keys already authenticate)", "allow_unauthenticated")
+    cfg = AuthConfig(
+        mode=mode,
+        admin_key_env=env,
+        protect=protect,
+        allow_unauthenticated=allow,
+        refresh_s=r.number("refresh_s", d.refresh_s, minimum=0.05),
+        spend_flush_s=r.number("spend_flush_s", d.spend_flush_s, minimum=0.05),
+    )
+    r.done()
+    return cfg
+
+
 def _telemetry(r: _Reader) -> TelemetryConfig:
     d = TelemetryConfig()
     cfg = TelemetryConfig(
         otlp_endpoint=r.get("otlp_endpoint", str, d.otlp_endpoint),
         service_name=r.get("service_name", str, d.service_name),
+        capture_content=r.get("capture_content", bool, d.capture_content),
     )
     r.done()
     return cfg
@@ -258,8 +293,8 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
     kind = r.choice("kind", DEPLOYMENT_KINDS, "")
     if not r.has("model"):
         raise r.error("missing: the upstream model name (or, for embedded, a .gguf)", "model")
-    base_url = r.get("base_url", str, None)
-    if kind == "openai":
+    base_url = r.get("base_url", str, ANTHROPIC_BASE_URL if kind == "anthropic" else None)
+    if kind in ("openai", "anthropic"):
         if base_url is None:
             raise r.error("missing: required for kind openai", "base_url")
         if not base_url.startswith(("http://", "https://")):
@@ -290,17 +325,37 @@ def _deployment(name: str, r: _Reader) -> DeploymentConfig:
             "context_window", dd.n_ctx if kind == "embedded" else None, minimum=1, integer=True
         ),
         supports_tools=r.get("supports_tools", bool, kind != "embedded"),
-        supports_structured_output=r.get("supports_structured_output", bool, True),
+        # Anthropic's Messages API has no `response_format`: JSON output goes elsewhere.
+        supports_structured_output=r.get("supports_structured_output", bool, kind != "anthropic"),
         hourly_usd=r.number("hourly_usd", None, minimum=0),
         rtt_probe_s=r.number("rtt_probe_s", dd.rtt_probe_s, minimum=0),
         metrics_url=_url(r, "metrics_url"),
         scrape_s=r.number("scrape_s", dd.scrape_s, minimum=0),
         pass_fields=r.strings("pass_fields"),
-        supports_prefill=r.get("supports_prefill", bool, kind == "embedded"),
+        supports_prefill=r.get("supports_prefill", bool, kind in ("embedded", "anthropic")),
         prefill_fields=tuple(sorted(r.get("prefill_fields", dict, {}).items())),
+        anthropic_version=_anthropic_version(r, kind),
+        api=_api(r, kind),
     )
     r.done()
     return cfg
+
+
+def _anthropic_version(r: _Reader, kind: str) -> str:
+    version = r.get("anthropic_version", str, ANTHROPIC_VERSION)
+    if r.has("anthropic_version") and kind != "anthropic":
+        raise r.error(f"only for kind anthropic (this one is {kind})", "anthropic_version")
+    if not version.strip() or len(version) > 64:
+        raise r.error(f"must be a version such as 2023-06-01, got {version!r}", "anthropic_version")
+    return version
+
+
+def _api(r: _Reader, kind: str) -> str:
+    if not r.has("api"):
+        return "chat"
+    if kind != "openai":
+        raise r.error(f"only for kind openai (this deployment is kind {kind})", "api")
+    return r.choice("api", DEPLOYMENT_APIS, "chat")
 
 
 def _url(r: _Reader, key: str) -> str | None:
@@ -372,6 +427,7 @@ def _models(r: _Reader, deployments: dict[str, DeploymentConfig]) -> dict[str, M
             balance=balance,
             shadow=shadow_config(m, deployments),
             canary=canary_config(m, deployments, names),
+            intent=intent_settings(m.child("intent")),
         )
         m.done()
     r.done()

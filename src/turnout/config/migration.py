@@ -101,11 +101,14 @@ def _gate(r: _Reader) -> CanaryGate:
         raise r.error(
             f"an absolute difference in success rate, below 1; got {success}", "success_margin"
         )
+    miss = r.number("miss_margin", d.miss_margin, minimum=0)
+    if miss >= 1:
+        raise r.error(f"an absolute difference in miss rate, below 1; got {miss}", "miss_margin")
     relative = {}
     for key in ("latency_margin", "cost_margin"):
         relative[key] = r.number(key, getattr(d, key), minimum=0)
         if relative[key] <= 0:
             raise r.error("must be > 0: a tolerated relative degradation, e.g. 0.25", key)
-    cfg = CanaryGate(alpha=alpha, success_margin=success, **relative)
+    cfg = CanaryGate(alpha=alpha, success_margin=success, miss_margin=miss, **relative)
     r.done()
     return cfg

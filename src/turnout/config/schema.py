@@ -13,7 +13,12 @@ TRUSTED_TAGS = frozenset({"local", "trusted"})
 TRUNCATION_POLICIES = ("accept", "retry", "fail")
 INVALID_OUTPUT_POLICIES = ("retry", "fail")
 RECORD_BODIES = ("full", "redacted", "none")
-DEPLOYMENT_KINDS = ("embedded", "openai")
+DEPLOYMENT_KINDS = ("embedded", "openai", "anthropic")
+DEPLOYMENT_APIS = ("chat", "responses")
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+AUTH_MODES = ("keys", "none")
+PROTECTABLE = ("metrics", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,8 @@ class StoreConfig:
 class TelemetryConfig:
     otlp_endpoint: str | None = None
     service_name: str = "turnout"
+    # Message content on call spans (GenAI conventions, opt-in); follows store.record_bodies.
+    capture_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,17 @@ class DeploymentConfig:
     # {continue_final_message: true, add_generation_prompt: false}; llama.cpp's server none.
     supports_prefill: bool = False
     prefill_fields: tuple[tuple[str, Any], ...] = ()
+    anthropic_version: str = ANTHROPIC_VERSION  # kind anthropic: the `anthropic-version` header
+    # kind openai: `chat` (/chat/completions) or `responses` (called through /responses).
+    api: str = "chat"
+
+    def wire_out(self, operation: str) -> str:
+        """The wire format turnout speaks to this deployment for an operation (`chat`, …)."""
+        if self.kind == "anthropic":
+            return "messages"
+        if self.api == "responses":
+            return "responses"
+        return "chat.completions" if operation == "chat" else "completions"
 
     @property
     def scrape_url(self) -> str | None:
@@ -190,6 +208,24 @@ class CanaryGate:
     success_margin: float = 0.05  # absolute: how much lower its success rate may be
     latency_margin: float = 0.25  # relative: how much slower (median shift) it may be
     cost_margin: float = 0.25  # relative, on cost per request
+    # absolute: how much more often its answers may miss what users meant (intent signals)
+    miss_margin: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class IntentSettings:
+    """Reading a model's conversations for answers that missed what the user meant."""
+
+    detect: bool = True  # signals in the record, the header, spans and metrics
+    semantic: bool = True  # MiniLM similarity for rephrases, when the model package is installed
+    on_rephrase: str = (
+        "none"  # none | escalate: a rephrase or correction goes to the next deployment
+    )
+    regenerate_window_s: float = 600.0  # the same conversation resent within this is a regenerate
+    semantic_wait_ms: float = 50.0  # how long an answer may wait for a late semantic check
+
+
+INTENT_ACTIONS = ("none", "escalate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +254,7 @@ class ModelConfig:
     cascade: CascadeCheck = field(default_factory=CascadeCheck)
     shadow: ShadowConfig | None = None
     canary: CanaryConfig | None = None
+    intent: IntentSettings = field(default_factory=IntentSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +281,18 @@ class StateConfig:
     url: str | None = None  # redis://host:port/db
     lease_ttl_s: float = 30.0  # a crashed replica's concurrency leases expire after this
     sync_s: float = 0.25  # how often in-flight work is published and read
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client keys. `mode` None: `none` on a loopback bind, `keys` on any other (fails closed)."""
+
+    mode: str | None = None  # keys | none
+    admin_key_env: str = "TURNOUT_ADMIN_KEY"  # the admin API, and what `protect` names
+    protect: tuple[str, ...] = ("metrics", "admin")  # with mode keys; the admin API always
+    allow_unauthenticated: bool = False  # mode none on a non-loopback bind: only with this
+    refresh_s: float = 0.5  # how often keys are re-read: a revocation elsewhere shows within it
+    spend_flush_s: float = 1.0  # how often spend reaches the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +348,7 @@ class Config:
     source: str = "<default>"
     state: StateConfig = field(default_factory=StateConfig)
     fingerprint: WatchSettings = field(default_factory=WatchSettings)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 def default_config() -> Config:

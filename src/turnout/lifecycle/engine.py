@@ -21,7 +21,8 @@ from turnout.backends.base import (
 from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle.decide import Answered, Attempt, Backoff, Failed, Finish, Step
-from turnout.lifecycle.journey import Fleet, Journey, estimate_broken_usage
+from turnout.lifecycle.fleet import Fleet
+from turnout.lifecycle.journey import Journey, estimate_broken_usage
 from turnout.lifecycle.redaction import StreamRestorer
 from turnout.lifecycle.relay import DONE, Relay, has_token
 from turnout.lifecycle.request import Request
@@ -53,12 +54,15 @@ class Engine:
 
     def finish(self, run: Run) -> None:
         self._on_finish(run)
+        if self.fleet.tracer is not None:
+            self.fleet.tracer.finished(run)
 
     def reject(self, run: Run, error: ApiError) -> Reply:
         """Bad input: recorded like every request, and nothing else happens."""
         run.error = error.message
         run.http_status = error.status
-        run.transition(State.REJECTED, status=error.status, error=error.message)
+        reason = {"code": error.code} if error.code else {}
+        run.transition(State.REJECTED, status=error.status, error=error.message, **reason)
         self.finish(run)
         headers = {"x-turnout-outcome": "rejected", "x-should-retry": "false", **error.headers}
         return Reply(error.status, error.body(), headers)
@@ -72,6 +76,7 @@ class Engine:
         j = Journey(self.fleet, run, model, request)
         try:
             reply = await self._complete(j)
+            run.http_status = reply.status
         except Exception as exc:  # a bug in turnout: this request fails, nothing else does
             reply = internal_error(run, exc)
         except BaseException as exc:
@@ -79,7 +84,6 @@ class Engine:
             raise
         finally:
             self.finish(run)
-        run.http_status = reply.status
         return reply
 
     async def _between(self, j: Journey, step: Step) -> Attempt | Finish:
@@ -114,7 +118,8 @@ class Engine:
     async def _call(self, j: Journey, deployment: str) -> Failed | Answered:
         """One attempt in one piece."""
         backend = self.fleet.backends[deployment]
-        request = UpstreamRequest(j.operation, j.upstream_body(deployment), j.run.id)
+        body = j.upstream_body(deployment)
+        request = UpstreamRequest(j.operation, body, j.run.id, j.call_headers(body))
         try:
             done = await backend.complete(request)
         except UpstreamError as err:
@@ -126,8 +131,11 @@ class Engine:
         first = done.body["choices"][0]
         choice = first if isinstance(first, dict) else {}
         finish = choice.get("finish_reason")
-        j.succeeded(done.usage, finish)
         message = choice.get("message") if j.operation is Operation.CHAT else None
+        if j.call is not None:
+            j.call.response(done.body)
+            j.call.output(message if j.operation is Operation.CHAT else choice.get("text"), finish)
+        j.succeeded(done.usage, finish)
         if j.operation is Operation.CHAT and not isinstance(message, dict):
             message = {}
         j.run.response_body = done.body
@@ -174,7 +182,7 @@ class Engine:
                 prefix = relay.acc.text() if step.continuation else None
                 body = j.upstream_body(step.deployment, prefix, relay.sent_tokens)
                 source = self.fleet.backends[step.deployment].stream(
-                    UpstreamRequest(j.operation, body, run.id)
+                    UpstreamRequest(j.operation, body, run.id, j.call_headers(body))
                 )
                 redaction = j.redaction_for(step.deployment)
                 if redaction is not None:
@@ -194,6 +202,8 @@ class Engine:
                 finally:
                     await source.aclose()  # type: ignore[attr-defined]
                 if outcome is None:
+                    if j.call is not None and j.call.capturing:
+                        j.call.output(relay.acc.message(), relay.attempt_finish)
                     j.succeeded(relay.attempt_usage, relay.attempt_finish)
             if isinstance(outcome, Failed):
                 step = await self._between(j, j.after_failure(outcome))
@@ -235,6 +245,8 @@ class Engine:
             if chunk.skipped:
                 _skipped(j)
                 continue
+            if not held and j.call is not None:
+                j.call.response(chunk.data)
             held.append(chunk)
             if has_token(chunk.data):
                 break

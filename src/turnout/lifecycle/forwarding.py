@@ -15,7 +15,10 @@ from turnout.config import DeploymentConfig
 _OPT_IN = frozenset({"service_tier", "store"})
 FORWARDED = REQUEST_FIELDS - _OPT_IN
 # Sampling fields an upstream kind checks itself (the embedded backend answers a bad one with 400).
-BY_KIND = {"embedded": FORWARDED | {"top_k", "min_p", "repeat_penalty"}}
+BY_KIND = {
+    "embedded": FORWARDED | {"top_k", "min_p", "repeat_penalty"},
+    "anthropic": FORWARDED | {"top_k"},
+}
 
 
 def forwardable(body: dict[str, Any], dep: DeploymentConfig) -> tuple[dict[str, Any], list[str]]:

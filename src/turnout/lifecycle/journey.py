@@ -7,13 +7,10 @@ Which step comes next is decided in `decide.py`; a Journey gives that function i
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from turnout.backends.base import Backend, Failure, Operation, UpstreamError, Usage
-from turnout.config import DeploymentConfig, ModelConfig, Tenant
+from turnout.backends.base import Operation, UpstreamError, Usage
+from turnout.config import ModelConfig
 from turnout.errors import ApiError
 from turnout.lifecycle import decide
 from turnout.lifecycle.decide import (
@@ -30,34 +27,22 @@ from turnout.lifecycle.decide import (
     Retry,
     Step,
 )
+from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.forwarding import forwardable
 from turnout.lifecycle.lease import Admission, Lease
-from turnout.lifecycle.policy import Breaker
 from turnout.lifecycle.reask import reask_messages
 from turnout.lifecycle.redaction import Redaction
 from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Attempt as AttemptRecord
 from turnout.lifecycle.run import Run
 from turnout.lifecycle.states import State
-from turnout.privacy.scanner import Scanner
-from turnout.routing.admission import Gate, Shed, Ticket, identify
+from turnout.routing.admission import Shed, Ticket, identify
 from turnout.routing.balance import Ask
 from turnout.routing.policy import Decision
-from turnout.routing.router import Router, estimate_prompt_tokens, max_output_tokens
+from turnout.routing.router import estimate_prompt_tokens, max_output_tokens
 
-
-@dataclass(slots=True)
-class Fleet:
-    """What a journey may use: deployments, their backends and breakers."""
-
-    deployments: Mapping[str, DeploymentConfig]
-    backends: Mapping[str, Backend]
-    breakers: Mapping[str, Breaker]
-    rng: random.Random
-    router: Router
-    scanner: Scanner | None = None
-    gates: Mapping[str, Gate] = field(default_factory=dict)
-    tenants: Mapping[str, Tenant] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from turnout.telemetry.calls import CallSpan
 
 
 class Journey:
@@ -81,6 +66,7 @@ class Journey:
         self.reasks = 0
         self.turnout_max_tokens: int | None = None
         self.lease: Lease | None = None  # the current attempt's hold on its deployment
+        self.call: CallSpan | None = None  # the current attempt's span, when tracing
         self._redaction: Redaction | None = None
 
     @property
@@ -142,6 +128,7 @@ class Journey:
                 self.fleet.tenants,
                 self.model.deadline_ms,
                 self.body.get("metadata"),
+                self.request.caller,
             )
         except ValueError as bad:
             error = ApiError(400, str(bad), code="invalid_value")
@@ -169,7 +156,8 @@ class Journey:
             attrs["sticky_local"] = True
         if self.ticket.tenant != "anonymous":
             attrs["tenant"] = self.ticket.tenant
-            self.run.tenant = self.ticket.tenant
+            if self.request.caller is None:  # a key's tenant is recorded as the key names it
+                self.run.tenant = self.ticket.tenant
         if self.ticket.claim_ignored is not None:
             attrs["tenant_claim_ignored"] = self.ticket.claim_ignored
         if decision.refusal == "cooling":
@@ -337,6 +325,10 @@ class Journey:
         self.run.transition(
             State.ATTEMPTING, attempt=number, deployment=step.deployment, **step.why
         )
+        wire_out = self.fleet.deployments[step.deployment].wire_out(self.run.operation)
+        self.run.attrs["wire_out"] = wire_out  # the format of the attempt that answers, in the end
+        if wire_out != self.run.wire:
+            self.run.events[-1].attrs["wire_out"] = wire_out
         record = AttemptRecord(number, step.deployment, started=self.run.now())
         if step.continuation:
             record.continuation = True
@@ -374,6 +366,19 @@ class Journey:
         redaction = self.redaction_for(deployment)
         return body if redaction is None else redaction.body(body)
 
+    def call_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """The attempt's call begins: its span opens, and the headers that carry it upstream."""
+        tracer = self.fleet.tracer
+        if tracer is None:
+            return {}
+        self.call = tracer.call(self.run, self.attempt, body)
+        return self.call.headers
+
+    def _end_call(self, a: AttemptRecord, usage: Usage | None) -> None:
+        if self.call is not None:
+            self.call.end(a, usage)
+            self.call = None
+
     def succeeded(self, usage: Usage, finish: str | None) -> None:
         lease = self.lease
         if lease is not None:
@@ -384,6 +389,7 @@ class Journey:
         a.ok = True
         a.finish_reason = finish
         self._account(a, usage)
+        self._end_call(a, usage)
         self.fleet.breakers[a.deployment].record_success()
 
     def failed_with(self, err: UpstreamError, usage: Usage | None = None) -> None:
@@ -398,6 +404,7 @@ class Journey:
         a.status = err.status
         if usage is not None:
             self._account(a, usage)
+        self._end_call(a, usage)
         breaker = self.fleet.breakers[a.deployment]
         if err.failure.unhealthy and (probed or a.deployment not in self.counted):
             self.counted.add(a.deployment)
@@ -448,4 +455,4 @@ def estimate_broken_usage(body: dict[str, Any], sent_tokens: int) -> Usage:
     return Usage(estimate_prompt_tokens(body), sent_tokens)
 
 
-__all__ = ["Failure", "Fleet", "Journey", "estimate_broken_usage"]
+__all__ = ["Journey", "estimate_broken_usage"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from turnout.routing.admission import Gate, Ticket
 
 if TYPE_CHECKING:
-    from turnout.lifecycle.journey import Fleet
+    from turnout.lifecycle.fleet import Fleet
     from turnout.routing.balance import Ask
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from turnout.backends.base import Operation
 from turnout.lifecycle.validate import is_structured
+from turnout.routing.admission import Caller
 
 
 @dataclass(slots=True)
@@ -27,10 +28,15 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     wire: str = "chat.completions"  # the format it came in, and goes back out, in
     original: dict[str, Any] = field(default_factory=dict)  # as the client sent it, never changed
+    caller: Caller | None = None  # who a verified client key says is asking; None: no key checked
 
     @classmethod
     def from_openai(
-        cls, body: dict[str, Any], operation: Operation, headers: Mapping[str, str] | None = None
+        cls,
+        body: dict[str, Any],
+        operation: Operation,
+        headers: Mapping[str, str] | None = None,
+        caller: Caller | None = None,
     ) -> Request:
         """From a chat-completions or completions body already checked at the edge."""
         opts = body.get("stream_options")
@@ -47,6 +53,7 @@ class Request:
             headers=headers or {},
             wire="chat.completions" if operation is Operation.CHAT else "completions",
             original=body,
+            caller=caller,
         )
 
 

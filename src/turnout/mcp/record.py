@@ -47,6 +47,7 @@ class ToolCallRecord:
             operation=operation,
             request_body=params,
             client=client,
+            wire="mcp",  # JSON-RPC to a tool server, not a model API
         )
         self.attempt: Attempt | None = None
 

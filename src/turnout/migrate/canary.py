@@ -120,6 +120,8 @@ class Canary:
         self._judged_at = 0
         self._timed = False
         self._pins: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # Answers of this stage that a later turn showed missed; None: intent is not watched.
+        self.missed: set[str] | None = set() if model.intent.detect else None
 
     def _window(self) -> collections.deque[Observation]:
         return collections.deque(maxlen=self.config.max_requests_per_stage)
@@ -238,6 +240,15 @@ class Canary:
         if self._due():
             self._decide()
 
+    def miss(self, request_id: str) -> None:
+        """A later turn showed that answer `request_id` missed; judged now if it is evidence."""
+        if self.missed is None or self.status != RUNNING or request_id in self.missed:
+            return
+        if any(o.request_id == request_id for arm in (self.cand, self.old) for o in arm):
+            self.missed.add(request_id)
+            if len(self.cand) >= _FLOOR and len(self.old) >= _FLOOR:
+                self._decide()
+
     def _due(self) -> bool:
         n = len(self.cand)
         if n < _FLOOR or len(self.old) < _FLOOR:
@@ -253,7 +264,7 @@ class Canary:
     def _decide(self) -> None:
         self._judged_at = len(self.cand)
         alpha = look_alpha(self.config.gate, len(self.config.stages))
-        verdict = self.last = judge(self.old, self.cand, self.config.gate, alpha)
+        verdict = self.last = judge(self.old, self.cand, self.config.gate, alpha, self.missed)
         c = self.config
         enough = len(self.cand) >= c.min_requests_per_stage
         long_enough = time.time() - self.since >= c.min_stage_s
@@ -271,8 +282,8 @@ class Canary:
     def evidence(self, verdict: Family | None = None) -> dict[str, Any]:
         v = verdict or self.last
         return {
-            "candidate": counts(self.cand),
-            "old": counts(self.old),
+            "candidate": counts(self.cand, self.missed),
+            "old": counts(self.old, self.missed),
             "stage_s": round(time.time() - self.since, 3),
             "gate": None if v is None else v.as_dict(),
         }
@@ -296,6 +307,9 @@ class Canary:
         # At 100% the old arm gets no new traffic: the last stage's old requests stay its baseline.
         self.old = self.old if self.percent >= 100 else self._window()
         self.cand = self._window()
+        if self.missed is not None:
+            kept = {o.request_id for o in self.old}
+            self.missed &= kept
         self._judged_at = 0
         self._timed = False
         self._announce("promoted", detail=evidence)
@@ -384,6 +398,11 @@ class Canaries:
         c = self._canaries.get(run.model)
         if c is not None:
             c.observe(run)
+
+    def miss(self, model: str, request_id: str) -> None:
+        c = self._canaries.get(model)
+        if c is not None:
+            c.miss(request_id)
 
     def label(self, run: Run, headers: dict[str, str]) -> None:
         """`x-turnout-route` says canary, the arm and the stage."""

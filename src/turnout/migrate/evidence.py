@@ -6,7 +6,8 @@ evidence from the record).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class Observation:
     ok: bool  # answered, by the arm's own deployment(s)
     latency_s: float
     cost_usd: float
+    request_id: str | None = None  # so a later intent signal can find the answer it is about
 
 
 def observe(
@@ -49,7 +51,8 @@ def observe_run(run: Run, candidate: str) -> Observation | None:
     if not placed or run.outcome is None:
         return None
     last = run.attempts[-1].deployment if run.attempts else None
-    return observe(placed["arm"], run.outcome.value, last, candidate, run.latency_s, run.cost_usd)
+    obs = observe(placed["arm"], run.outcome.value, last, candidate, run.latency_s, run.cost_usd)
+    return None if obs is None else dataclasses.replace(obs, request_id=run.id)
 
 
 def observe_record(row: Mapping[str, Any], candidate: str) -> Observation | None:
@@ -59,7 +62,8 @@ def observe_record(row: Mapping[str, Any], candidate: str) -> Observation | None
     attempts = row.get("attempt_log") or []
     last = attempts[-1]["deployment"] if attempts else None
     latency = None if row.get("latency_ms") is None else row["latency_ms"] / 1000
-    return observe(placed["arm"], row["outcome"], last, candidate, latency, row["cost_usd"])
+    obs = observe(placed["arm"], row["outcome"], last, candidate, latency, row["cost_usd"])
+    return None if obs is None else dataclasses.replace(obs, request_id=row.get("id"))
 
 
 def look_alpha(gate: CanaryGate, stages: int) -> float:
@@ -70,10 +74,15 @@ def look_alpha(gate: CanaryGate, stages: int) -> float:
 
 
 def judge(
-    old: Sequence[Observation], cand: Sequence[Observation], gate: CanaryGate, alpha: float
+    old: Sequence[Observation],
+    cand: Sequence[Observation],
+    gate: CanaryGate,
+    alpha: float,
+    missed: Collection[str] | None = None,
 ) -> Family:
     """Success rate, latency and (when both arms cost something) cost per request, under Holm at
-    level `alpha`."""
+    level `alpha`. With `missed` (ids of answers a later rephrase, correction or regenerate was
+    attributed to), also the share of answers that did not miss, with `gate.miss_margin`."""
     a = alpha
     verdicts = [
         unpaired_pass_rate(
@@ -85,6 +94,14 @@ def judge(
             margin=gate.latency_margin, alpha=a, paired=False,
         ),
     ]  # fmt: skip
+    if missed is not None:
+        verdicts.append(
+            unpaired_pass_rate(
+                [o.request_id not in missed for o in old if o.ok],
+                [o.request_id not in missed for o in cand if o.ok],
+                check="intent_hit", margin=gate.miss_margin, alpha=a,
+            )
+        )  # fmt: skip
     costs_o, costs_c = [o.cost_usd for o in old], [o.cost_usd for o in cand]
     if old and cand and min(costs_o) > 0 and min(costs_c) > 0:
         verdicts.append(
@@ -95,13 +112,18 @@ def judge(
     return family(verdicts, a)
 
 
-def counts(obs: Sequence[Observation]) -> dict[str, Any]:
+def counts(obs: Sequence[Observation], missed: Collection[str] | None = None) -> dict[str, Any]:
     n = len(obs)
     lat = sorted(o.latency_s for o in obs)
-    return {
+    out = {
         "n": n,
         "ok": sum(o.ok for o in obs),
         "success_rate": None if not n else round(sum(o.ok for o in obs) / n, 4),
         "latency_p50_ms": None if not n else round(lat[n // 2] * 1000, 2),
         "cost_usd": round(sum(o.cost_usd for o in obs), 9),
     }
+    if missed is not None:
+        answered = [o for o in obs if o.ok]
+        misses = sum(o.request_id in missed for o in answered)
+        out["miss_rate"] = None if not answered else round(misses / len(answered), 4)
+    return out

@@ -159,6 +159,17 @@ def _final_finish(attempts: list[Any]) -> str | None:
     return done[-1].get("finish_reason") if done else None
 
 
+def as_chat(body: dict[str, Any], wire: str | None) -> dict[str, Any]:
+    """A recorded body in the shape replay sends: Messages bodies are kept as the client sent
+    them, so they are mapped onto chat completions the way the edge maps them."""
+    if wire != "messages":
+        return body
+    from turnout.wire.messages import check
+
+    chat, _ = check(body)
+    return {**chat, "model": body.get("model")}
+
+
 def select(
     url: str,
     *,
@@ -188,6 +199,7 @@ def select(
         if not isinstance(body, dict) or _redacted(body):
             redacted += 1
             continue
+        body = as_chat(body, row.get("wire"))
         attempts = row["attempt_log"] or []
         answer = Answer.from_body(row["response_body"])
         answer.finish_reason = answer.finish_reason or _final_finish(attempts)

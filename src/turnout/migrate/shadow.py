@@ -23,7 +23,7 @@ from turnout.backends.base import Operation
 from turnout.config import ModelConfig
 from turnout.config.schema import ShadowConfig
 from turnout.lifecycle.engine import Engine
-from turnout.lifecycle.journey import Fleet
+from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.request import Request
 from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog

@@ -95,6 +95,7 @@ def status(url: str, model: str | None = None) -> dict[str, Any]:
 
 
 def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> dict[str, Any]:
+    from turnout.intent.report import missed_since
     from turnout.migrate.canary import COMPLETED, ROLLED_BACK, RUNNING, stage_observations
     from turnout.migrate.evidence import counts, judge, look_alpha
 
@@ -108,14 +109,15 @@ def _canary(url: str, model: str, candidate: str, evs: list[MigrationEvent]) -> 
     current: dict[str, Any] | None = None
     if state == RUNNING and last.stage is not None:
         obs = stage_observations(url, model, candidate, last.stage, last.at)
+        missed = missed_since(url, last.at)  # the intent guardrail, as the live canary has it
         old = [o for o in obs if o.arm == "old"]
         cand = [o for o in obs if o.arm == "candidate"]
         gate = CanaryGate(**settings["gate"]) if "gate" in settings else CanaryGate()
         alpha = look_alpha(gate, len(stages))
-        verdict = judge(old, cand, gate, alpha) if cand and old else None
+        verdict = judge(old, cand, gate, alpha, missed) if cand and old else None
         current = {
-            "candidate": counts(cand),
-            "old": counts(old),
+            "candidate": counts(cand, missed),
+            "old": counts(old, missed),
             "gate": None if verdict is None else verdict.as_dict(),
         }
     return {

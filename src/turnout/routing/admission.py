@@ -150,6 +150,15 @@ class Ticket:
     claim_ignored: str | None = None  # a tenant named by header that the client did not prove
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a verified client key says is asking: it outranks anything a header claims."""
+
+    key_id: str
+    tenant: str | None
+    priority: str = "normal"
+
+
 def client_key(headers: dict[str, str] | Any) -> str | None:
     """The client's API key, as OpenAI SDKs (`Authorization: Bearer`) or Anthropic's send it."""
     auth = headers.get("authorization", "")
@@ -160,14 +169,21 @@ def client_key(headers: dict[str, str] | Any) -> str | None:
 
 
 def identify(
-    headers: dict[str, str] | Any, tenants: Any, model_deadline_ms: float | None, metadata: Any
+    headers: dict[str, str] | Any,
+    tenants: Any,
+    model_deadline_ms: float | None,
+    metadata: Any,
+    caller: Caller | None = None,
 ) -> Ticket:
     """Tenant, priority and deadline from the API key, headers and config.
 
-    A tenant is proven, not claimed: a configured tenant is selected by its key, or by
-    `x-turnout-tenant` only where it says `header_claim: true`. A configured tenant's priority is
-    a ceiling a client may lower by header, never raise; anyone else's ceiling is `normal`.
+    A tenant is proven, not claimed: a verified client key (`caller`) names its own tenant and
+    priority ceiling; otherwise a configured tenant is selected by its key, or by
+    `x-turnout-tenant` only where it says `header_claim: true`. A priority ceiling is one a client
+    may lower by header, never raise; anyone else's ceiling is `normal`.
     """
+    if caller is not None:
+        return _from_caller(caller, headers, tenants, model_deadline_ms, metadata)
     import hashlib
 
     tenant = None
@@ -185,6 +201,25 @@ def identify(
             ignored = str(claimed)[:64]
     fallback = f"key:{digest[:12]}" if digest else "anonymous"
     name = tenant.name if tenant is not None else fallback
+    ceiling = PRIORITIES[tenant.priority] if tenant else PRIORITIES["normal"]
+    priority = _priority(headers, ceiling)
+    deadline = _deadline(headers, model_deadline_ms, metadata)
+    return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline, ignored)
+
+
+def _from_caller(
+    caller: Caller, headers: Any, tenants: Any, model_deadline_ms: float | None, metadata: Any
+) -> Ticket:
+    name = caller.tenant or f"key:{caller.key_id}"
+    configured = tenants.get(caller.tenant) if caller.tenant else None
+    claimed = headers.get(TENANT_HEADER)
+    ignored = str(claimed)[:64] if claimed and claimed != caller.tenant else None
+    priority = _priority(headers, PRIORITIES[caller.priority])
+    weight = configured.weight if configured is not None else 1.0
+    return Ticket(name, priority, weight, _deadline(headers, model_deadline_ms, metadata), ignored)
+
+
+def _priority(headers: Any, ceiling: int) -> int:
     asked = headers.get(PRIORITY_HEADER)
     if asked is not None and asked not in PRIORITIES:
         raise ApiError(
@@ -193,14 +228,16 @@ def identify(
             code="invalid_value",
             param=PRIORITY_HEADER,
         )
-    ceiling = PRIORITIES[tenant.priority] if tenant else PRIORITIES["normal"]
-    priority = max(ceiling, PRIORITIES[asked]) if asked else ceiling
+    return max(ceiling, PRIORITIES[asked]) if asked else ceiling
+
+
+def _deadline(headers: Any, model_deadline_ms: float | None, metadata: Any) -> float | None:
     meta = metadata if isinstance(metadata, dict) else {}
     raw = headers.get(DEADLINE_HEADER) or meta.get("deadline_ms")
     deadline = model_deadline_ms / 1000 if model_deadline_ms else None
     if raw is not None:
         deadline = milliseconds(raw, DEADLINE_HEADER) / 1000
-    return Ticket(name, priority, tenant.weight if tenant else 1.0, deadline, ignored)
+    return deadline
 
 
 TENANT_HEADER = "x-turnout-tenant"

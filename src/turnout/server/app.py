@@ -8,102 +8,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
+from turnout.auth.admin import admin_refusal
 from turnout.backends.base import Operation
-from turnout.errors import ApiError, TurnoutError
+from turnout.errors import ApiError
 from turnout.gateway import Gateway
+from turnout.intent.feedback import guarded
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
 from turnout.lifecycle.request import Request
-from turnout.server.fields import quote
+from turnout.server import messages_route
+from turnout.server.access import admit
+from turnout.server.admin import PREFIX as ADMIN_PREFIX
+from turnout.server.admin import admin_keys
+from turnout.server.asgi import SSE_HEADERS as _SSE_HEADERS
+from turnout.server.asgi import Message, Receive, Scope, Send
+from turnout.server.asgi import TooLarge as _TooLarge
+from turnout.server.asgi import header_list as _headers
+from turnout.server.asgi import header_map as _header_map
+from turnout.server.asgi import read_body as _read_body
+from turnout.server.asgi import send_json as _send_json
+from turnout.server.asgi import watch_disconnect as _watch_disconnect
+from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
+from turnout.server.responses import ResponsesRoute
 from turnout.server.wire import check_request, parse_body
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("turnout.server")
 
-_JSON = (b"content-type", b"application/json")
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 _OPERATIONS = {"/v1/chat/completions": Operation.CHAT, "/v1/completions": Operation.COMPLETION}
-
-
-def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-
-
-async def _send_json(
-    send: Send, status: int, body: Any, headers: dict[str, str] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, *_headers(headers or {})],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-class _TooLarge(TurnoutError):
-    pass
-
-
-async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
-    """The whole body; raises TimeoutError when it takes longer than `timeout_s` to arrive.
-
-    A bare timer rather than `asyncio.timeout`: it runs on every request, and costs a fifth.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    fired = False
-
-    def expire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
-    try:
-        return await _read_all(receive, limit)
-    except asyncio.CancelledError:
-        if fired and task.uncancel() == 0:
-            raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
-
-
-async def _read_all(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class App:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._responses = ResponsesRoute(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -147,15 +88,19 @@ class App:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                freeze_startup_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.close()
+                thaw()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path in messages_route.PATHS:  # Anthropic's Messages API
+            return await messages_route.serve(self.gateway, scope, receive, send)
         operation = _OPERATIONS.get(path)
         if operation is not None:
             if method != "POST":
@@ -164,6 +109,12 @@ class App:
                 )
                 return await self._error(send, error)
             return await self._completion(scope, receive, send, operation)
+        if path == "/v1/responses" or path.startswith("/v1/responses/"):
+            return await self._responses(scope, receive, send)
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return await self._admin(scope, receive, send)
+        if path == "/v1/feedback" and method == "POST":
+            return await self._feedback(scope, receive, send)
         if method not in ("GET", "HEAD"):
             error = ApiError(
                 405,
@@ -173,11 +124,7 @@ class App:
             )
             return await self._error(send, error)
         if path == "/v1/models":
-            data = [
-                {"id": name, "object": "model", "created": 0, "owned_by": "turnout"}
-                for name in self.gateway.models
-            ]
-            return await _send_json(send, 200, {"object": "list", "data": data})
+            return await self._models(scope, send)
         if path == "/openapi.json":
             return await _send_json(send, 200, orjson.Fragment(openapi_document()))
         if path == "/healthz":
@@ -188,12 +135,49 @@ class App:
             body = {"status": "not ready" if problems else "ready", "problems": problems}
             return await _send_json(send, status, body)
         if path == "/metrics":
+            guard = self.gateway.guard
+            if guard.enabled and "metrics" in guard.auth.protect:
+                refusal = admin_refusal(guard.auth, _header_map(scope))
+                if refusal is not None:
+                    return await self._error(send, refusal)
             return await self._metrics(send)
         await self._error(send, ApiError(404, f"no route {path}", code="not_found"))
 
+    async def _models(self, scope: Scope, send: Send) -> None:
+        """The models served; with client keys, those the key may use."""
+        try:
+            caller = self.gateway.guard.authenticate(_header_map(scope))
+        except ApiError as exc:
+            return await self._error(send, exc)
+        names = list(self.gateway.models)
+        if caller is not None:
+            allowed = self.gateway.guard.ring().by_id[caller.key_id].models
+            names = [n for n in names if not allowed or n in allowed]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "turnout"} for n in names]
+        await _send_json(send, 200, {"object": "list", "data": data})
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        refusal = admin_refusal(gw.config.auth, _header_map(scope))
+        if refusal is not None:
+            return await self._error(send, refusal)
+        limit = gw.config.server.max_body_bytes
+        try:
+            raw = await _read_body(receive, limit, gw.config.server.body_read_timeout_s)
+            status, body = await admin_keys(gw.guard, scope["method"], scope["path"], raw)
+        except _TooLarge:
+            error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+            return await self._error(send, error)
+        except TimeoutError:
+            error = ApiError(408, "request body not received in time", code="request_timeout")
+            return await self._error(send, error, {"connection": "close"})
+        except ApiError as exc:
+            return await self._error(send, exc)
+        await _send_json(send, status, body, {"cache-control": "no-store"})
+
     async def _metrics(self, send: Send) -> None:
         m = self.gateway.metrics
-        m.records_dropped.set(self.gateway.writer.dropped)
+        m.records_dropped_total(self.gateway.writer.dropped)
         m.records_pending.set(self.gateway.writer.pending)
         body = m.render()
         await send(
@@ -204,6 +188,26 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        try:
+            raw = await _read_body(
+                receive, gw.config.server.max_body_bytes, gw.config.server.body_read_timeout_s
+            )
+            caller = gw.guard.authenticate(_header_map(scope))  # the same key as the request
+            key_id = caller.key_id if caller is not None else None
+            body = await guarded(gw.feedback.submit(parse_body(raw), key_id))
+        except _TooLarge:
+            limit = gw.config.server.max_body_bytes
+            error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
+            return await self._error(send, error)
+        except TimeoutError:
+            error = ApiError(408, "request body not received in time", code="request_timeout")
+            return await self._error(send, error, {"connection": "close"})
+        except ApiError as error:
+            return await self._error(send, error)
+        await _send_json(send, 200, body)
 
     async def _error(
         self, send: Send, error: ApiError, headers: dict[str, str] | None = None
@@ -222,15 +226,6 @@ class App:
             raw = await _read_body(receive, limit, gw.config.server.body_read_timeout_s)
             body = parse_body(raw)
             check_request(body, operation)
-            model = gw.models.get(body["model"])
-            if model is None:
-                known = ", ".join(sorted(gw.models))
-                raise ApiError(
-                    404,
-                    f"model {quote(body['model'])} does not exist here (served: {known})",
-                    code="model_not_found",
-                    param="model",
-                )
         except _TooLarge:
             error = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
         except TimeoutError:
@@ -247,11 +242,20 @@ class App:
         run = gw.new_run(
             model_name if isinstance(model_name, str) else "", operation, stream is True, body
         )
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _header_map(scope)
         for key in ("traceparent", "tracestate"):
             if key in headers:
                 run.client[key] = headers[key]
         rid = {"x-turnout-request-id": run.id}
+        caller = None
+        if bug is None:
+            try:
+                caller, limits = await admit(gw, headers, body if error is None else None, run)
+                rid.update(limits)
+            except ApiError as exc:
+                error = exc
+            except Exception as exc:  # a bug in the checks: recorded like any failure below
+                bug = exc
         if bug is not None:
             reply = internal_error(run, bug)
             gw.engine.finish(run)
@@ -260,7 +264,7 @@ class App:
             reply = gw.engine.reject(run, error)
             return await _send_json(send, reply.status, reply.body, {**rid, **reply.headers})
         assert body is not None
-        request = Request.from_openai(body, operation, headers)  # the one typed request
+        request = Request.from_openai(body, operation, headers, caller)  # the one typed request
         if stream is True:
             return await self._stream(run, receive, send, request, rid)
         task = asyncio.current_task()
@@ -317,13 +321,3 @@ class App:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await events.aclose()  # type: ignore[attr-defined]
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    """Cancel the request's task when the client goes away, so its upstream work stops too."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            task.cancel()
-            return

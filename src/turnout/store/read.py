@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from turnout.store.events import MigrationEvent
+from turnout.store.feedback import Feedback
 from turnout.store.location import sqlite_file
 
 Request = dict[str, Any]
@@ -60,11 +61,17 @@ class RecordReader(Protocol):
         model: str | None = None,
         key_id: str | None = None,
     ) -> list[Request]:
-        """Newest first, without the bodies, events and attempts."""
+        """Newest first, without the bodies, events and attempts; `wire_out` is the upstream
+        format of the last attempt."""
         ...
 
     def request(self, request_id: str) -> Request:
         """One request, all columns, by id or by a unique prefix of it; else RecordNotFound."""
+        ...
+
+    def key_usage(self, key_id: str, since: float = 0.0) -> list[dict[str, Any]]:
+        """Per model, what one client key's requests since `since` came to: model, requests,
+        prompt_tokens, completion_tokens, cost_usd."""
         ...
 
     # -- routing -----------------------------------------------------------------------------
@@ -86,7 +93,7 @@ class RecordReader(Protocol):
         self, *, since: float | None = None, outcomes: tuple[str, ...] = ()
     ) -> list[Request]:
         """Requests recorded with a body, shadows left out, oldest first: id, started, model,
-        operation, deployments, request_body, response_body, attempt_log."""
+        operation, deployments, request_body, response_body, attempt_log, wire."""
         ...
 
     def shadow_pairs(
@@ -102,11 +109,27 @@ class RecordReader(Protocol):
 
     def canary_stage(self, model: str, candidate: str, stage: int, since: float) -> list[Request]:
         """The requests a running canary placed in `stage` from `since` on, oldest first:
-        outcome, attempt_log, latency_ms, cost_usd, migration."""
+        id, outcome, attempt_log, latency_ms, cost_usd, migration."""
         ...
 
     def migration_events(self, model: str | None = None, limit: int = 50) -> list[MigrationEvent]:
         """The latest `limit`, newest last."""
+        ...
+
+    # -- intent --------------------------------------------------------------------------------
+
+    def conversations(self, *, since: float | None = None, bodies: bool = False) -> list[Request]:
+        """Chat requests recorded with a conversation hash, oldest first: id, started, model,
+        outcome, deployments, attempt_log, key_id, migration, attrs; with `bodies`, the bodies."""
+        ...
+
+    def answer(self, prefix: str, before: float | None = None) -> Request | None:
+        """The latest request whose conversation hashed to `prefix` (started before `before`):
+        the same columns as `conversations`, without bodies."""
+        ...
+
+    def feedback(self, *, since: float | None = None) -> list[Feedback]:
+        """Feedback sent through `POST /v1/feedback`, oldest first."""
         ...
 
 

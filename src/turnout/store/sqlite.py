@@ -49,6 +49,11 @@ COLUMNS = (
 )
 INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 25)})"
 # Columns added after the first release: a store written before them gets them on open.
+# A client's DELETE of a stored response: its content goes, the run's record stays, marked.
+ERASE_BODIES = (
+    "UPDATE requests SET request_body = NULL, response_body = NULL, attrs = json_set("
+    "coalesce(attrs, '{}'), '$.responses.deleted', json('true')) WHERE id = ?"
+)
 _ADDED = {"migration": "TEXT", "wire": "TEXT", "key_id": "TEXT", "tenant": "TEXT", "attrs": "TEXT"}
 
 
@@ -73,6 +78,11 @@ def connect(path: Path) -> sqlite3.Connection:
         if name not in columns:
             conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
     conn.execute("CREATE INDEX IF NOT EXISTS requests_key ON requests (key_id, started)")
+    # Intent attribution finds the answer a later turn is about by its conversation's hash.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS requests_prefix "
+        "ON requests (json_extract(attrs, '$.conversation_prefix'), started)"
+    )
     return conn
 
 

@@ -11,10 +11,13 @@ import orjson
 
 from turnout.store.errors import NoRecordStore, RecordNotFound, StoreError
 from turnout.store.events import MigrationEvent
+from turnout.store.feedback import Feedback
 from turnout.store.read import Cursor, Request, ShadowTotal
 from turnout.store.sqlite_errors import translated
 from turnout.store.sqlite_events import COLUMNS as EVENT_COLUMNS
 from turnout.store.sqlite_events import NEWEST_FIRST, event_of
+from turnout.store.sqlite_feedback import COLUMNS as FEEDBACK_COLUMNS
+from turnout.store.sqlite_feedback import feedback_of
 
 _JSON_COLUMNS = (
     "deployments",
@@ -30,6 +33,8 @@ _SUMMARY = (
     "prompt_tokens, completion_tokens, cost_usd, ttft_ms, latency_ms, error"
 )
 _SHADOW_OF = "json_extract(migration, '$.shadow_of')"
+_PREFIX = "json_extract(attrs, '$.conversation_prefix')"
+_CONVERSATION = "id, started, model, outcome, deployments, attempt_log, key_id, migration, attrs"
 
 
 class SQLiteReader:
@@ -108,12 +113,26 @@ class SQLiteReader:
         migration = "migration" if self._migration else "NULL AS migration"
         known = self._columns("requests")
         extra = ", ".join(c if c in known else f"NULL AS {c}" for c in ("wire", "key_id", "tenant"))
+        wire_out = "json_extract(attrs, '$.wire_out')" if "attrs" in known else "NULL"
+        extra += f", {wire_out} AS wire_out"
         sql = f"SELECT {_SUMMARY}, {migration}, {extra} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC LIMIT ?"
         args.append(limit)
         return [_decode(r) for r in self._rows("requests", sql, args)]
+
+    def key_usage(self, key_id: str, since: float = 0.0) -> list[dict[str, Any]]:
+        if "key_id" not in self._columns("requests"):
+            return []
+        rows = self._rows(
+            "requests",
+            "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) "
+            "FROM requests WHERE key_id = ? AND started >= ? GROUP BY model ORDER BY model",
+            (key_id, since),
+        )
+        names = ("model", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+        return [dict(zip(names, tuple(r), strict=True)) for r in rows]
 
     def request(self, request_id: str) -> Request:
         rows = self._rows(
@@ -166,9 +185,10 @@ class SQLiteReader:
             args.extend(outcomes)
         if self._migration:  # a shadow is a candidate's answer, not recorded traffic
             where.append(f"{_SHADOW_OF} IS NULL")
+        wire = "wire" if "wire" in self._columns("requests") else "NULL AS wire"
         sql = (
             "SELECT id, started, model, operation, deployments, request_body, response_body, "
-            f"attempt_log FROM requests WHERE {' AND '.join(where)} ORDER BY started"
+            f"attempt_log, {wire} FROM requests WHERE {' AND '.join(where)} ORDER BY started"
         )
         return [_decode(r) for r in self._rows("requests", sql, args)]
 
@@ -233,7 +253,7 @@ class SQLiteReader:
             return []
         rows = self._rows(
             "requests",
-            "SELECT outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
+            "SELECT id, outcome, attempt_log, latency_ms, cost_usd, migration FROM requests "
             "WHERE model = ? AND started >= ? "
             "AND json_extract(migration, '$.canary.candidate') = ? "
             "AND json_extract(migration, '$.canary.stage') = ? "
@@ -252,6 +272,43 @@ class SQLiteReader:
         args.append(limit)
         rows = self._rows("migration_events", sql, args)
         return [event_of(tuple(r)) for r in reversed(rows)]
+
+    # -- intent --------------------------------------------------------------------------------
+
+    def _has_attrs(self) -> bool:
+        with translated(self.path):
+            return {"attrs", "migration", "key_id"} <= self._columns("requests")
+
+    def conversations(self, *, since: float | None = None, bodies: bool = False) -> list[Request]:
+        if not self._has_attrs():
+            return []
+        columns = _CONVERSATION + (", request_body, response_body" if bodies else "")
+        sql = f"SELECT {columns} FROM requests WHERE {_PREFIX} IS NOT NULL"
+        args: list[Any] = []
+        if since is not None:
+            sql += " AND started >= ?"
+            args.append(since)
+        sql += " ORDER BY started, id"
+        return [_decode(r) for r in self._rows("requests", sql, args)]
+
+    def answer(self, prefix: str, before: float | None = None) -> Request | None:
+        if not self._has_attrs():
+            return None
+        sql = f"SELECT {_CONVERSATION} FROM requests WHERE {_PREFIX} = ?"
+        args: list[Any] = [prefix]
+        if before is not None:
+            sql += " AND started < ?"
+            args.append(before)
+        rows = self._rows("requests", sql + " ORDER BY started DESC LIMIT 1", args)
+        return _decode(rows[0]) if rows else None
+
+    def feedback(self, *, since: float | None = None) -> list[Feedback]:
+        sql = f"SELECT {FEEDBACK_COLUMNS} FROM feedback"
+        args: list[Any] = []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            args.append(since)
+        return [feedback_of(tuple(r)) for r in self._rows("feedback", sql + " ORDER BY at", args)]
 
 
 def _decode(row: sqlite3.Row) -> Request:

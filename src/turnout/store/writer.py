@@ -5,6 +5,11 @@ waits. One run cannot cost the others their records: its row is built so it can 
 (`rows`), and a batch the database refuses is written again row by row. A store that cannot
 write (a full disk, a read-only file) drops and counts what it cannot keep, says so once a
 minute rather than per batch, and reports it to `/readyz` until a write succeeds again.
+
+The thread shares the interpreter lock with the event loop, and building rows holds it: a
+flush done in one burst made every request that woke meanwhile wait for it (tens of ms at
+p99). So a flush works in slices, each bounded in rows and time and written in its own
+transaction, with a real pause after each that lets the event loop take the lock.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any
 
 from turnout.config.schema import Retention, StoreConfig
 from turnout.lifecycle.run import Run
+from turnout.store.errors import StoreError
 from turnout.store.retention import prune
 from turnout.store.rows import bare_row, row_of
 from turnout.store.sqlite import (
+    ERASE_BODIES,
     INSERT,
     Recovery,
     check_writable,
@@ -33,6 +40,11 @@ from turnout.store.sqlite import (
 log = logging.getLogger("turnout.store")
 
 LOG_EVERY_S = 60.0
+# One slice: at most this many rows, or this long building them, whichever comes first; then
+# a pause in which the thread does not hold the interpreter lock.
+SLICE_ROWS = 32
+SLICE_S = 0.0005
+PAUSE_S = 0.0001
 # What one row can make the database refuse; anything else is the store's own failure.
 _ROW_ERRORS = (
     sqlite3.IntegrityError,
@@ -69,7 +81,9 @@ class RecordWriter:
         self.flush_interval_s = flush_interval_s
         self.queue_size = queue_size
         self.retention = retention if retention is not None else Retention()
-        self.dropped = 0
+        # Each counter has one writing thread: the full queue's on the event loop, the rest here.
+        self.refused = 0  # records the full queue turned away
+        self.lost = 0  # records taken from the queue that could not be written
         self.written = 0
         self.salvaged = 0  # rows written bare after the database refused them
         self.pruned = 0
@@ -112,9 +126,14 @@ class RecordWriter:
 
     def submit(self, run: Run) -> None:
         if len(self._queue) >= self.queue_size:
-            self.dropped += 1
+            self.refused += 1
             return
         self._queue.append(run)
+
+    @property
+    def dropped(self) -> int:
+        """Records not kept: turned away by a full queue or not writable."""
+        return self.refused + self.lost
 
     @property
     def pending(self) -> int:
@@ -156,23 +175,44 @@ class RecordWriter:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        batch: list[Run] = []
-        while self._queue:
-            batch.append(self._queue.popleft())
-        if not batch or self._conn is None:
-            return
-        rows = [row_of(run, self.record_bodies) for run in batch]
+        # What was queued when the flush began, so a busy gateway cannot keep one flush going.
+        left = len(self._queue)
+        while left > 0 and self._conn is not None:
+            runs, rows = self._slice(left)
+            if not runs:
+                return
+            left -= len(runs)
+            self._write(self._conn, runs, rows)
+            if left > 0:
+                time.sleep(PAUSE_S)
+
+    def _slice(self, limit: int) -> tuple[list[Run], list[tuple[Any, ...]]]:
+        """The next runs off the queue with their rows, as many as one slice allows."""
+        runs: list[Run] = []
+        rows: list[tuple[Any, ...]] = []
+        until = time.perf_counter() + SLICE_S
+        while len(runs) < min(limit, SLICE_ROWS) and self._queue:
+            run = self._queue.popleft()
+            runs.append(run)
+            rows.append(row_of(run, self.record_bodies))
+            if time.perf_counter() >= until:
+                break
+        return runs, rows
+
+    def _write(
+        self, conn: sqlite3.Connection, runs: list[Run], rows: list[tuple[Any, ...]]
+    ) -> None:
         try:
-            lost = self._insert(self._conn, batch, rows)
+            lost = self._insert(conn, runs, rows)
         except (sqlite3.Error, OSError) as exc:
-            self._store_failed(exc, len(batch))
+            self._store_failed(exc, len(runs))
             return
         except Exception as exc:  # a bug here must not end the writer thread
-            log.exception("store %s: a batch of %d records was lost", self.path, len(batch))
-            self._store_failed(exc, len(batch))
+            log.exception("store %s: a batch of %d records was lost", self.path, len(runs))
+            self._store_failed(exc, len(runs))
             return
         self.written += len(rows) - lost
-        self.dropped += lost
+        self.lost += lost
         self._recovered()
 
     def _recovered(self) -> None:
@@ -226,7 +266,7 @@ class RecordWriter:
         return lost
 
     def _store_failed(self, exc: BaseException, lost: int) -> None:
-        self.dropped += lost
+        self.lost += lost
         reason = f"{type(exc).__name__}: {exc}"
         if self.failing is None:
             self.failing = Failing(reason, time.time())
@@ -268,8 +308,24 @@ class RecordWriter:
         return pruned.more
 
     def flush(self) -> None:
-        """Write everything queued now (tests and shutdown)."""
+        """Write everything queued now (tests, shutdown, a read that must see a run)."""
         self._flush()
+
+    def erase_bodies(self, request_id: str) -> bool:
+        """Remove one recorded request's bodies, keeping its run; False if it is not recorded.
+
+        Blocking: call it off the event loop. What is queued is written first, so a request
+        answered a moment ago is erased too.
+        """
+        with self._flushing:
+            self._flush_locked()
+            if self._conn is None:
+                return False
+            try:
+                with self._conn:
+                    return self._conn.execute(ERASE_BODIES, (request_id,)).rowcount > 0
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot erase {request_id!r}: {exc}") from None
 
     def close(self) -> None:
         self._stop = True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
+from turnout.telemetry.genai_metrics import GenAIMetrics
 
 _RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
@@ -20,10 +23,15 @@ class Metrics:
     """Labels take only configured names: a client's made-up model name is `unknown`, so no
     client can grow the label set (and every scrape) without bound."""
 
-    def __init__(self, models: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
+    def __init__(
+        self, models: Iterable[str] = (), deployments: Mapping[str, DeploymentConfig] | None = None
+    ) -> None:
         self.models = frozenset(models)
-        self.deployments = frozenset(deployments)
+        self.deployments = frozenset(deployments or ())
+        self.keys: set[str] = set()  # client key ids the store holds: the only key labels
+        self._key_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         r = self.registry = CollectorRegistry()
+        self.genai = GenAIMetrics(r, deployments or {})
         self.requests = Counter(
             "turnout_requests", "Requests by terminal state", ["model", "outcome"], registry=r
         )
@@ -71,11 +79,12 @@ class Metrics:
         self.in_flight = Gauge(
             "turnout_requests_in_flight", "Requests not yet finished", ["model"], registry=r
         )
-        self.records_dropped = Gauge(
+        self.records_dropped = Counter(
             "turnout_records_dropped",
-            "Records dropped because the write queue was full",
+            "Records dropped because the write queue was full or the store failed",
             registry=r,
         )
+        self._dropped_seen = 0
         self.records_pending = Gauge(
             "turnout_records_pending", "Records waiting to be written", registry=r
         )
@@ -100,6 +109,12 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        self.intent_signals = Counter(
+            "turnout_intent_signals",
+            "Intent signals in requests (rephrase, correction, regenerate, clarification)",
+            ["model", "signal"],
+            registry=r,
+        )
         self.shared_state_up = Gauge(
             "turnout_shared_state_up",
             "1 while the replicas' shared state (Redis) answers, 0 while this gateway works alone",
@@ -111,6 +126,45 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+
+        self.key_requests = Counter(
+            "turnout_key_requests",
+            "Requests by client key id and terminal state",
+            ["key", "outcome"],
+            registry=r,
+        )
+        self.key_cost = Counter(
+            "turnout_key_cost_usd", "Spend by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_tokens = Counter(
+            "turnout_key_tokens", "Tokens by client key id, every attempt", ["key"], registry=r
+        )
+        self.key_budget_alerts = Counter(
+            "turnout_key_budget_alerts",
+            "Soft budget alerts (a key's spend crossed its alert_at), once per budget period",
+            ["key"],
+            registry=r,
+        )
+
+    def key(self, key_id: str | None) -> str:
+        return key_id if key_id is not None and key_id in self.keys else UNKNOWN
+
+    def observe_key(self, run: Run, tokens: int, cost_usd: float) -> None:
+        key = self.key(run.key_id)
+        outcome = run.outcome.value if run.outcome else "unfinished"
+        # Children by label, remembered: `labels()` costs more than the increments themselves.
+        children = self._key_children.get((key, outcome))
+        if children is None:
+            children = self._key_children[(key, outcome)] = (
+                self.key_requests.labels(key, outcome),
+                self.key_cost.labels(key),
+                self.key_tokens.labels(key),
+            )
+        children[0].inc()
+        if cost_usd:
+            children[1].inc(cost_usd)
+        if tokens:
+            children[2].inc(tokens)
 
     def model(self, name: str) -> str:
         return name if name in self.models else UNKNOWN
@@ -139,6 +193,13 @@ class Metrics:
                 self.stream_events_skipped.labels(dep).inc(a.events_skipped)
             if a.continuation:
                 self.continuations.labels(dep).inc()
+        self.genai.observe(run)
+
+    def records_dropped_total(self, total: int) -> None:
+        """Catch the counter up with the writer's running count of dropped records."""
+        if total > self._dropped_seen:
+            self.records_dropped.inc(total - self._dropped_seen)
+            self._dropped_seen = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
