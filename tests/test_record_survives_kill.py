@@ -5,35 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+from gateway_process import start_gateway
 from upstream import ScriptedUpstream, Step, free_port
 
 FLUSH_S = 0.1
-
-
-def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "turnout", "serve", "--config", str(config), "--port", str(port)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("gateway did not become ready:\n" + log.read_text())
 
 
 def test_kill_9_mid_load_keeps_flushed_records_and_the_file_intact(tmp_path: Path) -> None:
@@ -51,7 +31,7 @@ models:
 """
         )
         port = free_port()
-        proc = _start(config, port, log)
+        proc = start_gateway(config, port, log)
         answered: list[tuple[str, float]] = []
         stop = threading.Event()
 
@@ -85,7 +65,7 @@ models:
         assert Path(f"{db}-wal").stat().st_size > 0  # the kill left a log to replay
 
         # The next start replays the log and says what it recovered, before anyone else opens it.
-        proc = _start(config, port, log)
+        proc = start_gateway(config, port, log)
         try:
             conn = sqlite3.connect(db)
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -101,7 +101,9 @@ class Gateway:
         self.writer = RecordWriter.for_store(config.store)
         # Raises UnsafeBind before anything starts: no keys on a non-loopback bind.
         self.auth_mode = auth_mode(config.auth, config.server.host)
-        self.guard = Guard(config.auth, self.auth_mode, config.store.url, self.metrics)
+        self.guard = Guard(
+            config.auth, self.auth_mode, config.store.url, self.metrics, config.state.url
+        )
         used = {d for m in config.models.values() for d in m.deployments}
         used |= migration_candidates(config.models)
         used |= {t.deployment for t in config.fingerprint.targets}

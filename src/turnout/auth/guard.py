@@ -17,7 +17,7 @@ from typing import Any
 
 from turnout.auth.keyring import Keyring
 from turnout.auth.keys import period_start
-from turnout.auth.local_stub import KeyLimits, Limits, LocalLimits
+from turnout.auth.limits import KeyLimits, Limits, LocalLimits
 from turnout.config.schema import AuthConfig
 from turnout.errors import ApiError
 from turnout.lifecycle.run import Run
@@ -54,13 +54,14 @@ class Guard:
         mode: str,
         store_url: str,
         metrics: Metrics,
-        limits: Limits | None = None,
+        state_url: str | None = None,
     ) -> None:
         self.auth = auth
         self.enabled = mode == "keys"
         self.store_url = store_url
         self.metrics = metrics
-        self.limits: Limits = limits if limits is not None else LocalLimits()
+        self.state_url = state_url
+        self.limits: Limits = self._counters(state_url)
         self._store: KeyStore | None = None
         self.keyring: Keyring | None = None
         self._admitted: dict[str, _Admitted] = {}
@@ -70,6 +71,13 @@ class Guard:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._store_failing = False
+
+    def _counters(self, state_url: str | None) -> Limits:
+        if state_url is None or not self.enabled:
+            return LocalLimits(on_alert=self._alert)
+        from turnout.auth.shared_limits import SharedLimits  # loads the Redis client
+
+        return SharedLimits(state_url, self.metrics.registry, on_alert=self._alert)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -89,6 +97,12 @@ class Guard:
         ring = self.ring()
         keys = await asyncio.to_thread(ring.refresh)
         self.metrics.keys.update(k.id for k in keys)
+        if isinstance(self.limits, LocalLimits):
+            log.info(
+                "auth: each gateway enforces key limits alone (no state.url): N replicas "
+                "allow up to N times a key's rpm, tpm and budget"
+            )
+        await self.limits.start()
         await self._seed(keys)
         usable = sum(1 for k in keys if k.revoked is None)
         log.info(
@@ -110,7 +124,7 @@ class Guard:
             start = period_start(now, key.budget_period_s)
             spent = await asyncio.to_thread(store.spend, key.id, start)
             if spent.usd > 0:
-                await self.limits.settle(_limits_of(key), 0, 0, spent.usd)
+                await self.limits.seed(_limits_of(key), start, spent.usd)
             alerts = await asyncio.to_thread(store.events, key.id, start)
             if any(e.kind == "budget_alert" for e in alerts):
                 self._alerted.add((key.id, start))
@@ -122,6 +136,7 @@ class Guard:
             with contextlib.suppress(Exception):
                 await task
         await self.flush()
+        await self.limits.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -223,37 +238,39 @@ class Guard:
         start = period_start(time.time(), key.budget_period_s)
         self._add_spend(SpendDelta(key.id, start, cost, tokens, 1))
         if admitted.limits is not None:
-            settle = self._settle(admitted, run.id, tokens, cost, start)
+            settle = self._settle(admitted, run.id, tokens, cost)
             task = asyncio.get_running_loop().create_task(settle)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _settle(
-        self, admitted: _Admitted, run_id: str, tokens: int, cost: float, start: float
-    ) -> None:
+    async def _settle(self, admitted: _Admitted, run_id: str, tokens: int, cost: float) -> None:
         limits = admitted.limits
         assert limits is not None
         try:
             await self.limits.settle(limits, admitted.predicted, tokens, cost)
         except Exception:
             log.exception("auth: settling request %s on key %s failed", run_id, limits.key_id)
+
+    def _alert(self, key_id: str, start: float, spent: float, budget: float) -> None:
+        """The soft budget crossed: once per key and period (across replicas with Redis, and
+        across restarts through the store's events)."""
+        if (key_id, start) in self._alerted:
             return
-        if limits.alert_at is None or limits.budget_usd is None:
-            return
-        spent = self.limits.spent_usd(limits.key_id)
-        if spent < limits.alert_at * limits.budget_usd or (limits.key_id, start) in self._alerted:
-            return
-        self._alerted.add((limits.key_id, start))
+        self._alerted.add((key_id, start))
+        alert_at = spent / budget if budget else 1.0
+        key = self.keyring.by_id.get(key_id) if self.keyring is not None else None
+        if key is not None and key.alert_at is not None:
+            alert_at = key.alert_at
         log.warning(
             "auth: key %s has spent $%.4f of its $%.4f budget this period (alert at %g%%)",
-            limits.key_id,
+            key_id,
             spent,
-            limits.budget_usd,
-            limits.alert_at * 100,
+            budget,
+            alert_at * 100,
         )
-        self.metrics.key_budget_alerts.labels(self.metrics.key(limits.key_id)).inc()
-        detail = {"spent_usd": spent, "budget_usd": limits.budget_usd, "period_start": start}
-        self._events.append(KeyEvent(time.time(), limits.key_id, "budget_alert", detail))
+        self.metrics.key_budget_alerts.labels(self.metrics.key(key_id)).inc()
+        detail = {"spent_usd": spent, "budget_usd": budget, "period_start": start}
+        self._events.append(KeyEvent(time.time(), key_id, "budget_alert", detail))
 
     def _add_spend(self, delta: SpendDelta) -> None:
         slot = (delta.key_id, delta.period_start)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from turnout.auth.keys import period_start
 from turnout.errors import TurnoutError
 
 WINDOW_S = 60.0
@@ -72,6 +73,13 @@ class Limits(Protocol):
 
     def spent_usd(self, key_id: str) -> float: ...
 
+    async def seed(self, limits: KeyLimits, start: float, usd: float) -> None:
+        """Raise a key's spend in the period from `start` to what the durable record holds."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 SpendHook = Callable[[str, float, float], None]  # key id, period start (Unix s), usd added
 AlertHook = Callable[[str, float, float, float], None]  # key id, period start, spent, budget
@@ -79,12 +87,6 @@ AlertHook = Callable[[str, float, float, float], None]  # key id, period start, 
 
 class LimitsError(TurnoutError, ValueError):
     """A caller passed counts that cannot be (negative tokens, a cost that is not a number)."""
-
-
-def period_start(period_s: float | None, wall: float) -> float:
-    if period_s is None:
-        return 0.0
-    return math.floor(wall / period_s) * period_s
 
 
 def duration(seconds: float) -> str:
@@ -241,7 +243,7 @@ class Spend:
 
     def get(self, key_id: str, period_s: float | None, wall: float) -> float:
         known = self._by.get(key_id)
-        if known is None or known[1] != period_start(period_s, wall):
+        if known is None or known[1] != period_start(wall, period_s):
             return 0.0
         return known[2]
 
@@ -309,11 +311,20 @@ class LocalLimits:
     def spent_usd(self, key_id: str) -> float:
         return self.spend.now(key_id, self.wall())
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def seed(self, limits: KeyLimits, start: float, usd: float) -> None:
+        self.seed_spend(limits, start, usd)
+
     def seed_spend(self, limits: KeyLimits, start: float, usd: float) -> None:
         """What the durable record says the key spent in the period from `start` (as passed
         to `on_spend`); only ever raises the count, and a past period is ignored."""
         wall = self.wall()
-        if start != period_start(limits.budget_period_s, wall):
+        if start != period_start(wall, limits.budget_period_s):
             return
         if usd > self.spend.get(limits.key_id, limits.budget_period_s, wall):
             self.spend.set(limits.key_id, limits.budget_period_s, start, usd)
@@ -390,7 +401,7 @@ class LocalLimits:
         self.correct(limits, predicted_tokens, tokens)
         if cost_usd <= 0:
             return
-        start = period_start(limits.budget_period_s, self.wall())
+        start = period_start(self.wall(), limits.budget_period_s)
         spent = self.spend.add(limits.key_id, limits.budget_period_s, start, cost_usd)
         if self.on_spend is not None:
             self.on_spend(limits.key_id, start, cost_usd)
@@ -403,4 +414,4 @@ def budget_retry(limits: KeyLimits, wall: float) -> float | None:
     """Seconds until the budget's period ends; None if it never resets."""
     if limits.budget_period_s is None:
         return None
-    return period_start(limits.budget_period_s, wall) + limits.budget_period_s - wall
+    return period_start(wall, limits.budget_period_s) + limits.budget_period_s - wall

@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from turnout.auth.keys import period_start
 from turnout.auth.limits import (
     WINDOW_S,
     AlertHook,
@@ -38,7 +39,6 @@ from turnout.auth.limits import (
     Verdict,
     budget_retry,
     check_counts,
-    period_start,
     rate_headers,
 )
 from turnout.auth.limits_scripts import SCRIPTS
@@ -46,7 +46,7 @@ from turnout.auth.limits_scripts import SCRIPTS
 log = logging.getLogger("turnout.auth.limits")
 
 _CONNECTIONS = 8  # to Redis, per replica
-_POOL_WAIT_S = 2.0  # for a free connection, before this replica enforces alone
+_CALL_S = 2.0  # one exchange with Redis, waiting for a connection included, at the very most
 
 
 def _divided(limit: int | None, replicas: int) -> int | None:
@@ -61,7 +61,7 @@ def _ms(seconds: float) -> int:
 
 class SharedLimits:
     """`Limits` shared through Redis. `await start()` before use, `await close()` after;
-    `seed_spend` raises a key's spend to what the durable record holds."""
+    `seed` raises a key's spend to what the durable record holds."""
 
     def __init__(
         self,
@@ -116,15 +116,15 @@ class SharedLimits:
         import redis.asyncio as aioredis
 
         # A burst waits for one of a few connections rather than opening hundreds: a reply
-        # late because this process was busy must not look like Redis going away.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # late because this process was busy must not look like Redis going away. The wait is
+        # ours (a semaphore) and every exchange has a hard deadline, so nothing waits forever.
+        self._redis = aioredis.Redis.from_url(
             self.redis_url,
             max_connections=_CONNECTIONS,
-            timeout=_POOL_WAIT_S,
             socket_timeout=0.25,
             socket_connect_timeout=0.25,
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._slots = asyncio.Semaphore(_CONNECTIONS)
         for name, body in SCRIPTS.items():
             self._scripts[name] = self._redis.register_script(body)
         await self._heartbeat()
@@ -138,8 +138,11 @@ class SharedLimits:
         if self._redis is not None:
             if self.up:
                 with contextlib.suppress(Exception):  # it drops out of the count by itself
-                    await self._redis.zrem(self._key("replicas"), self.replica)
-            await self._redis.aclose(close_connection_pool=True)
+                    async with asyncio.timeout(_CALL_S):
+                        await self._redis.zrem(self._key("replicas"), self.replica)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CALL_S):
+                    await self._redis.aclose(close_connection_pool=True)
 
     async def _beating(self) -> None:
         while True:
@@ -148,7 +151,8 @@ class SharedLimits:
 
     async def _heartbeat(self) -> None:
         try:
-            alive, epoch = await self._scripts["heartbeat"](
+            alive, epoch = await self._run(
+                "heartbeat",
                 keys=[self._key("replicas"), self._key("epoch")],
                 args=[self.replica, _ms(3 * self.heartbeat_s), os.urandom(8).hex()],
             )
@@ -179,6 +183,10 @@ class SharedLimits:
             self._warned = False
         self.up = True
         self.gauge_up.set(1)
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        async with asyncio.timeout(_CALL_S), self._slots:
+            return await self._scripts[script](keys=keys, args=args)
 
     def _down(self, operation: str, exc: BaseException) -> None:
         if not self._warned:
@@ -220,9 +228,10 @@ class SharedLimits:
         if self.up:
             member = self._member(self._new_id(), 1, predicted_tokens)
             wall = time.time()
-            start = period_start(limits.budget_period_s, wall)
+            start = period_start(wall, limits.budget_period_s)
             try:
-                reason, n, tok, retry, reset_n, reset_tok, spend = await self._scripts["admit"](
+                reason, n, tok, retry, reset_n, reset_tok, spend = await self._run(
+                    "admit",
                     keys=[*self._keys(limits.key_id), self._spend_key(limits.key_id, start)],
                     args=[
                         _ms(self.window_s),
@@ -257,7 +266,7 @@ class SharedLimits:
             limits, rpm=_divided(limits.rpm, self.replicas), tpm=_divided(limits.tpm, self.replicas)
         )
         wall = time.time()
-        start = period_start(limits.budget_period_s, wall)
+        start = period_start(wall, limits.budget_period_s)
         spent = self.local.spend.get(limits.key_id, limits.budget_period_s, wall)
         alone = self._alone_usd(limits.key_id, start)
         verdict, entry = self.local.admit_entry(
@@ -294,7 +303,7 @@ class SharedLimits:
         if extra is not None:
             extra.member = extra_name
         wall = time.time()
-        start = period_start(limits.budget_period_s, wall)
+        start = period_start(wall, limits.budget_period_s)
         windows = limits.windowed and tokens != predicted_tokens
         settle_id = self._new_id()
         if self.up and (windows or cost_usd > 0):
@@ -302,7 +311,8 @@ class SharedLimits:
             if limits.alert_at is not None and limits.budget_usd is not None:
                 soft = limits.alert_at * limits.budget_usd
             try:
-                spend, alert = await self._scripts["settle"](
+                spend, alert = await self._run(
+                    "settle",
                     keys=[
                         *self._keys(limits.key_id),
                         self._spend_key(limits.key_id, start),
@@ -357,13 +367,14 @@ class SharedLimits:
     def spent_usd(self, key_id: str) -> float:
         return self.local.spend.now(key_id, time.time())
 
-    async def seed_spend(self, limits: KeyLimits, start: float, usd: float) -> None:
+    async def seed(self, limits: KeyLimits, start: float, usd: float) -> None:
         """What the durable record says the key spent in the period from `start`: Redis's
         counter is raised to it if lower (after Redis lost its data, say)."""
         self.local.seed_spend(limits, start, usd)
         if self.up:
             try:
-                await self._scripts["restore_spend"](
+                await self._run(
+                    "restore_spend",
                     keys=[self._spend_key(limits.key_id, start)],
                     args=[repr(usd), 0, self._spend_ttl_ms(limits)],
                 )
@@ -399,17 +410,19 @@ class SharedLimits:
                 args: list[Any] = [_ms(self.window_s)]
                 for e, member in sent:
                     args += [_ms(now - e.at), member, e.stored or ""]
-                await self._scripts["restore"](keys=self._keys(key_id), args=args)
+                await self._run("restore", keys=self._keys(key_id), args=args)
                 for e, member in sent:
                     e.stored = member
             for (key_id, start), (usd, period_s) in floors:  # before what is added to them
-                await self._scripts["restore_spend"](
+                await self._run(
+                    "restore_spend",
                     keys=[self._spend_key(key_id, start)],
                     args=[repr(usd), 0, _spend_ttl_ms(period_s)],
                 )
                 self._floors.pop((key_id, start), None)
             for settle_id, (key_id, start, period_s, usd) in unsent:
-                await self._scripts["restore_spend"](
+                await self._run(
+                    "restore_spend",
                     keys=[self._spend_key(key_id, start), self._settled_key(key_id, settle_id)],
                     args=[0, repr(usd), _spend_ttl_ms(period_s)],
                 )

@@ -1,0 +1,45 @@
+"""`turnout serve` as a real process: for what only processes show (kill -9, replicas)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def start_gateway(
+    config: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A gateway process on `port`, returned once /readyz answers (its output goes to `log`)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turnout", "serve", "--config", str(config), "--port", str(port)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=None if env is None else {**os.environ, **env},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError("gateway exited before it was ready:\n" + log.read_text())
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("gateway did not become ready:\n" + log.read_text())
+
+
+def stop_gateway(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
