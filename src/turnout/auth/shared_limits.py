@@ -97,6 +97,7 @@ class SharedLimits:
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
         self._beat: asyncio.Task[None] | None = None
+        self._closing = False
         self.gauge_up = Gauge(
             "turnout_auth_shared_up",
             "1 while key limits are shared through Redis, 0 while this gateway enforces alone",
@@ -131,10 +132,12 @@ class SharedLimits:
         self._beat = asyncio.create_task(self._beating())
 
     async def close(self) -> None:
+        self._closing = True
         if self._beat is not None:
+            # The Redis client can swallow a cancellation that lands in its own socket timeout;
+            # the flag ends the loop at its next beat even then.
             self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+            await asyncio.wait([self._beat], timeout=self.heartbeat_s + _CALL_S)
         if self._redis is not None:
             if self.up:
                 with contextlib.suppress(Exception):  # it drops out of the count by itself
@@ -145,9 +148,10 @@ class SharedLimits:
                     await self._redis.aclose(close_connection_pool=True)
 
     async def _beating(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat_s)
-            await self._heartbeat()
+            if not self._closing:
+                await self._heartbeat()
 
     async def _heartbeat(self) -> None:
         try:
