@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anthropic
 import openai
 import orjson
 import pytest
@@ -57,6 +58,22 @@ def test_the_x_api_key_header_authorises_too(
         headers={"x-api-key": key["key"]},
     )
     assert r.status_code == 200, r.text
+
+
+def test_the_anthropic_sdk_authenticates_with_a_key(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    store = tmp_path / "t.db"
+    key = create_key(store, "--name", "claude-app")
+    gw = gateway_factory(gateway_yaml(upstream, store))
+    sdk = anthropic.Anthropic(base_url=gw.url, api_key=key["key"], max_retries=0)
+    answer = sdk.messages.create(model="chat", max_tokens=32, messages=HI)
+    assert answer.content[0].text == "Hello from upstream."
+    [row] = records(gw, key_id=key["id"])
+    assert (row["outcome"], row["wire"]) == ("completed", "messages")
+    wrong = anthropic.Anthropic(base_url=gw.url, api_key="tk-not-a-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        wrong.messages.create(model="chat", max_tokens=32, messages=HI)
 
 
 @pytest.mark.parametrize(
