@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -355,3 +356,14 @@ def test_spans_name_the_key_by_id_and_never_carry_its_secret(
     assert (attrs["turnout.key.id"], attrs["turnout.tenant"]) == (key["id"], "team-a")
     everything = str([(s.attributes, [e.attributes for e in s.events]) for s in spans])
     assert key["key"] not in everything and key["key"][3:] not in everything
+
+
+def test_without_shared_state_the_gateway_says_it_enforces_limits_alone(
+    gateway_factory: Factory,
+    upstream: ScriptedUpstream,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="turnout.auth")
+    gateway_factory(gateway_yaml(upstream, tmp_path / "t.db"))
+    assert "each gateway enforces key limits alone (no state.url)" in caplog.text
