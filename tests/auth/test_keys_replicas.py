@@ -158,6 +158,8 @@ def test_each_replica_enforces_alone_with_its_share_when_redis_goes_away(fleet: 
     key = create_key(fleet.store, "--name", "halved", "--rpm", "10")
     _until(lambda: fleet.knows(key["key"]))
     assert fleet.post(0, key["key"]).status_code == 200  # 1 of 10, shared
+    replicas = "turnout_auth_shared_replicas"
+    _until(lambda: all(fleet.metric(i, replicas) == f"{replicas} 2.0" for i in (0, 1)))
     fleet.redis.stop()
     # alone, each replica takes 10 / 2 replicas, counting what it admitted itself
     statuses = [fleet.post(0, key["key"]).status_code for _ in range(6)]
