@@ -7,6 +7,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anthropic
@@ -75,6 +76,30 @@ def test_the_anthropic_sdk_authenticates_with_a_key(
     wrong = anthropic.Anthropic(base_url=gw.url, api_key="tk-not-a-key", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         wrong.messages.create(model="chat", max_tokens=32, messages=HI)
+
+
+def test_messages_answers_carry_anthropics_rate_limit_headers(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    store = tmp_path / "t.db"
+    key = create_key(store, "--name", "claude-app", "--rpm", "2", "--tpm", "5000")
+    gw = gateway_factory(gateway_yaml(upstream, store))
+    sdk = anthropic.Anthropic(base_url=gw.url, api_key=key["key"], max_retries=0)
+    before = datetime.now(UTC).replace(microsecond=0)
+    ok = sdk.messages.with_raw_response.create(model="chat", max_tokens=32, messages=HI)
+    assert ok.headers["anthropic-ratelimit-requests-limit"] == "2"
+    assert ok.headers["anthropic-ratelimit-requests-remaining"] == "1"
+    assert ok.headers["anthropic-ratelimit-tokens-limit"] == "5000"
+    reset = datetime.fromisoformat(ok.headers["anthropic-ratelimit-requests-reset"])
+    assert before < reset <= datetime.now(UTC) + timedelta(seconds=61)
+    assert not [h for h in ok.headers if h.startswith("x-ratelimit-")]
+    sdk.messages.create(model="chat", max_tokens=32, messages=HI)
+    with pytest.raises(anthropic.RateLimitError) as over:
+        sdk.messages.create(model="chat", max_tokens=32, messages=HI)
+    refused = over.value.response.headers
+    assert refused["anthropic-ratelimit-requests-remaining"] == "0"
+    assert 1 <= int(refused["retry-after"]) <= 60
+    assert over.value.body["error"]["type"] == "rate_limit_error"
 
 
 @pytest.mark.parametrize(

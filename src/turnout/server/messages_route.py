@@ -32,7 +32,7 @@ from turnout.server.asgi import (
 )
 from turnout.server.fields import quote
 from turnout.server.wire import parse_body
-from turnout.wire import messages
+from turnout.wire import messages, ratelimit
 from turnout.wire.messages_render import MessagesStream, error_body, error_reply, message
 
 PATHS = ("/v1/messages", "/v1/messages/count_tokens")
@@ -95,10 +95,10 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     for key in ("traceparent", "tracestate"):
         if key in headers:
             run.client[key] = headers[key]
-    caller = None
+    caller, limits = None, {}
     if bug is None:
         try:  # the key first: a client without one hears 401 whatever it sent
-            caller, _ = await admit(gw, headers, chat if error is None else None, run)
+            caller, limits = await admit(gw, headers, chat if error is None else None, run)
         except ApiError as exc:
             error = exc
         except Exception as exc:  # a bug in the checks: recorded like any failure
@@ -111,9 +111,9 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
         return await _send_error(send, run, gw.engine.reject(run, error))
     assert body is not None and chat is not None
     request = messages.to_request(chat, body, headers)
-    request.caller = caller  # (OpenAI's x-ratelimit-* headers are not Anthropic's: not sent)
+    request.caller = caller
     if stream:
-        return await _stream(gw, run, receive, send, request)
+        return await _stream(gw, run, receive, send, request, limits)
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
@@ -130,7 +130,8 @@ async def _messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     if reply.status != 200:
         return await _send_error(send, run, reply)
     out = message(reply.body, run.model, _message_id(run))
-    await send_json(send, 200, out, {"x-turnout-request-id": run.id, **reply.headers})
+    head = {"x-turnout-request-id": run.id, **reply.headers, **limits}
+    await send_json(send, 200, out, ratelimit.anthropic(head))
 
 
 def _message_id(run: Run) -> str:
@@ -139,17 +140,25 @@ def _message_id(run: Run) -> str:
 
 async def _send_error(send: Send, run: Run, reply: Reply) -> None:
     status, body = error_reply(reply.status, reply.body, reply.headers, run.id)
-    await send_json(send, status, body, {"x-turnout-request-id": run.id, **reply.headers})
+    head = {"x-turnout-request-id": run.id, **reply.headers}
+    await send_json(send, status, body, ratelimit.anthropic(head))
 
 
-async def _stream(gw: Gateway, run: Run, receive: Receive, send: Send, request: Any) -> None:
+async def _stream(
+    gw: Gateway,
+    run: Run,
+    receive: Receive,
+    send: Send,
+    request: Any,
+    limits: dict[str, str],
+) -> None:
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
     watcher = asyncio.create_task(watch_disconnect(receive, task, gone))
     events = gw.engine.stream(run, gw.models[run.model], request)
     out = MessagesStream(run.model, _message_id(run))
-    rid = {"x-turnout-request-id": run.id}
+    rid = ratelimit.anthropic({"x-turnout-request-id": run.id, **limits})
     started = False
     try:
         async for item in events:
