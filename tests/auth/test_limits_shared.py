@@ -198,7 +198,7 @@ def test_spend_made_alone_reaches_redis_when_it_answers_again(server: RedisServe
             assert (await a.admit(key, 0)).ok
             assert (await b.admit(key, 0)).ok
             await a.settle(key, 0, 0, 0.4)
-            control.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # answers late, keeps data
+            control.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # answers late, keeps data
             await a.settle(key, 0, 0, 0.3)  # while it is away
             assert up(a) == 0
             # alone, a may spend half of what was left: 0.4 + 2 × 0.3 crosses 1.0
@@ -222,7 +222,7 @@ def test_admissions_made_alone_are_not_counted_twice_when_redis_kept_its_data(
     async def scenario() -> None:
         async with replicas(server.url, 2, heartbeat_s=0.1) as (a, b):
             assert all(v.ok for v in await burst([a], key, 5))
-            control.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+            control.execute_command("CLIENT", "PAUSE", "3000", "ALL")
             assert all(v.ok for v in await burst([a], key, 3))  # alone: 8 of its 10
             assert up(a) == 0
             await until(lambda: a.up and b.up)

@@ -122,8 +122,10 @@ class SharedLimits:
         self._redis = aioredis.Redis.from_url(
             self.redis_url,
             max_connections=_CONNECTIONS,
-            socket_timeout=0.25,
-            socket_connect_timeout=0.25,
+            # A reply late because this machine was busy must not look like Redis gone: the
+            # admission it made would count twice (in Redis and in the fallback's share).
+            socket_timeout=1.0,
+            socket_connect_timeout=0.5,
         )
         self._slots = asyncio.Semaphore(_CONNECTIONS)
         for name, body in SCRIPTS.items():
