@@ -35,6 +35,7 @@ from turnout.server.heap import freeze_startup_heap, thaw
 from turnout.server.openapi import openapi_document
 from turnout.server.responses import ResponsesRoute
 from turnout.server.wire import check_request, parse_body
+from turnout.wire.messages_render import error_body as messages_error_body
 
 log = logging.getLogger("turnout.server")
 
@@ -70,12 +71,11 @@ class App:
             )
             if started:
                 raise  # mid-response: all that is left is to drop the connection
-            error = ApiError(
-                500,
-                f"turnout failed while serving this request ({type(exc).__name__})",
-                type="server_error",
-                code="internal_error",
-            )
+            message = f"turnout failed while serving this request ({type(exc).__name__})"
+            if scope.get("path", "").startswith("/v1/messages"):  # in the shape its SDKs read
+                body = messages_error_body(500, message)
+                return await _send_json(send, 500, body, {"x-should-retry": "false"})
+            error = ApiError(500, message, type="server_error", code="internal_error")
             await self._error(send, error, {"x-should-retry": "false"})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
