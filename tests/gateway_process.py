@@ -6,13 +6,18 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 
 def start_gateway(
-    config: Path, port: int, log: Path, env: dict[str, str] | None = None
+    config: Path,
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A gateway process on `port`, returned once /readyz answers (its output goes to `log`)."""
     proc = subprocess.Popen(
@@ -20,6 +25,7 @@ def start_gateway(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env=None if env is None else {**os.environ, **env},
+        preexec_fn=preexec_fn,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

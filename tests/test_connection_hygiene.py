@@ -6,13 +6,11 @@ enough of them must not stop the gateway answering everybody else (issue 15, ite
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from gateway_process import start_gateway, stop_gateway
 from upstream import ScriptedUpstream, Step, free_port
 
 from turnout.config import ConfigError, parse_config
@@ -80,32 +79,14 @@ models:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
-        cmd = [sys.executable, "-m", "turnout", "serve", "--config", str(config)]
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port)],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit_files,
-        )
+        proc = start_gateway(config, port, log, preexec_fn=limit_files)
         procs.append(proc)
-        gw = Gateway(proc, port, log, db)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{gw.url}/readyz", timeout=1).status_code == 200:
-                    return gw
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("gateway did not become ready:\n" + log.read_text())
+        return Gateway(proc, port, log, db)
 
     start.upstream = upstream  # type: ignore[attr-defined]
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_gateway(proc)
     upstream.stop()
 
 
