@@ -45,7 +45,7 @@ def page(title: str, active: str, body: str, *, signed_in: bool = False) -> byte
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · turnout</title>"
-        '<link rel="stylesheet" href="/ui/static/console.css">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/ui/static/console.css">'
         '<script src="/ui/static/console.js" defer></script></head><body>'
         f'<header><span class="brand">turnout</span><nav>{links}</nav>{logout}</header>'
         f"<main><h1>{e(title)}</h1>{body}</main></body></html>"

@@ -76,7 +76,7 @@ def _summary(rec: Request) -> Markup:
         facts.append(("error", rec["error"]))
     if rec.get("migration"):
         facts.append(("migration", _value(rec["migration"])))
-    dl = join(Markup(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>") for k, v in facts)
+    dl = join(Markup(f"<div><dt>{e(k)}</dt><dd>{e(v)}</dd></div>") for k, v in facts)
     return Markup(f'<p class=rid>{e(rec["id"])}</p><dl class="facts">{dl}</dl>')
 
 
@@ -162,7 +162,7 @@ def _attempts(rec: Request, attempts: list[dict[str, Any]]) -> Markup:
         shown = {"number", "deployment", "error", "status", "started", "ended", "ok"}
         shown |= {"ttft_s", "prompt_tokens", "completion_tokens", "cost_usd", "finish_reason"}
         facts += [(k, _value(v)) for k, v in a.items() if k not in shown | {"reask"}]
-        dl = join(Markup(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>") for k, v in facts)
+        dl = join(Markup(f"<div><dt>{e(k)}</dt><dd>{e(v)}</dd></div>") for k, v in facts)
         kind = "ok" if a.get("ok") else "bad"
         cards.append(
             Markup(f'<div class="card {kind}"><h3>attempt {e(a["number"])}</h3><dl>{dl}</dl></div>')
