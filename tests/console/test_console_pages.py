@@ -188,3 +188,38 @@ def test_the_record_pages_by_keyset_with_every_filter(gw: RunningGateway) -> Non
         assert reader.page(RequestFilter(intent="rephrase")) == []
         assert reader.page(RequestFilter(since=row["started"] + 1)) == []
         assert reader.page(RequestFilter(until=row["started"] + 1))[0]["id"] == rid
+
+
+ASKED = "How do I sort a list in Python?"
+ANSWER = "Use sorted(my_list) for a new list, or my_list.sort() to sort it in place."
+CORRECTION = "No, I meant sorting by the second item of each tuple."
+
+
+def test_intent_signals_filter_the_record_and_show_the_conversations_behind_a_miss(
+    gw: RunningGateway, upstream: ScriptedUpstream, tab: Tab
+) -> None:
+    upstream.default = Step(content=ANSWER)
+    answer = send(gw, model="plain", messages=[{"role": "user", "content": ASKED}])
+    turns = [ASKED, ANSWER, CORRECTION]
+    messages = [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(turns)]
+    said = send(gw, model="plain", messages=messages)
+    visit(tab, gw, "/ui/requests?intent=correction")
+    assert tab.page.get_by_role("link", name=said).count() == 1
+    assert tab.page.get_by_role("link", name=answer).count() == 0
+    visit(tab, gw, "/ui/intent?by=model&since=1h")
+    (row,) = tab.page.locator("table.intent tbody tr").all_inner_texts()
+    assert row.split("\t")[:3] == ["plain", "2", "1"]
+    examples = tab.page.locator("table.examples")
+    assert CORRECTION in examples.inner_text()
+    tab.shot("intent")
+    examples.get_by_role("link", name=answer).click()
+    tab.page.wait_for_url(f"**/ui/requests/{answer}")
+    visit(tab, gw, f"/ui/requests/{said}")
+    assert "correction" in tab.page.locator("#intent").inner_text()
+    assert tab.errors == []
+
+
+def test_migrations_page_loads_with_nothing_to_show(gw: RunningGateway, tab: Tab) -> None:
+    visit(tab, gw, "/ui/migrations")
+    assert "no canary or shadow recorded" in tab.page.locator("main").inner_text()
+    assert tab.errors == []

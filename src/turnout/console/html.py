@@ -13,6 +13,7 @@ NAV = (
     ("/ui/deployments", "Deployments"),
     ("/ui/keys", "Keys and spend"),
     ("/ui/intent", "Intent"),
+    ("/ui/migrations", "Migrations"),
 )
 
 

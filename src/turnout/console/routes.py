@@ -21,11 +21,13 @@ import orjson
 from turnout.auth.admin import admin_refusal
 from turnout.auth.keys import period_start
 from turnout.auth.manage import status as key_status
-from turnout.console import overview, pages, requests_page, session, trace_page
+from turnout.console import overview, pages, record_pages, requests_page, session, trace_page
 from turnout.console.fleet_view import alarms, deployments
 from turnout.console.html import Markup, e, page
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
+from turnout.intent.report import build as intent_report
+from turnout.migrate.status import status as migration_status
 from turnout.server.asgi import Receive, Scope, Send, TooLarge, header_map, read_body
 from turnout.store.errors import NoRecordStore, RecordNotFound
 from turnout.store.read import RecordReader, open_reader
@@ -109,7 +111,9 @@ class Console:
             body = pages.keys(rows, self.gw.guard.enabled)
             return await self._page(send, 200, "Keys and spend", body, "/ui/keys")
         if rest == "intent":
-            return await self._intent(send)
+            return await self._intent(send, _query(scope))
+        if rest == "migrations":
+            return await self._migrations(send)
         raise ApiError(404, f"no console page {path[:80]}")
 
     # -- who may look --------------------------------------------------------------------------
@@ -234,8 +238,32 @@ class Console:
             )
         return out
 
-    async def _intent(self, send: Send) -> None:
-        raise ApiError(404, "the intent page is not built yet")
+    async def _intent(self, send: Send, params: dict[str, str]) -> None:
+        by = params.get("by") or "model"
+        since = params.get("since") or "24h"
+        if by not in record_pages.INTENT_GROUPS or since not in record_pages.INTENT_WINDOWS:
+            groups = ", ".join(record_pages.INTENT_GROUPS)
+            windows = ", ".join(record_pages.INTENT_WINDOWS)
+            raise ApiError(400, f"by is one of {groups}; since is one of {windows}")
+        start = time.time() - record_pages.INTENT_WINDOWS[since]
+
+        def report(reader: RecordReader) -> dict[str, Any]:
+            rows = reader.conversations(since=start, bodies=True)
+            return intent_report(rows, reader.feedback(since=start), by)
+
+        empty = intent_report([], [], by)
+        body = record_pages.intent(await self._read(report, empty), by, since)
+        await self._page(send, 200, "Intent", body, "/ui/intent")
+
+    async def _migrations(self, send: Send) -> None:
+        def report() -> dict[str, Any]:
+            try:
+                return migration_status(self.gw.config.store.url)
+            except NoRecordStore:
+                return {}
+
+        body = record_pages.migrations(await asyncio.to_thread(report))
+        await self._page(send, 200, "Migrations", body, "/ui/migrations")
 
     # -- responses -----------------------------------------------------------------------------
 
