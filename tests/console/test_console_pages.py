@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -222,4 +223,57 @@ def test_intent_signals_filter_the_record_and_show_the_conversations_behind_a_mi
 def test_migrations_page_loads_with_nothing_to_show(gw: RunningGateway, tab: Tab) -> None:
     visit(tab, gw, "/ui/migrations")
     assert "no canary or shadow recorded" in tab.page.locator("main").inner_text()
+    assert tab.errors == []
+
+
+def test_fingerprints_show_checks_over_time_and_alarms(gw: RunningGateway, tab: Tab) -> None:
+    from turnout.store.fingerprints import AlarmRecord, CheckRecord, open_fingerprints
+
+    send(gw)  # the record exists
+    tables = open_fingerprints(gw.gateway.config.store.url)
+    now = time.time()
+    for i, p in enumerate((0.6, 0.4, 0.01, 0.001)):
+        tables.save_check(
+            CheckRecord(
+                f"chk{i}", now - 400 + i * 100, "primary", "primary", "run1", p < 0.05, p, {}
+            )
+        )
+    tables.save_alarm(AlarmRecord("alm1", now, "primary", "raised", "behaviour changed", {}))
+    tables.close()
+    visit(tab, gw, "/ui/fingerprints")
+    assert tab.page.locator("svg.pvalues circle").count() == 4
+    assert tab.page.locator("svg.pvalues circle.bad").count() == 2
+    assert "behaviour changed" in tab.page.locator("table.alarms").inner_text()
+    tab.shot("fingerprints")
+    # The overview raises it with the alarms of now.
+    visit(tab, gw, "/ui/")
+    tab.page.wait_for_function("document.getElementById('overview').dataset.updates >= 1")
+    assert "behaviour changed" in tab.page.locator("#alarms").inner_text()
+    assert tab.errors == []
+
+
+def test_mcp_guard_shows_held_tools_and_refused_calls(gw: RunningGateway, tab: Tab) -> None:
+    from turnout.lifecycle.states import State
+    from turnout.mcp.record import ToolCallRecord, held_record
+
+    held = held_record("files", "delete_all", {"name": "delete_all"}, "unapproved", "new tool")
+    refused = ToolCallRecord("files", "read", {"path": "/etc"}, {})
+    refused.refuse(State.BLOCKED, "policy", "path outside the allowed roots")
+    allowed = ToolCallRecord("files", "read", {"path": "a.txt"}, {})
+    allowed.forward()
+    allowed.run.transition(State.VALIDATING)
+    allowed.run.transition(State.COMPLETED)
+    for record in (held, refused, allowed):
+        gw.gateway.writer.submit(record.run)
+    gw.gateway.writer.flush()
+    visit(tab, gw, "/ui/mcp")
+    assert tab.page.locator("table.tools tbody tr").inner_text().split("\t")[:4] == [
+        "files/read",
+        "2",
+        "1",
+        "1",
+    ]
+    assert "new tool" in tab.page.locator("table.held").inner_text()
+    assert "outside the allowed roots" in tab.page.locator("table.refused").inner_text()
+    tab.shot("mcp")
     assert tab.errors == []

@@ -14,6 +14,8 @@ NAV = (
     ("/ui/keys", "Keys and spend"),
     ("/ui/intent", "Intent"),
     ("/ui/migrations", "Migrations"),
+    ("/ui/fingerprints", "Fingerprints"),
+    ("/ui/mcp", "MCP guard"),
 )
 
 

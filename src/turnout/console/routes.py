@@ -21,7 +21,15 @@ import orjson
 from turnout.auth.admin import admin_refusal
 from turnout.auth.keys import period_start
 from turnout.auth.manage import status as key_status
-from turnout.console import overview, pages, record_pages, requests_page, session, trace_page
+from turnout.console import (
+    overview,
+    pages,
+    record_pages,
+    requests_page,
+    session,
+    trace_page,
+    watch_pages,
+)
 from turnout.console.fleet_view import alarms, deployments
 from turnout.console.html import Markup, e, page
 from turnout.errors import ApiError
@@ -30,6 +38,13 @@ from turnout.intent.report import build as intent_report
 from turnout.migrate.status import status as migration_status
 from turnout.server.asgi import Receive, Scope, Send, TooLarge, header_map, read_body
 from turnout.store.errors import NoRecordStore, RecordNotFound
+from turnout.store.fingerprints import (
+    AlarmRecord,
+    CheckRecord,
+    FingerprintTables,
+    open_fingerprints,
+)
+from turnout.store.page import RequestFilter
 from turnout.store.read import RecordReader, open_reader
 
 log = logging.getLogger("turnout.console")
@@ -50,6 +65,7 @@ _SECURITY = [
     (b"cache-control", b"no-store"),
 ]
 _MAX_QUERY = 4096
+FINGERPRINT_EVERY_S = 30.0
 _MAX_LOGIN_BODY = 8192
 T = TypeVar("T")
 
@@ -59,6 +75,8 @@ class Console:
         self.gw = gateway
         folder = resources.files("turnout.console") / "static"
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
+        self._fp_alarms: list[dict[str, str]] = []
+        self._fp_read_at = -FINGERPRINT_EVERY_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -114,6 +132,11 @@ class Console:
             return await self._intent(send, _query(scope))
         if rest == "migrations":
             return await self._migrations(send)
+        if rest == "fingerprints":
+            return await self._fingerprints(send)
+        if rest == "mcp":
+            rows = await self._read(lambda r: r.page(RequestFilter(wire="mcp"), None, 500), [])
+            return await self._page(send, 200, "MCP guard", watch_pages.mcp(rows), "/ui/mcp")
         raise ApiError(404, f"no console page {path[:80]}")
 
     # -- who may look --------------------------------------------------------------------------
@@ -183,7 +206,7 @@ class Console:
     async def _overview(self) -> dict[str, Any]:
         rows = await self._read(lambda r: r.requests(limit=overview.SAMPLE), [])
         summary = overview.summarize(rows)
-        summary["alarms"] = alarms(self.gw)
+        summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._fingerprint_alarms)
         return summary
 
     async def _requests(self, send: Send, params: dict[str, str]) -> None:
@@ -254,6 +277,40 @@ class Console:
         empty = intent_report([], [], by)
         body = record_pages.intent(await self._read(report, empty), by, since)
         await self._page(send, 200, "Intent", body, "/ui/intent")
+
+    def _fingerprint_tables(self) -> FingerprintTables | None:
+        url = self.gw.config.store.url
+        try:
+            open_reader(url).close()  # the record exists: its tables may be added to it
+        except NoRecordStore:
+            return None
+        return open_fingerprints(url)
+
+    async def _fingerprints(self, send: Send) -> None:
+        def read() -> tuple[list[dict[str, Any]], list[CheckRecord], list[AlarmRecord]]:
+            tables = self._fingerprint_tables()
+            if tables is None:
+                return [], [], []
+            try:
+                return tables.baselines(), tables.checks(limit=1000), tables.alarms(limit=200)
+            finally:
+                tables.close()
+
+        body = watch_pages.fingerprints(*await asyncio.to_thread(read))
+        await self._page(send, 200, "Fingerprints", body, "/ui/fingerprints")
+
+    def _fingerprint_alarms(self) -> list[dict[str, str]]:
+        """At most one read every FINGERPRINT_EVERY_S, however many pages poll."""
+        now = time.monotonic()
+        if now - self._fp_read_at >= FINGERPRINT_EVERY_S:
+            self._fp_read_at = now
+            tables = self._fingerprint_tables()
+            if tables is not None:
+                try:
+                    self._fp_alarms = watch_pages.raised(tables.alarms(limit=200))
+                finally:
+                    tables.close()
+        return self._fp_alarms
 
     async def _migrations(self, send: Send) -> None:
         def report() -> dict[str, Any]:
