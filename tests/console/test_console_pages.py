@@ -277,3 +277,27 @@ def test_mcp_guard_shows_held_tools_and_refused_calls(gw: RunningGateway, tab: T
     assert "outside the allowed roots" in tab.page.locator("table.refused").inner_text()
     tab.shot("mcp")
     assert tab.errors == []
+
+
+def test_a_trace_shows_privacy_findings_and_why_a_candidate_was_left_out(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tab: Tab
+) -> None:
+    gw = gateway_factory(
+        f"""
+deployments:
+  onprem: {{kind: openai, base_url: "{upstream.base_url}", model: m, tags: [local]}}
+  cloud: {{kind: openai, base_url: "{upstream.base_url}", model: m, tags: [cloud]}}
+models:
+  private: {{deployments: [cloud, onprem], routing: ordered, privacy: block}}
+"""
+    )
+    text = "My card is 4111 1111 1111 1111 and my email is jane.doe@example.com."
+    rid = send(gw, model="private", messages=[{"role": "user", "content": text}])
+    visit(tab, gw, f"/ui/requests/{rid}")
+    findings = tab.page.locator("table.findings tbody tr").all_inner_texts()
+    assert findings == ["email\t1", "payment_card\t1"]
+    cloud = tab.page.locator("table.candidates tbody tr", has_text="cloud").inner_text()
+    assert "left out" in cloud and "privacy: email×1, payment_card×1" in cloud
+    onprem = tab.page.locator("table.candidates tbody tr", has_text="onprem").inner_text()
+    assert "chosen" in onprem
+    assert tab.errors == []
