@@ -311,7 +311,7 @@ class OpenConsole:
             b = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
             overview = b.new_page()
             overview.goto(f"http://127.0.0.1:{self.port}/ui/")
-            overview.wait_for_function("document.getElementById('overview').dataset.updates >= 1")
+            overview.locator("#overview[data-updates]").wait_for()
             requests = b.new_page()
             self._ready.set()
             while not self._stop.is_set():
@@ -461,15 +461,20 @@ def main() -> int:
         meta["write_s"] = round(build_record(a.db, a.records), 1)
         meta["db_mb"] = round(a.db.stat().st_size / 1e6)
         render = render_part(a.db, a.repeat)
+        write(command, meta, render, cost)  # kept should the second part fail
     if a.skip != "cost":
         cost = cost_part(a.rounds, a.seconds)
+    print(write(command, meta, render, cost))
+    return 0
+
+
+def write(command: str, meta: dict[str, Any], render: Any, cost: Any) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {"command": command, "meta": meta, "render": render, "cost": cost}
     (RESULTS / "console.json").write_text(json.dumps(data, indent=2) + "\n")
     text = report(command, meta, render, cost)
     (RESULTS / "console.md").write_text(text)
-    print(text)
-    return 0
+    return text
 
 
 if __name__ == "__main__":

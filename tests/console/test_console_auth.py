@@ -94,7 +94,7 @@ def test_signing_in_sets_a_session_that_is_not_the_key(
     assert key["key"] not in page.content()
     tab.shot("keys")
     page.goto(gw.url + "/ui/")
-    page.wait_for_function("document.getElementById('overview').dataset.updates >= 1")
+    page.locator("#overview[data-updates]").wait_for()
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/ui/login")
     assert page.context.cookies() == []

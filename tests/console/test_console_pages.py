@@ -125,7 +125,7 @@ def test_pages_follow_each_other_by_cursor_without_gaps_or_repeats(
 def test_the_overview_updates_live(gw: RunningGateway, tab: Tab) -> None:
     send(gw)
     visit(tab, gw, "/ui/")
-    tab.page.wait_for_function("document.getElementById('overview').dataset.updates >= 1")
+    tab.page.locator("#overview[data-updates]").wait_for()
     rid = send(gw, model="plain")
     # The page polls; the request sent after it opened shows up without a reload.
     tab.page.get_by_role("link", name=rid).wait_for(timeout=15_000)
@@ -247,7 +247,7 @@ def test_fingerprints_show_checks_over_time_and_alarms(gw: RunningGateway, tab: 
     tab.shot("fingerprints")
     # The overview raises it with the alarms of now.
     visit(tab, gw, "/ui/")
-    tab.page.wait_for_function("document.getElementById('overview').dataset.updates >= 1")
+    tab.page.locator("#overview[data-updates]").wait_for()
     assert "behaviour changed" in tab.page.locator("#alarms").inner_text()
     assert tab.errors == []
 

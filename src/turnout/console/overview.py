@@ -1,7 +1,8 @@
 """`/ui/`: what the gateway is doing now, from the newest part of the record, updated live.
 
 The window is the last `WINDOW_S` seconds or the newest `SAMPLE` requests, whichever holds
-fewer: a fixed amount of reading per update, whatever the traffic and the record's size.
+fewer: a fixed amount of reading per update, whatever the traffic and the record's size. Pages
+open at once share one reading a second (`FRESH_S`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 from turnout.console.html import Markup
 
 WINDOW_S = 60.0
-SAMPLE = 2000
+SAMPLE = 1000
 BUCKETS = 30
+FRESH_S = 1.0
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -77,6 +77,7 @@ class Console:
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
         self._fp_alarms: list[dict[str, str]] = []
         self._fp_read_at = -FINGERPRINT_EVERY_S
+        self._summary: tuple[float, dict[str, Any]] = (-overview.FRESH_S, {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -204,9 +205,13 @@ class Console:
         return await asyncio.to_thread(run)
 
     async def _overview(self) -> dict[str, Any]:
+        at, cached = self._summary
+        if time.monotonic() - at < overview.FRESH_S:
+            return cached
         rows = await self._read(lambda r: r.requests(limit=overview.SAMPLE), [])
         summary = overview.summarize(rows)
         summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._fingerprint_alarms)
+        self._summary = (time.monotonic(), summary)
         return summary
 
     async def _requests(self, send: Send, params: dict[str, str]) -> None:
