@@ -301,3 +301,14 @@ models:
     onprem = tab.page.locator("table.candidates tbody tr", has_text="onprem").inner_text()
     assert "chosen" in onprem
     assert tab.errors == []
+
+
+def test_a_trace_of_a_huge_request_shows_the_start_of_its_body(
+    gw: RunningGateway, tab: Tab
+) -> None:
+    rid = send(gw, model="plain", messages=[{"role": "user", "content": "x" * 600_000}])
+    visit(tab, gw, f"/ui/requests/{rid}")
+    bodies = tab.page.locator("#bodies").inner_text()
+    assert "more characters (see turnout trace --json)" in bodies
+    assert len(bodies) < 300_000
+    assert tab.errors == []

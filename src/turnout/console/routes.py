@@ -220,7 +220,9 @@ class Console:
             lambda r: r.page(browse.where, browse.before, requests_page.PAGE_SIZE + 1), []
         )
         cfg = self.gw.config
-        body = requests_page.render(browse, rows, list(cfg.models), list(cfg.deployments))
+        body = await asyncio.to_thread(
+            requests_page.render, browse, rows, list(cfg.models), list(cfg.deployments)
+        )
         await self._page(send, 200, "Requests", body, "/ui/requests")
 
     async def _trace(self, send: Send, request_id: str) -> None:
@@ -236,7 +238,8 @@ class Console:
         rec = await self._read(one, None)
         if rec is None:
             return await self._page(send, 404, "Request", trace_page.not_found(request_id))
-        body = trace_page.render(rec, self.gw.config.store.record_bodies)
+        # Off the event loop too: a body of megabytes takes a while to lay out.
+        body = await asyncio.to_thread(trace_page.render, rec, self.gw.config.store.record_bodies)
         await self._page(send, 200, f"Request {rec['id']}", body, "/ui/requests")
 
     def _keys(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from turnout.store.read import Request
 
 _W = 960  # the timeline's drawing width, in SVG units
 _LEFT = 110  # room for the lane labels
+MAX_BODY_CHARS = 256 * 1024  # a page shows this much of each body
 
 
 def render(rec: Request, record_bodies: str) -> Markup:
@@ -238,7 +239,12 @@ def _bodies(rec: Request, record_bodies: str) -> Markup:
             out.append(Markup(f"<h3>{label}</h3><p class=empty>{e(text)}</p>"))
             continue
         pretty = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
-        out.append(Markup(f'<h3>{label}</h3><pre class="body">{e(pretty)}</pre>'))
+        more = ""
+        if len(pretty) > MAX_BODY_CHARS:
+            rest = len(pretty) - MAX_BODY_CHARS
+            pretty = pretty[:MAX_BODY_CHARS]
+            more = f'<p class="muted">… {rest:,} more characters (see turnout trace --json)</p>'
+        out.append(Markup(f'<h3>{label}</h3><pre class="body">{e(pretty)}</pre>{more}'))
     return join(out)
 
 
