@@ -19,7 +19,7 @@ def deployments(rows: list[dict[str, Any]]) -> Markup:
             "failures",
             "in flight",
             "queued",
-            "learned from",
+            "answers learned from",
             "rtt ms",
             "predicted ttft ms",
             "predicted latency ms",
@@ -40,7 +40,7 @@ def deployments(rows: list[dict[str, Any]]) -> Markup:
                 f"{d['in_flight']}"
                 + (f" / {d['max_concurrency']}" if d["max_concurrency"] else ""),
                 d["queued"],
-                f"{d['observations']} answers",
+                d["observations"],
                 d["rtt_ms"],
                 d["predicted_ttft_ms"],
                 d["predicted_ms"],
