@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from turnout.console import overview, session
 
 
@@ -58,3 +60,13 @@ def test_a_session_token_is_bound_to_the_key_and_its_expiry() -> None:
     assert not session.valid("k1", f"{int(expires) + 9999}.{mac}", now=1000.0)
     assert not session.valid("k1", "", now=1000.0)
     assert session.cookie_token({"cookie": f"a=b; {session.COOKIE}={token}"}) == token
+
+
+def test_server_ui_is_on_by_default_and_must_be_a_boolean() -> None:
+
+    from turnout.config import ConfigError, parse_config
+
+    assert parse_config("").server.ui is True
+    assert parse_config("server: {ui: false}").server.ui is False
+    with pytest.raises(ConfigError, match=r"server\.ui"):
+        parse_config("server: {ui: 'no'}")
