@@ -34,6 +34,7 @@ class ServerConfig:
     # Open client connections; None: half of what the file limit leaves after a reserve of
     # 256 descriptors (each client connection may hold an upstream one), at most 8,192.
     max_connections: int | None = None
+    ui: bool = True  # the operator console at /ui/ (behind the admin key when keys are on)
 
 
 @dataclass(frozen=True, slots=True)

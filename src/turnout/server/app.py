@@ -14,6 +14,8 @@ import orjson
 
 from turnout.auth.admin import admin_refusal
 from turnout.backends.base import Operation
+from turnout.console import PREFIX as CONSOLE_PREFIX
+from turnout.console import Console
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.intent.feedback import guarded
@@ -46,6 +48,7 @@ class App:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._responses = ResponsesRoute(gateway)
+        self._console = Console(gateway) if gateway.config.server.ui else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -111,6 +114,12 @@ class App:
             return await self._completion(scope, receive, send, operation)
         if path == "/v1/responses" or path.startswith("/v1/responses/"):
             return await self._responses(scope, receive, send)
+        if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            if self._console is None:  # server.ui: false
+                return await self._error(
+                    send, ApiError(404, f"no route {path[:64]}", code="not_found")
+                )
+            return await self._console(scope, receive, send)
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return await self._admin(scope, receive, send)
         if path == "/v1/feedback" and method == "POST":

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
 from turnout.store.location import sqlite_file
+from turnout.store.page import RequestFilter
 
 Request = dict[str, Any]
 # Where an incremental reader stopped: (started, id) of the last request it saw.
@@ -63,6 +64,13 @@ class RecordReader(Protocol):
     ) -> list[Request]:
         """Newest first, without the bodies, events and attempts; `wire_out` is the upstream
         format of the last attempt."""
+        ...
+
+    def page(
+        self, where: RequestFilter, before: Cursor | None = None, limit: int = 50
+    ) -> list[Request]:
+        """Newest first, the columns of `requests` and `intent` (the signals, or None), started
+        before the (started, id) `before`: a keyset page for browsing the record."""
         ...
 
     def request(self, request_id: str) -> Request:

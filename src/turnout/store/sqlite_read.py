@@ -12,12 +12,14 @@ import orjson
 from turnout.store.errors import NoRecordStore, RecordNotFound, StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
+from turnout.store.page import RequestFilter
 from turnout.store.read import Cursor, Request, ShadowTotal
 from turnout.store.sqlite_errors import translated
 from turnout.store.sqlite_events import COLUMNS as EVENT_COLUMNS
 from turnout.store.sqlite_events import NEWEST_FIRST, event_of
 from turnout.store.sqlite_feedback import COLUMNS as FEEDBACK_COLUMNS
 from turnout.store.sqlite_feedback import feedback_of
+from turnout.store.sqlite_page import page_query
 
 _JSON_COLUMNS = (
     "deployments",
@@ -27,6 +29,7 @@ _JSON_COLUMNS = (
     "response_body",
     "migration",
     "attrs",
+    "intent",
 )
 _SUMMARY = (
     "id, started, model, operation, stream, outcome, http_status, deployments, attempts, "
@@ -110,17 +113,32 @@ class SQLiteReader:
         if model:
             where.append("model = ?")
             args.append(model)
-        migration = "migration" if self._migration else "NULL AS migration"
-        known = self._columns("requests")
-        extra = ", ".join(c if c in known else f"NULL AS {c}" for c in ("wire", "key_id", "tenant"))
-        wire_out = "json_extract(attrs, '$.wire_out')" if "attrs" in known else "NULL"
-        extra += f", {wire_out} AS wire_out"
-        sql = f"SELECT {_SUMMARY}, {migration}, {extra} FROM requests"
+        sql = f"SELECT {self._summary()} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC LIMIT ?"
         args.append(limit)
         return [_decode(r) for r in self._rows("requests", sql, args)]
+
+    def _summary(self) -> str:
+        """The columns `requests` returns, with NULL for those an old store lacks."""
+        migration = "migration" if self._migration else "NULL AS migration"
+        known = self._columns("requests")
+        extra = ", ".join(c if c in known else f"NULL AS {c}" for c in ("wire", "key_id", "tenant"))
+        wire_out = "json_extract(attrs, '$.wire_out')" if "attrs" in known else "NULL"
+        return f"{_SUMMARY}, {migration}, {extra}, {wire_out} AS wire_out"
+
+    def page(
+        self, where: RequestFilter, before: Cursor | None = None, limit: int = 50
+    ) -> list[Request]:
+        with translated(self.path):
+            known = self._columns("requests")
+            intent = "json_extract(attrs, '$.intent.signals')" if "attrs" in known else "NULL"
+            select = f"{self._summary()}, {intent} AS intent"
+            query = page_query(select, known, where, before, limit) if known else None
+        if query is None:
+            return []
+        return [_decode(r) for r in self._rows("requests", *query)]
 
     def key_usage(self, key_id: str, since: float = 0.0) -> list[dict[str, Any]]:
         if "key_id" not in self._columns("requests"):

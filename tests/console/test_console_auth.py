@@ -1,0 +1,128 @@
+"""With keys on, the console answers only to the admin key — and the key goes nowhere after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from console_browser import Tab
+from gateway_harness import RunningGateway
+from upstream import ScriptedUpstream
+
+Factory = Callable[[str], RunningGateway]
+ADMIN = "console-admin-secret-0123456789"
+
+
+@pytest.fixture
+def gw(
+    gateway_factory: Factory,
+    upstream: ScriptedUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> RunningGateway:
+    monkeypatch.setenv("CONSOLE_TEST_ADMIN_KEY", ADMIN)
+    return gateway_factory(
+        f"""
+deployments:
+  up: {{kind: openai, base_url: "{upstream.base_url}", model: m}}
+models:
+  chat: {{deployments: [up]}}
+store: {{url: "sqlite:///{tmp_path / "keys.db"}", flush_interval_s: 0.05}}
+auth: {{mode: keys, admin_key_env: CONSOLE_TEST_ADMIN_KEY}}
+"""
+    )
+
+
+def client_key(gw: RunningGateway) -> dict[str, str]:
+    r = gw.http.post(
+        "/admin/v1/keys",
+        json={"name": "team-a", "rpm": 100, "budget_usd": 5},
+        headers={"authorization": f"Bearer {ADMIN}"},
+    )
+    assert r.status_code == 201, r.text
+    created: dict[str, str] = r.json()
+    return created
+
+
+def test_pages_and_the_feed_refuse_without_the_admin_key(gw: RunningGateway) -> None:
+    for path in ("/ui/", "/ui/requests", "/ui/requests/x", "/ui/deployments", "/ui/keys"):
+        r = gw.http.get(path, headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next="), path
+    assert gw.http.get("/ui/api/overview").status_code == 401
+    # The admin key as a bearer header serves scripts and curl.
+    bearer = {"authorization": f"Bearer {ADMIN}"}
+    assert gw.http.get("/ui/api/overview", headers=bearer).status_code == 200
+    # A client key is not the admin key.
+    key = client_key(gw)["key"]
+    assert (
+        gw.http.get("/ui/requests", headers={"authorization": f"Bearer {key}"}).status_code == 303
+    )
+
+
+def test_signing_in_sets_a_session_that_is_not_the_key(
+    gw: RunningGateway, tab: Tab, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = client_key(gw)
+    r = gw.http.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key['key']}"},
+    )
+    rid = r.headers["x-turnout-request-id"]
+    gw.record(rid)
+    page = tab.page
+    page.goto(gw.url + "/ui/requests")
+    page.wait_for_url("**/ui/login?next=**")
+    tab.shot("login")
+    page.fill("input[name=key]", "not-the-key")
+    page.get_by_role("button", name="Sign in").click()
+    assert "needs the admin key" in page.locator(".problem").inner_text()
+    page.fill("input[name=key]", ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/ui/requests")  # back where the browser was going
+    assert page.get_by_role("link", name=rid).count() == 1
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert ADMIN not in cookie["value"]
+    assert ADMIN not in page.content()
+    page.goto(gw.url + "/ui/keys")
+    row = page.locator("table.keys tbody tr").inner_text()
+    assert key["id"] in row and "team-a" in row and "100 rpm" in row and "$5" in row
+    assert key["key"] not in page.content()
+    tab.shot("keys")
+    page.goto(gw.url + "/ui/")
+    page.locator("#overview[data-updates]").wait_for()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/ui/login")
+    assert page.context.cookies() == []
+    page.goto(gw.url + "/ui/requests")
+    page.wait_for_url("**/ui/login?next=**")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert ADMIN not in logged and key["key"] not in logged
+    # The one error shown: the wrong key's answer, a 401 (which the browser reports as such).
+    assert len(tab.errors) == 1 and "401" in tab.errors[0], tab.errors
+
+
+def test_a_forged_or_expired_session_is_refused(gw: RunningGateway) -> None:
+    from turnout.console import session
+
+    for token in (
+        "1.abc",
+        "99999999999.deadbeef",
+        session.mint("another key"),
+        session.mint(ADMIN, now=0),
+    ):
+        r = gw.http.get("/ui/requests", headers={"cookie": f"{session.COOKIE}={token}"})
+        assert r.status_code == 303, token
+    good = session.mint(ADMIN)
+    r = gw.http.get("/ui/requests", headers={"cookie": f"{session.COOKIE}={good}"})
+    assert r.status_code == 200
+
+
+def test_login_sends_the_browser_only_to_console_pages(gw: RunningGateway) -> None:
+    for target in ("https://elsewhere.example/", "//elsewhere.example/ui/", "/admin/v1/keys"):
+        r = gw.http.post("/ui/login", data={"key": ADMIN, "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/ui/", target
