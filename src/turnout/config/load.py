@@ -120,6 +120,7 @@ def _server(r: _Reader) -> ServerConfig:
             "max_header_bytes", d.max_header_bytes, minimum=1024, integer=True
         ),
         max_connections=r.number("max_connections", d.max_connections, minimum=1, integer=True),
+        workers=r.number("workers", d.workers, minimum=1, integer=True),
     )
     r.done()
     return cfg

@@ -34,6 +34,9 @@ class ServerConfig:
     # Open client connections; None: half of what the file limit leaves after a reserve of
     # 256 descriptors (each client connection may hold an upstream one), at most 8,192.
     max_connections: int | None = None
+    # Serving processes on the one port (`turnout serve --workers N` overrides); more than one
+    # needs `state.url`, so limits and caps hold across them.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
