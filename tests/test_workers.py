@@ -86,8 +86,11 @@ def test_a_scrape_of_either_worker_counts_the_requests_of_both(group: Group) -> 
 
 
 def test_a_killed_worker_is_restarted_and_its_counts_stay_in_the_totals(group: Group) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: chat(group.url), range(20)))
+    assert {r.headers["x-turnout-worker"] for r in answers} == {"0", "1"}
     total = counter(_scrapes_by_worker(group.url)["0"], "turnout_requests_total", COMPLETED)
-    assert total > 0
+    assert total >= 20
     mark = len(group.text())
     victim = group.pids()[1]
     os.kill(victim, signal.SIGKILL)
@@ -129,3 +132,30 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def test_workers_drain_by_themselves_when_the_supervisor_is_killed(
+    tmp_path: Path, redis: RedisServer, upstream: ScriptedUpstream
+) -> None:
+    g = Group(write_config(tmp_path, upstream.base_url, redis.url), 2)
+    pids = set(g.pids().values())
+    answer = chat(g.url)
+    g.proc.send_signal(signal.SIGKILL)
+    g.proc.wait(timeout=60)
+    g.wait_for(r"\[worker 1\]: the supervisor is gone: draining")
+
+    def all_gone() -> bool:
+        return not any(_alive(pid) for pid in pids)
+
+    until(all_gone, lambda: False, "every worker to exit")
+    assert g.records() == [answer.headers["x-turnout-request-id"]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # An exited worker whose parent died is reaped by init; until then it is a zombie.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -84,3 +84,14 @@ def test_a_worker_that_cannot_start_stops_the_group_with_its_error_once(tmp_path
     assert "record.db: cannot be opened: file is not a database" in done.stderr
     assert "worker 0 failed to start 1 time(s) in a row" in done.stderr
     assert "[worker 1]" not in done.stderr
+
+
+def test_what_each_worker_would_decide_alone_is_said_at_start(tmp_path: Path) -> None:
+    from turnout.config import load_config
+    from turnout.server.workers import caveats
+
+    config = load_config(str(write_config(tmp_path, UPSTREAM, "redis://127.0.0.1:9/0")))
+    assert caveats(config, "none", 4) == []
+    assert caveats(config, "keys", 4) == [
+        "client keys' rpm, tpm and budgets are counted per worker (up to 4x)"
+    ]

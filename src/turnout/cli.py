@@ -78,10 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from turnout.auth.bind import auth_mode
             from turnout.server.workers import serve_workers
 
-            auth_mode(config.auth, host)  # the workers' gateways would refuse the bind alike
-            return serve_workers(
-                config, args.config or os.environ.get("TURNOUT_CONFIG"), host, port, workers
-            )
+            mode = auth_mode(config.auth, host)  # each worker's gateway would refuse alike
+            path = args.config or os.environ.get("TURNOUT_CONFIG")
+            return serve_workers(config, path, host, port, workers, mode)
         gateway = Gateway(config, wrap_backend=wrap)
     except UnsafeBind as exc:
         print(f"error: {exc}", file=sys.stderr)

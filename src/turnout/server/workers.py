@@ -51,6 +51,20 @@ def refusal(config: Config, workers: int, recording: bool) -> str | None:
     return None
 
 
+def caveats(config: Config, auth: str, workers: int) -> list[str]:
+    """What this config has each worker decide alone: logged once at start, so it is known."""
+    out = []
+    if auth == "keys":
+        out.append(f"client keys' rpm, tpm and budgets are counted per worker (up to {workers}x)")
+    if config.fingerprint.enabled:
+        out.append(f"the fingerprint watch runs in each worker ({workers}x the probes and alarms)")
+    if any(m.canary is not None for m in config.models.values()):
+        out.append("each worker's canary gate judges and moves on its own traffic only")
+    if any(m.shadow is not None for m in config.models.values()):
+        out.append(f"each worker spends the whole shadow budget ({workers}x in all)")
+    return out
+
+
 @dataclass(slots=True)
 class Slot:
     """One worker's place: the process in it now and how its starts have gone."""
@@ -225,8 +239,12 @@ def _forget(pid: int, metrics_dir: str) -> None:
     mark_process_dead(pid, metrics_dir)
 
 
-def serve_workers(config: Config, config_path: str | None, host: str, port: int, n: int) -> int:
+def serve_workers(
+    config: Config, config_path: str | None, host: str, port: int, n: int, auth: str
+) -> int:
     """Run `n` workers until a signal stops them; the exit code of `turnout serve`."""
+    for caveat in caveats(config, auth, n):
+        log.warning("with %d workers, %s", n, caveat)
     try:
         # Held, bound and not listening, for the supervisor's life: port 0 becomes one port for
         # all workers, and a port already taken is one message here rather than one per worker.
