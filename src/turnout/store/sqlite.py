@@ -64,8 +64,6 @@ def sqlite_path(url: str) -> Path:
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    # First: several processes (`serve --workers N`) may open one new file at once.
-    conn.execute("PRAGMA busy_timeout=5000")
     # Only a new file takes this (before its first table): retention can then shrink it.
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
@@ -73,6 +71,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
     # NORMAL in WAL mode survives a killed process; only power loss may drop the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
     for name, kind in _ADDED.items():
