@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead.common import BENCH, REPO, fmt, log
+from gateway_overhead.common import BENCH, CLK_TCK, REPO, fmt, log
 from gateway_overhead.notes import command_line
 from gateway_overhead.procs import (
     Proc,
     Processes,
     cpu_seconds,
     free_port,
+    process_tree,
     system_busy_seconds,
     wait_ready,
 )
@@ -127,11 +128,14 @@ def measure(g: Group, args: argparse.Namespace, others: list[Proc]) -> dict[str,
     warm = run_wrk(g.target, "nonstream", args.concurrency, args.warmup)
     g.answered += warm.requests - warm.errors["non200"] - warm.errors["bad_body"]
     cpu0 = cpu_seconds(g.proc.pid)
+    each0 = {pid: own_cpu(pid) for pid in process_tree(g.proc.pid)}
     side0 = {p.name: cpu_seconds(p.pid) for p in others}
     busy0, wall0 = system_busy_seconds(), time.monotonic()
     res = run_wrk(g.target, "nonstream", args.concurrency, args.duration)
     wall = time.monotonic() - wall0
     cpu = cpu_seconds(g.proc.pid) - cpu0
+    # How evenly SO_REUSEPORT spread the connections: each process's share of the group's CPU.
+    each = sorted((own_cpu(pid) - c0 for pid, c0 in each0.items()), reverse=True)
     g.answered += res.requests - res.errors["non200"] - res.errors["bad_body"]
     seconds = res.raw["duration_us"] / 1e6
     n = max(res.requests, 1)
@@ -144,9 +148,20 @@ def measure(g: Group, args: argparse.Namespace, others: list[Proc]) -> dict[str,
         "p99_ms": res.lat_ms("p99"),
         "gateway_cpu_ms_per_req": cpu * 1000 / n,
         "gateway_cores": cpu / wall,
+        "cpu_share_by_process": [round(x / max(cpu, 1e-9), 3) for x in each],
         "others_cores": {p.name: (cpu_seconds(p.pid) - side0[p.name]) / wall for p in others},
         "machine_busy_cores": (system_busy_seconds() - busy0) / wall,
     }
+
+
+def own_cpu(pid: int) -> float:
+    """utime + stime of one process (its threads, not its children), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def record_check(g: Group) -> dict[str, Any]:
@@ -180,6 +195,10 @@ def summarise(groups: list[Group], cores: int) -> list[dict[str, Any]]:
                 "p99_ms": statistics.median(c["p99_ms"] for c in g.cells),
                 "cpu_ms_per_req": statistics.median(c["gateway_cpu_ms_per_req"] for c in g.cells),
                 "gateway_cores": statistics.median(c["gateway_cores"] for c in g.cells),
+                "cpu_split": [
+                    statistics.median(share)
+                    for share in zip(*(c["cpu_share_by_process"] for c in g.cells), strict=False)
+                ],
                 "speedup": speedup,
                 "efficiency_per_core": speedup / min(g.n, cores),
                 "errors": sum(c["errors"] for c in g.cells),
@@ -220,14 +239,15 @@ def write(
         "shared by the gateway, the upstream, Redis and wrk.",
         "",
         "| workers | req/s | p50 ms | p99 ms | gateway CPU ms/req | gateway cores used "
-        "| speed-up | efficiency per core | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| speed-up | efficiency per core | CPU split by process | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['workers']} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} "
             f"| {fmt(r['cpu_ms_per_req'])} | {fmt(r['gateway_cores'])} | {fmt(r['speedup'])}x "
-            f"| {fmt(r['efficiency_per_core'])} | {r['errors']} |"
+            f"| {fmt(r['efficiency_per_core'])} "
+            f"| {' / '.join(f'{x * 100:.0f}%' for x in r['cpu_split'])} | {r['errors']} |"
         )
     lines += ["", "Record check (after the last round):", ""]
     for n, c in checks.items():
@@ -241,7 +261,8 @@ def write(
         "Efficiency per core = speed-up over one worker / min(N, cores). The load generator, "
         "the upstream and Redis run on the same cores, so the cores left to the gateway are "
         "fewer than the machine has; `gateway cores used` says how much of the machine the "
-        "gateway's processes got.",
+        "gateway's processes got. CPU split: each process's share of the group's CPU, largest "
+        "first (the supervisor is the smallest): how evenly SO_REUSEPORT spread the connections.",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     log(f"wrote {out.with_suffix('.md')} and .json")
