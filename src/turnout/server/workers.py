@@ -21,7 +21,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from turnout.config import Config
 from turnout.server.worker import ENV_COUNT, ENV_INDEX, reuse_port_socket
@@ -74,7 +74,6 @@ class Slot:
     failed_starts: int = 0  # in a row, each before the worker said ready
     crashes: int = 0  # in a row, each after a short life
     ready_once: bool = False
-    started_at: float = field(default=0.0)
 
 
 class Supervisor:
