@@ -37,6 +37,7 @@ from gateway_overhead.notes import command_line
 from gateway_overhead.procs import (
     Proc,
     Processes,
+    children_cpu_seconds,
     cpu_seconds,
     free_port,
     process_tree,
@@ -130,15 +131,18 @@ def measure(g: Group, args: argparse.Namespace, others: list[Proc]) -> dict[str,
     cpu0 = cpu_seconds(g.proc.pid)
     each0 = {pid: own_cpu(pid) for pid in process_tree(g.proc.pid)}
     side0 = {p.name: cpu_seconds(p.pid) for p in others}
-    busy0, wall0 = system_busy_seconds(), time.monotonic()
+    busy0, wall0, wrk0 = system_busy_seconds(), time.monotonic(), children_cpu_seconds()
     res = run_wrk(g.target, "nonstream", args.concurrency, args.duration)
     wall = time.monotonic() - wall0
+    wrk_cores = (children_cpu_seconds() - wrk0) / wall
     cpu = cpu_seconds(g.proc.pid) - cpu0
     # How evenly SO_REUSEPORT spread the connections: each process's share of the group's CPU.
     each = sorted((own_cpu(pid) - c0 for pid, c0 in each0.items()), reverse=True)
     g.answered += res.requests - res.errors["non200"] - res.errors["bad_body"]
     seconds = res.raw["duration_us"] / 1e6
     n = max(res.requests, 1)
+    busy = (system_busy_seconds() - busy0) / wall
+    side = {p.name: (cpu_seconds(p.pid) - side0[p.name]) / wall for p in others}
     return {
         "workers": g.n,
         "requests": res.requests,
@@ -149,8 +153,10 @@ def measure(g: Group, args: argparse.Namespace, others: list[Proc]) -> dict[str,
         "gateway_cpu_ms_per_req": cpu * 1000 / n,
         "gateway_cores": cpu / wall,
         "cpu_share_by_process": [round(x / max(cpu, 1e-9), 3) for x in each],
-        "others_cores": {p.name: (cpu_seconds(p.pid) - side0[p.name]) / wall for p in others},
-        "machine_busy_cores": (system_busy_seconds() - busy0) / wall,
+        "bench_cores": {**side, "wrk": wrk_cores},
+        "machine_busy_cores": busy,
+        # What the rest of the machine (other people's work) took meanwhile.
+        "other_load_cores": busy - cpu / wall - sum(side.values()) - wrk_cores,
     }
 
 
@@ -182,6 +188,7 @@ def record_check(g: Group) -> dict[str, Any]:
 
 def summarise(groups: list[Group], cores: int) -> list[dict[str, Any]]:
     base = statistics.median(c["rps"] for c in groups[0].cells)
+    base_cpu = statistics.median(c["gateway_cpu_ms_per_req"] for c in groups[0].cells)
     rows = []
     for g in groups:
         rps = statistics.median(c["rps"] for c in g.cells)
@@ -193,7 +200,12 @@ def summarise(groups: list[Group], cores: int) -> list[dict[str, Any]]:
                 "rps_each_round": [round(c["rps"], 1) for c in g.cells],
                 "p50_ms": statistics.median(c["p50_ms"] for c in g.cells),
                 "p99_ms": statistics.median(c["p99_ms"] for c in g.cells),
-                "cpu_ms_per_req": statistics.median(c["gateway_cpu_ms_per_req"] for c in g.cells),
+                "cpu_ms_per_req": (
+                    cpu := statistics.median(c["gateway_cpu_ms_per_req"] for c in g.cells)
+                ),
+                # Requests per second one core of gateway CPU buys, against one worker's.
+                "cpu_efficiency": base_cpu / cpu,
+                "other_load_cores": statistics.median(c["other_load_cores"] for c in g.cells),
                 "gateway_cores": statistics.median(c["gateway_cores"] for c in g.cells),
                 "cpu_split": [
                     statistics.median(share)
@@ -239,15 +251,17 @@ def write(
         "shared by the gateway, the upstream, Redis and wrk.",
         "",
         "| workers | req/s | p50 ms | p99 ms | gateway CPU ms/req | gateway cores used "
-        "| speed-up | efficiency per core | CPU split by process | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| speed-up | efficiency per core | CPU efficiency | CPU split by process "
+        "| other load, cores | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['workers']} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} "
             f"| {fmt(r['cpu_ms_per_req'])} | {fmt(r['gateway_cores'])} | {fmt(r['speedup'])}x "
-            f"| {fmt(r['efficiency_per_core'])} "
-            f"| {' / '.join(f'{x * 100:.0f}%' for x in r['cpu_split'])} | {r['errors']} |"
+            f"| {fmt(r['efficiency_per_core'])} | {fmt(r['cpu_efficiency'])} "
+            f"| {' / '.join(f'{x * 100:.0f}%' for x in r['cpu_split'])} "
+            f"| {fmt(r['other_load_cores'])} | {r['errors']} |"
         )
     lines += ["", "Record check (after the last round):", ""]
     for n, c in checks.items():
@@ -258,7 +272,11 @@ def write(
         )
     lines += [
         "",
-        "Efficiency per core = speed-up over one worker / min(N, cores). The load generator, "
+        "Efficiency per core = speed-up over one worker / min(N, cores). CPU efficiency = one "
+        "worker's gateway CPU per request / N workers' (what several processes cost: the shared "
+        "metrics files, Redis, SQLite lock hand-offs); it does not depend on how much of the "
+        "machine the gateway got. Other load: CPU the rest of the machine (work outside this "
+        "benchmark) used during the cells. The load generator, "
         "the upstream and Redis run on the same cores, so the cores left to the gateway are "
         "fewer than the machine has; `gateway cores used` says how much of the machine the "
         "gateway's processes got. CPU split: each process's share of the group's CPU, largest "
