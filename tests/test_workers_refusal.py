@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from redis_server import RedisServer
 from upstream import free_port
 from workers_helpers import write_config
@@ -95,3 +96,33 @@ def test_what_each_worker_would_decide_alone_is_said_at_start(tmp_path: Path) ->
     assert caveats(config, "keys", 4) == [
         "client keys' rpm, tpm and budgets are counted per worker (up to 4x)"
     ]
+
+
+def test_the_workers_flag_wins_over_the_config_key(tmp_path: Path) -> None:
+    from upstream import ScriptedUpstream
+    from workers_helpers import chat, until
+
+    with ScriptedUpstream() as up:
+        config = write_config(tmp_path, up.base_url, None)
+        config.write_text(config.read_text() + "server: {workers: 2}\n")
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "serve", "--config", str(config),
+             "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+
+            def answered() -> httpx.Response | None:
+                try:
+                    return chat(f"http://127.0.0.1:{port}")
+                except httpx.TransportError:
+                    return None
+
+            answer = until(answered, lambda: proc.poll() is not None, "an answer")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert answer.status_code == 200
+    assert "x-turnout-worker" not in answer.headers  # one process: no supervisor, no workers
