@@ -1,4 +1,5 @@
-"""What `turnout serve --workers N` refuses before it starts any worker, said once."""
+"""What `turnout serve --workers N` settles before any worker starts: refusals (said once), the
+flag over the config key, and what each worker would decide alone."""
 
 from __future__ import annotations
 
