@@ -159,3 +159,29 @@ def _alive(pid: int) -> bool:
     # An exited worker whose parent died is reaped by init; until then it is a zombie.
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_follow_up_finds_a_response_another_worker_gave_a_moment_ago(
+    tmp_path: Path, redis: RedisServer, upstream: ScriptedUpstream
+) -> None:
+    """previous_response_id right after the answer, on a new connection: often another worker,
+    whose record writer has not written the first turn yet (it flushes once a second here)."""
+    g = Group(write_config(tmp_path, upstream.base_url, redis.url, flush_s=1.0), 2)
+    served: set[tuple[str, str]] = set()
+    try:
+        for _ in range(8):
+            with httpx.Client(base_url=g.url, timeout=30) as client:
+                first = client.post("/v1/responses", json={"model": "assistant", "input": "hi"})
+            assert first.status_code == 200, first.text
+            turn = {
+                "model": "assistant",
+                "input": "more",
+                "previous_response_id": first.json()["id"],
+            }
+            with httpx.Client(base_url=g.url, timeout=30) as client:
+                second = client.post("/v1/responses", json=turn)
+            assert second.status_code == 200, second.text
+            served.add((first.headers["x-turnout-worker"], second.headers["x-turnout-worker"]))
+    finally:
+        g.terminate()
+    assert ("0", "1") in served or ("1", "0") in served

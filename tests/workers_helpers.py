@@ -19,12 +19,14 @@ START_S = 120.0  # a generous bound for a loaded machine; nothing is timed again
 CHAT = {"model": "assistant", "messages": [{"role": "user", "content": "x"}]}
 
 
-def write_config(folder: Path, upstream_url: str, redis_url: str | None) -> Path:
+def write_config(
+    folder: Path, upstream_url: str, redis_url: str | None, flush_s: float = 0.05
+) -> Path:
     state = f'state: {{url: "{redis_url}"}}\n' if redis_url else ""
     config = folder / "turnout.yaml"
     config.write_text(
         f"""
-store: {{url: "sqlite:///{folder / "record.db"}", flush_interval_s: 0.05}}
+store: {{url: "sqlite:///{folder / "record.db"}", flush_interval_s: {flush_s}}}
 {state}deployments:
   a: {{kind: openai, base_url: "{upstream_url}", model: m}}
 models:
