@@ -58,8 +58,18 @@ def caveats(config: Config, auth: str, workers: int) -> list[str]:
         out.append(f"client keys' rpm, tpm and budgets are counted per worker (up to {workers}x)")
     if config.fingerprint.enabled:
         out.append(f"the fingerprint watch runs in each worker ({workers}x the probes and alarms)")
+    if config.privacy.sticky_conversations > 0 and any(
+        m.privacy != "off" for m in config.models.values()
+    ):
+        out.append(
+            "a conversation that carried sensitive data stays local by the memory of the worker "
+            "that saw it (each turn is still scanned wherever it lands)"
+        )
     if any(m.canary is not None for m in config.models.values()):
-        out.append("each worker's canary gate judges and moves on its own traffic only")
+        out.append(
+            "each worker's canary gate judges and moves on its own traffic only, and a "
+            "conversation keeps its arm only within one worker"
+        )
     if any(m.shadow is not None for m in config.models.values()):
         out.append(f"each worker spends the whole shadow budget ({workers}x in all)")
     return out
