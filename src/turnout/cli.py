@@ -44,11 +44,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from turnout.gateway import Gateway
     from turnout.server.app import App
     from turnout.server.serve import serve
+    from turnout.server.workers import refusal
     from turnout.store.writer import RecordWriter
 
     config = _load(args.config)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
+    workers = config.server.workers if args.workers is None else args.workers
+    refused = refusal(config, workers, bool(args.record or args.cassette_mode))
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -68,6 +74,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The bind the gateway really gets decides whether it may run without keys.
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, host=host))
     try:
+        if workers > 1:
+            from turnout.auth.bind import auth_mode
+            from turnout.server.workers import serve_workers
+
+            mode = auth_mode(config.auth, host)  # each worker's gateway would refuse alike
+            path = args.config or os.environ.get("TURNOUT_CONFIG")
+            return serve_workers(config, path, host, port, workers, mode)
         gateway = Gateway(config, wrap_backend=wrap)
     except UnsafeBind as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -230,6 +243,16 @@ def _register_extensions(sub: Any) -> None:
         module.register(sub)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="turnout", description="A control plane for LLM traffic.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -238,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (default: $TURNOUT_CONFIG, else embedded)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="serving processes on the one port (default: server.workers, 1); more than one "
+        "needs state.url",
+    )
     serve.add_argument(
         "--record", metavar="DIR", help="record model calls to a cassette in DIR (or a .json file)"
     )

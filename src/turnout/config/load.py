@@ -121,6 +121,7 @@ def _server(r: _Reader) -> ServerConfig:
         ),
         max_connections=r.number("max_connections", d.max_connections, minimum=1, integer=True),
         ui=r.get("ui", bool, d.ui),
+        workers=r.number("workers", d.workers, minimum=1, integer=True),
     )
     r.done()
     return cfg

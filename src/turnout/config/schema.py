@@ -35,6 +35,9 @@ class ServerConfig:
     # 256 descriptors (each client connection may hold an upstream one), at most 8,192.
     max_connections: int | None = None
     ui: bool = True  # the operator console at /ui/ (behind the admin key when keys are on)
+    # Serving processes on the one port (`turnout serve --workers N` overrides); more than one
+    # needs `state.url`, so limits and caps hold across them.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)

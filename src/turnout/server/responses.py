@@ -27,6 +27,7 @@ from turnout.server.asgi import send_json as _send_json
 from turnout.server.asgi import watch_disconnect as _watch_disconnect
 from turnout.server.fields import quote
 from turnout.server.wire import parse_body
+from turnout.server.worker import worker_identity
 from turnout.store.errors import RecordNotFound, StoreError
 from turnout.store.read import open_reader
 from turnout.wire import responses as wire
@@ -102,6 +103,8 @@ class ResponsesRoute:
         if record is None:  # answered a moment ago: its record may still be on its way
             await asyncio.to_thread(self.gateway.writer.flush)
             record = await asyncio.to_thread(_read, url, run_id)
+        if record is None and worker_identity().count > 1:
+            record = await _from_sibling(url, run_id, self.gateway.config.store.flush_interval_s)
         if record is None or record.get("wire") != wire.WIRE:
             raise _not_found(rid)
         if self.gateway.guard.enabled and record.get("key_id") != owner:
@@ -345,6 +348,18 @@ async def _rendered(
             yield rendered
     if started and not out.ended:
         yield out.fail({"message": "the stream ended without an answer", "code": "server_error"})
+
+
+async def _from_sibling(url: str, run_id: str, flush_s: float) -> dict[str, Any] | None:
+    """Another worker may have answered it (`serve --workers`): its writer has it on the
+    record within a flush interval; two and a margin are waited for."""
+    step = max(flush_s / 4, 0.01)
+    for _ in range(9):
+        await asyncio.sleep(step)
+        record = await asyncio.to_thread(_read, url, run_id)
+        if record is not None:
+            return record
+    return None
 
 
 def _read(url: str, run_id: str) -> dict[str, Any] | None:

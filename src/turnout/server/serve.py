@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
+import sys
 from typing import Any
 
 from turnout.config.schema import ServerConfig
 from turnout.server.connections import ConnectionLimits, GuardedProtocol
 
 log = logging.getLogger("turnout.server")
+
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app's start-up failed
 
 # Descriptors kept for everything that is not a client connection: the store, log files, model
 # files, the listening socket, upstream connections of requests beyond the first.
@@ -63,7 +67,8 @@ def limits_for(server: ServerConfig, file_limit: int) -> ConnectionLimits:
     )
 
 
-def serve(app: Any, server: ServerConfig, host: str, port: int) -> None:
+def uvicorn_config(app: Any, server: ServerConfig, host: str, port: int) -> Any:
+    """The uvicorn settings of one serving process, logging its connection limits."""
     import uvicorn
 
     file_limit = raise_file_limit()
@@ -77,7 +82,7 @@ def serve(app: Any, server: ServerConfig, host: str, port: int) -> None:
         limits.body_read_timeout_s,
         server.keepalive_timeout_s,
     )
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -89,3 +94,13 @@ def serve(app: Any, server: ServerConfig, host: str, port: int) -> None:
         log_level="info",
         timeout_graceful_shutdown=5,
     )
+
+
+def serve(app: Any, server: ServerConfig, host: str, port: int) -> None:
+    import uvicorn
+
+    instance = uvicorn.Server(uvicorn_config(app, server, host, port))
+    with contextlib.suppress(KeyboardInterrupt):
+        instance.run()
+    if not instance.started:
+        sys.exit(STARTUP_FAILURE)

@@ -97,6 +97,9 @@ class RecordWriter:
         self._conn: sqlite3.Connection | None = None
         self._next_prune = 0.0
         self.recovery: Recovery | None = None
+        # Other processes write this file too (`serve --workers`): a write-ahead log found on
+        # open is theirs, not one a crash left.
+        self.shared = False
 
     @classmethod
     def for_store(cls, store: StoreConfig) -> RecordWriter:
@@ -118,7 +121,8 @@ class RecordWriter:
         self._conn = open_for_writing(self.path)
         check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
         records = self._conn.execute("SELECT count(*) FROM requests").fetchone()[0]
-        self.recovery = Recovery(wal_bytes > 0, wal_bytes, records, check == "ok", check)
+        unclean = wal_bytes > 0 and not self.shared
+        self.recovery = Recovery(unclean, wal_bytes, records, check == "ok", check)
         self._next_prune = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="turnout-record", daemon=True)
         self._thread.start()

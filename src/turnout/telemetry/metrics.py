@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
@@ -17,6 +19,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 UNKNOWN = "unknown"
+# Set by `turnout serve --workers N` for its workers: each keeps its values in files there.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -77,7 +81,11 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "turnout_requests_in_flight", "Requests not yet finished", ["model"], registry=r
+            "turnout_requests_in_flight",
+            "Requests not yet finished",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.records_dropped = Counter(
             "turnout_records_dropped",
@@ -86,7 +94,10 @@ class Metrics:
         )
         self._dropped_seen = 0
         self.records_pending = Gauge(
-            "turnout_records_pending", "Records waiting to be written", registry=r
+            "turnout_records_pending",
+            "Records waiting to be written",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
         self.length_error = Histogram(
@@ -119,6 +130,7 @@ class Metrics:
             "turnout_shared_state_up",
             "1 while the replicas' shared state (Redis) answers, 0 while this gateway works alone",
             registry=r,
+            multiprocess_mode="livemin",  # of several workers: 0 while any one works alone
         )
         self.shared_state_errors = Counter(
             "turnout_shared_state_errors",
@@ -202,4 +214,10 @@ class Metrics:
             self._dropped_seen = total
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get(MULTIPROCESS_DIR)
+        if not shared:
+            return generate_latest(self.registry)
+        # Workers of one `turnout serve --workers N`: whichever is scraped answers for them all.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, shared)
+        return generate_latest(registry)
