@@ -94,9 +94,7 @@ def test_what_each_worker_would_decide_alone_is_said_at_start(tmp_path: Path) ->
 
     config = load_config(str(write_config(tmp_path, UPSTREAM, "redis://127.0.0.1:9/0")))
     assert caveats(config, "none", 4) == []
-    assert caveats(config, "keys", 4) == [
-        "client keys' rpm, tpm and budgets are counted per worker (up to 4x)"
-    ]
+    assert caveats(config, "keys", 4) == []  # key limits are counted in Redis across workers
 
 
 def test_the_workers_flag_wins_over_the_config_key(tmp_path: Path) -> None:

@@ -102,11 +102,13 @@ class SharedLimits:
             "turnout_auth_shared_up",
             "1 while key limits are shared through Redis, 0 while this gateway enforces alone",
             registry=registry,
+            multiprocess_mode="livemin",  # of several workers: 0 while any one works alone
         )
         self.gauge_replicas = Gauge(
             "turnout_auth_shared_replicas",
             "Gateway replicas sharing key limits at the last heartbeat (divides them when alone)",
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.gauge_up.set(0)
         self.gauge_replicas.set(replicas)

@@ -53,9 +53,7 @@ def refusal(config: Config, workers: int, recording: bool) -> str | None:
 
 def caveats(config: Config, auth: str, workers: int) -> list[str]:
     """What this config has each worker decide alone: logged once at start, so it is known."""
-    out = []
-    if auth == "keys":
-        out.append(f"client keys' rpm, tpm and budgets are counted per worker (up to {workers}x)")
+    out = []  # (client keys' limits are counted in Redis, which more than one worker needs)
     if config.fingerprint.enabled:
         out.append(f"the fingerprint watch runs in each worker ({workers}x the probes and alarms)")
     if config.privacy.sticky_conversations > 0 and any(
