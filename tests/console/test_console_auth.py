@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,3 +127,61 @@ def test_login_sends_the_browser_only_to_console_pages(gw: RunningGateway) -> No
     for target in ("https://elsewhere.example/", "//elsewhere.example/ui/", "/admin/v1/keys"):
         r = gw.http.post("/ui/login", data={"key": ADMIN, "next": target})
         assert r.status_code == 303 and r.headers["location"] == "/ui/", target
+
+
+def test_the_overview_raises_budget_and_canary_alarms(
+    gateway_factory: Factory,
+    upstream: ScriptedUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tab: Tab,
+) -> None:
+    from turnout.migrate.events import EventLog
+
+    monkeypatch.setenv("CONSOLE_TEST_ADMIN_KEY", ADMIN)
+    gw = gateway_factory(
+        f"""
+deployments:
+  up: {{kind: openai, base_url: "{upstream.base_url}", model: m,
+        price: {{input_per_mtok: 1000.0, output_per_mtok: 1000.0}}}}
+models:
+  chat: {{deployments: [up]}}
+store: {{url: "sqlite:///{tmp_path / "alarms.db"}", flush_interval_s: 0.05}}
+auth: {{mode: keys, admin_key_env: CONSOLE_TEST_ADMIN_KEY, spend_flush_s: 0.05}}
+"""
+    )
+    bearer = {"authorization": f"Bearer {ADMIN}"}
+    r = gw.http.post(
+        "/admin/v1/keys",
+        json={"name": "burner", "budget_usd": 1, "alert_at": 0.000001},
+        headers=bearer,
+    )
+    key = r.json()
+    r = gw.http.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "spend"}]},
+        headers={"authorization": f"Bearer {key['key']}"},
+    )
+    assert r.status_code == 200, r.text
+    store = gw.gateway.guard.store()
+    while not any(e.kind == "budget_alert" for e in store.events(key["id"])):
+        time.sleep(0.05)  # the guard's next flush writes the alert
+    log = EventLog(gw.gateway.config.store.url)
+    log.open()
+    log.append("chat", "canary", "up", "started", stage=0, percent=5.0)
+    log.append("chat", "canary", "up", "rolled_back", stage=0, detail={"reason": "errors rose"})
+    log.close()
+    overview = gw.http.get("/ui/api/overview", headers=bearer).json()
+    raised = {(a["kind"], a["subject"]): a["message"] for a in overview["alarms"]}
+    assert raised[("budget", "burner")] == "spent $0.0050 of its $1 budget this period"
+    assert raised[("canary", "chat → up")] == "rolled back at stage 1: errors rose"
+    # The page shows them too (signed in through a session cookie).
+    from turnout.console import session
+
+    cookie = {"name": session.COOKIE, "value": session.mint(ADMIN), "url": gw.url + "/ui/"}
+    tab.page.context.add_cookies([cookie])  # type: ignore[list-item]
+    tab.page.goto(gw.url + "/ui/")
+    tab.page.locator("#overview[data-updates]").wait_for()
+    shown = tab.page.locator("#alarms").inner_text()
+    assert "burner" in shown and "errors rose" in shown
+    assert tab.errors == []

@@ -70,3 +70,25 @@ def test_server_ui_is_on_by_default_and_must_be_a_boolean() -> None:
     assert parse_config("server: {ui: false}").server.ui is False
     with pytest.raises(ConfigError, match=r"server\.ui"):
         parse_config("server: {ui: 'no'}")
+
+
+def test_intent_alarms_are_each_groups_latest_rise_within_the_window() -> None:
+    from turnout.console import alarms
+
+    def rise(group: str, at: float, recent: float) -> dict[str, Any]:
+        return {
+            "group": group,
+            "at": at,
+            "request_id": f"r{at}",
+            "reference_rate": 0.05,
+            "recent_rate": recent,
+        }
+
+    raised = alarms.intent([rise("a", 10, 0.2), rise("a", 20, 0.3), rise("b", 5, 0.4)], since=8)
+    assert raised == [
+        {
+            "kind": "intent",
+            "subject": "a",
+            "message": "miss rate rose from 5.0% to 30.0% (at request r20)",
+        }
+    ]

@@ -21,6 +21,7 @@ import orjson
 from turnout.auth.admin import admin_refusal
 from turnout.auth.keys import period_start
 from turnout.auth.manage import status as key_status
+from turnout.console import alarms as record_alarms
 from turnout.console import (
     overview,
     pages,
@@ -65,7 +66,7 @@ _SECURITY = [
     (b"cache-control", b"no-store"),
 ]
 _MAX_QUERY = 4096
-FINGERPRINT_EVERY_S = 30.0
+ALARMS_EVERY_S = 30.0
 _MAX_LOGIN_BODY = 8192
 T = TypeVar("T")
 
@@ -75,8 +76,8 @@ class Console:
         self.gw = gateway
         folder = resources.files("turnout.console") / "static"
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
-        self._fp_alarms: list[dict[str, str]] = []
-        self._fp_read_at = -FINGERPRINT_EVERY_S
+        self._alarms: list[dict[str, str]] = []
+        self._alarms_read_at = -ALARMS_EVERY_S
         self._summary: tuple[float, dict[str, Any]] = (-overview.FRESH_S, {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,7 +211,7 @@ class Console:
             return cached
         rows = await self._read(lambda r: r.requests(limit=overview.SAMPLE), [])
         summary = overview.summarize(rows)
-        summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._fingerprint_alarms)
+        summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._record_alarms)
         self._summary = (time.monotonic(), summary)
         return summary
 
@@ -307,18 +308,39 @@ class Console:
         body = watch_pages.fingerprints(*await asyncio.to_thread(read))
         await self._page(send, 200, "Fingerprints", body, "/ui/fingerprints")
 
-    def _fingerprint_alarms(self) -> list[dict[str, str]]:
-        """At most one read every FINGERPRINT_EVERY_S, however many pages poll."""
+    def _record_alarms(self) -> list[dict[str, str]]:
+        """At most one reading every ALARMS_EVERY_S, however many pages poll."""
         now = time.monotonic()
-        if now - self._fp_read_at >= FINGERPRINT_EVERY_S:
-            self._fp_read_at = now
-            tables = self._fingerprint_tables()
-            if tables is not None:
-                try:
-                    self._fp_alarms = watch_pages.raised(tables.alarms(limit=200))
-                finally:
-                    tables.close()
-        return self._fp_alarms
+        if now - self._alarms_read_at >= ALARMS_EVERY_S:
+            self._alarms_read_at = now
+            self._alarms = self._fingerprint_alarms() + self._budget_alarms()
+            try:
+                with open_reader(self.gw.config.store.url) as reader:
+                    self._alarms += record_alarms.canary(reader.migration_events(None, 10_000))
+                    since = time.time() - record_alarms.INTENT_WINDOW_S
+                    rows = reader.conversations(since=since, bodies=True)
+                    report = intent_report(rows, reader.feedback(since=since), "model")
+                    self._alarms += record_alarms.intent(report["alarms"], since)
+            except NoRecordStore:
+                pass
+        return self._alarms
+
+    def _fingerprint_alarms(self) -> list[dict[str, str]]:
+        tables = self._fingerprint_tables()
+        if tables is None:
+            return []
+        try:
+            return watch_pages.raised(tables.alarms(limit=200))
+        finally:
+            tables.close()
+
+    def _budget_alarms(self) -> list[dict[str, str]]:
+        store = self.gw.guard.store()
+        now = time.time()
+        budgeted = [k for k in store.all() if k.budget_usd is not None and k.revoked is None]
+        return record_alarms.budget(
+            (k, store.events(k.id, period_start(now, k.budget_period_s))) for k in budgeted
+        )
 
     async def _migrations(self, send: Send) -> None:
         def report() -> dict[str, Any]:
