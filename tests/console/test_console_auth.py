@@ -129,6 +129,33 @@ def test_login_sends_the_browser_only_to_console_pages(gw: RunningGateway) -> No
         assert r.status_code == 303 and r.headers["location"] == "/ui/", target
 
 
+def priced(
+    gateway_factory: Factory,
+    upstream: ScriptedUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> RunningGateway:
+    monkeypatch.setenv("CONSOLE_TEST_ADMIN_KEY", ADMIN)
+    return gateway_factory(
+        f"""
+deployments:
+  up: {{kind: openai, base_url: "{upstream.base_url}", model: m,
+        price: {{input_per_mtok: 1000.0, output_per_mtok: 1000.0}}}}
+models:
+  chat: {{deployments: [up]}}
+store: {{url: "sqlite:///{tmp_path / "priced.db"}", flush_interval_s: 0.05}}
+auth: {{mode: keys, admin_key_env: CONSOLE_TEST_ADMIN_KEY, spend_flush_s: 0.05}}
+"""
+    )
+
+
+def sign_in(tab: Tab, gw: RunningGateway) -> None:
+    from turnout.console import session
+
+    cookie = {"name": session.COOKIE, "value": session.mint(ADMIN), "url": gw.url + "/ui/"}
+    tab.page.context.add_cookies([cookie])  # type: ignore[list-item]
+
+
 def test_the_overview_raises_budget_and_canary_alarms(
     gateway_factory: Factory,
     upstream: ScriptedUpstream,
@@ -138,18 +165,7 @@ def test_the_overview_raises_budget_and_canary_alarms(
 ) -> None:
     from turnout.migrate.events import EventLog
 
-    monkeypatch.setenv("CONSOLE_TEST_ADMIN_KEY", ADMIN)
-    gw = gateway_factory(
-        f"""
-deployments:
-  up: {{kind: openai, base_url: "{upstream.base_url}", model: m,
-        price: {{input_per_mtok: 1000.0, output_per_mtok: 1000.0}}}}
-models:
-  chat: {{deployments: [up]}}
-store: {{url: "sqlite:///{tmp_path / "alarms.db"}", flush_interval_s: 0.05}}
-auth: {{mode: keys, admin_key_env: CONSOLE_TEST_ADMIN_KEY, spend_flush_s: 0.05}}
-"""
-    )
+    gw = priced(gateway_factory, upstream, tmp_path, monkeypatch)
     bearer = {"authorization": f"Bearer {ADMIN}"}
     r = gw.http.post(
         "/admin/v1/keys",
@@ -175,13 +191,48 @@ auth: {{mode: keys, admin_key_env: CONSOLE_TEST_ADMIN_KEY, spend_flush_s: 0.05}}
     raised = {(a["kind"], a["subject"]): a["message"] for a in overview["alarms"]}
     assert raised[("budget", "burner")] == "spent $0.0050 of its $1 budget this period"
     assert raised[("canary", "chat → up")] == "rolled back at stage 1: errors rose"
-    # The page shows them too (signed in through a session cookie).
-    from turnout.console import session
-
-    cookie = {"name": session.COOKIE, "value": session.mint(ADMIN), "url": gw.url + "/ui/"}
-    tab.page.context.add_cookies([cookie])  # type: ignore[list-item]
+    sign_in(tab, gw)  # the page shows them too
     tab.page.goto(gw.url + "/ui/")
     tab.page.locator("#overview[data-updates]").wait_for()
     shown = tab.page.locator("#alarms").inner_text()
     assert "burner" in shown and "errors rose" in shown
+    assert tab.errors == []
+
+
+def test_keys_show_spend_against_budget_over_time_and_refusals_by_reason(
+    gateway_factory: Factory,
+    upstream: ScriptedUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tab: Tab,
+) -> None:
+    gw = priced(gateway_factory, upstream, tmp_path, monkeypatch)
+    bearer = {"authorization": f"Bearer {ADMIN}"}
+    spec = {"name": "capped", "rpm": 1, "budget_usd": 0.02, "budget_period": "1d"}
+    key = gw.http.post("/admin/v1/keys", json=spec, headers=bearer).json()
+    idle = gw.http.post("/admin/v1/keys", json={"name": "idle"}, headers=bearer).json()
+    sent = []
+    for _ in range(2):  # the second is over the key's rpm
+        r = gw.http.post(
+            "/v1/chat/completions",
+            json={"model": "chat", "messages": [{"role": "user", "content": "spend"}]},
+            headers={"authorization": f"Bearer {key['key']}"},
+        )
+        sent.append(r)
+    assert [r.status_code for r in sent] == [200, 429]
+    for r in sent:
+        gw.record(r.headers["x-turnout-request-id"])
+    sign_in(tab, gw)
+    response = tab.page.goto(gw.url + "/ui/keys?over=24h")
+    assert response is not None and response.status == 200
+    usage = tab.page.locator(f"#usage-{key['id']}")
+    assert usage.locator("svg.spend rect.spent").count() == 1
+    assert "budget $0.02" in usage.locator("svg.spend").text_content()
+    assert "$0.0050 this period" in usage.locator("svg.spend").text_content()
+    (refused,) = usage.locator("table.refusals tbody tr").all_inner_texts()
+    assert refused.split("\t") == [sent[1].json()["error"]["code"], "1"]
+    quiet = tab.page.locator(f"#usage-{idle['id']}").inner_text()
+    assert "no spend recorded" in quiet and "none refused" in quiet
+    tab.shot("keys-spend")
+    assert gw.http.get("/ui/keys?over=1y", headers=bearer).status_code == 400
     assert tab.errors == []

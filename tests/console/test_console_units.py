@@ -92,3 +92,12 @@ def test_intent_alarms_are_each_groups_latest_rise_within_the_window() -> None:
             "message": "miss rate rose from 5.0% to 30.0% (at request r20)",
         }
     ]
+
+
+def test_spend_adds_up_within_a_budget_period_and_starts_over_with_the_next() -> None:
+    from turnout.console import spend
+
+    day = 86400.0
+    buckets = [(day - 7200, 1.0), (day - 3600, 2.0), (day, 4.0), (day + 3600, 8.0)]
+    assert [p[2] for p in spend.cumulative(buckets, day)] == [1.0, 3.0, 4.0, 12.0]
+    assert [p[2] for p in spend.cumulative(buckets, None)] == [1.0, 3.0, 7.0, 15.0]

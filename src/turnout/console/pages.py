@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from turnout.console import spend
 from turnout.console.html import Markup, e, join, link, pill, table, usd
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the record says the keys did in the window shown."""
+
+    over: str
+    since: float
+    now: float
+    bucket_s: float
+    spent: dict[str, list[tuple[float, float]]]  # key_id: [(bucket start, cost)]
+    refused: list[dict[str, Any]]  # RecordReader.key_refusals
 
 
 def deployments(rows: list[dict[str, Any]]) -> Markup:
@@ -58,7 +72,7 @@ def deployments(rows: list[dict[str, Any]]) -> Markup:
     return Markup(f"{body}<p class=muted>{e(note)}</p>")
 
 
-def keys(rows: list[dict[str, Any]], enabled: bool) -> Markup:
+def keys(rows: list[dict[str, Any]], enabled: bool, usage: Usage | None = None) -> Markup:
     mode = "" if enabled else "<p class=muted>auth.mode is none: keys are not checked.</p>"
     body = table(
         [
@@ -96,4 +110,35 @@ def keys(rows: list[dict[str, Any]], enabled: bool) -> Markup:
         ],
         "keys",
     )
-    return Markup(mode + body)
+    if usage is None:
+        return Markup(mode + body)
+    return Markup(mode + body + _usage(rows, usage))
+
+
+def _usage(rows: list[dict[str, Any]], u: Usage) -> Markup:
+    choices = join(
+        Markup(" <b>" + e(w) + "</b>")
+        if w == u.over
+        else Markup(" ") + link(f"/ui/keys?over={w}", w)
+        for w in spend.WINDOWS
+    )
+    parts = [Markup(f"<h2>Spend against budget</h2><p class=muted>last{choices}</p>")]
+    refused = spend.refusals(u.refused)
+    for k in rows:
+        points = spend.cumulative(u.spent.get(k["id"], []), k.get("budget_period_s"))
+        reasons = refused.get(k["id"], [])
+        drawn = spend.chart(points, k.get("budget_usd"), u.since, u.now, u.bucket_s)
+        why = (
+            table(["refused because", "requests"], reasons, "refusals")
+            if reasons
+            else Markup('<p class="muted">none refused in this window</p>')
+        )
+        parts.append(
+            Markup(
+                f'<section class="key-usage" id="usage-{e(k["id"])}">'
+                f"<h3>{e(k.get('name') or k['id'])} <span class=muted>{e(k['id'])}</span></h3>"
+                f'<div class="usage">{drawn}'
+                f"{why}</div></section>"
+            )
+        )
+    return join(parts)

@@ -28,6 +28,7 @@ from turnout.console import (
     record_pages,
     requests_page,
     session,
+    spend,
     trace_page,
     watch_pages,
 )
@@ -127,9 +128,7 @@ class Console:
             body = pages.deployments(deployments(self.gw))
             return await self._page(send, 200, "Deployments", body, "/ui/deployments")
         if rest == "keys":
-            rows = await asyncio.to_thread(self._keys)
-            body = pages.keys(rows, self.gw.guard.enabled)
-            return await self._page(send, 200, "Keys and spend", body, "/ui/keys")
+            return await self._keys_page(send, _query(scope))
         if rest == "intent":
             return await self._intent(send, _query(scope))
         if rest == "migrations":
@@ -243,6 +242,26 @@ class Console:
         body = await asyncio.to_thread(trace_page.render, rec, self.gw.config.store.record_bodies)
         await self._page(send, 200, f"Request {rec['id']}", body, "/ui/requests")
 
+    async def _keys_page(self, send: Send, params: dict[str, str]) -> None:
+        over = params.get("over") or "7d"
+        if over not in spend.WINDOWS:
+            raise ApiError(400, f"over is one of {', '.join(spend.WINDOWS)}")
+        span, bucket = spend.WINDOWS[over]
+        now = time.time()
+
+        def read(reader: RecordReader) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return reader.key_spend(now - span, bucket), reader.key_refusals(now - span)
+
+        rows = await asyncio.to_thread(self._keys)
+        used, refused = await self._read(read, ([], []))
+        body = await asyncio.to_thread(
+            pages.keys,
+            rows,
+            self.gw.guard.enabled,
+            pages.Usage(over, now - span, now, bucket, spend.by_key(used), refused),
+        )
+        await self._page(send, 200, "Keys and spend", body, "/ui/keys")
+
     def _keys(self) -> list[dict[str, Any]]:
         store = self.gw.guard.store()
         now = time.time()
@@ -265,6 +284,8 @@ class Console:
                     "limits": limits or "-",
                     "budget": budget,
                     "spent": spent.usd,
+                    "budget_usd": key.budget_usd,
+                    "budget_period_s": key.budget_period_s,
                     "requests": spent.requests,
                 }
             )
