@@ -146,7 +146,6 @@ def test_deployments_show_breakers_and_learned_estimates(
     assert [r.split("\t")[0] for r in rows] == ["primary", "spare"]
     assert all("closed" in r for r in rows)
     assert rows[1].split("\t")[8] == "1"  # answers learned from
-    tab.shot("deployments")
     assert tab.errors == []
 
 
@@ -311,4 +310,41 @@ def test_a_trace_of_a_huge_request_shows_the_start_of_its_body(
     bodies = tab.page.locator("#bodies").inner_text()
     assert "more characters (see turnout trace --json)" in bodies
     assert len(bodies) < 300_000
+    assert tab.errors == []
+
+
+def test_deployments_show_breaker_history_and_the_balancers_instances(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tab: Tab
+) -> None:
+    gw = gateway_factory(
+        f"""
+deployments:
+  a: {{kind: openai, base_url: "{upstream.base_url}", model: m,
+       cooldown: {{failures: 1, seconds: 60, probe_after_s: 0.05}}}}
+  b: {{kind: openai, base_url: "{upstream.base_url}", model: m}}
+models:
+  fleet: {{deployments: [a, b], routing: balanced}}
+  only-a: {{deployments: [a]}}
+"""
+    )
+    upstream.script(Step(status=503))
+    gw.chat(model="only-a")
+    breaker = gw.gateway.breakers["a"]
+    assert breaker.remaining_s() > 0
+    while not breaker.half_open():
+        time.sleep(0.01)  # its rest is 50 ms
+    assert gw.chat(model="only-a").status_code == 200  # the probe: it closes
+    assert gw.chat(model="fleet").status_code == 200
+    visit(tab, gw, "/ui/deployments")
+    history = tab.page.locator("table.breaker-history tbody tr").all_inner_texts()
+    assert [r.split("\t")[1:3] for r in history] == [
+        ["a", "closed"],
+        ["a", "half-open"],
+        ["a", "open"],
+    ]
+    assert "1 failures in a row; rests 0.05 s" in history[2]
+    instances = tab.page.locator("table.instances tbody tr").all_inner_texts()
+    assert [r.split("\t")[:2] for r in instances] == [["a", "healthy"], ["b", "healthy"]]
+    assert all(r.split("\t")[2] == "0" for r in instances)  # nothing in flight now
+    tab.shot("deployments")
     assert tab.errors == []

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turnout.console import spend
-from turnout.console.html import Markup, e, join, link, pill, table, usd
+from turnout.console.html import Markup, e, join, link, pill, table, usd, when
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,11 @@ class Usage:
     refused: list[dict[str, Any]]  # RecordReader.key_refusals
 
 
-def deployments(rows: list[dict[str, Any]]) -> Markup:
+def deployments(
+    rows: list[dict[str, Any]],
+    history: list[dict[str, Any]] | None = None,
+    balanced: list[dict[str, Any]] | None = None,
+) -> Markup:
     kinds = {"closed": "ok", "half-open": "warn", "open": "bad"}
     body = table(
         [
@@ -69,7 +73,70 @@ def deployments(rows: list[dict[str, Any]]) -> Markup:
         "Estimates are what this gateway process has learned from its own answers "
         "(and the record at start-up); predictions are for a typical answer length."
     )
-    return Markup(f"{body}<p class=muted>{e(note)}</p>")
+    out = Markup(f"{body}<p class=muted>{e(note)}</p>")
+    if history is not None:
+        out += _history(history, kinds)
+    if balanced is not None:
+        out += _balanced(balanced)
+    return Markup(out)
+
+
+def _history(history: list[dict[str, Any]], kinds: dict[str, str]) -> Markup:
+    rows = [
+        [when(h["at"]), h["deployment"], pill(h["state"], kinds[h["state"]]), h["why"]]
+        for h in history
+    ]
+    return Markup(
+        "<h2>Breaker history</h2>"
+        + table(["at", "deployment", "breaker", "why"], rows, "breaker-history")
+        + "<p class=muted>Transitions this gateway process saw (the last 50 a deployment), "
+        "newest first; each replica keeps its own.</p>"
+    )
+
+
+def _balanced(rows: list[dict[str, Any]]) -> Markup:
+    if not rows:
+        return Markup(
+            "<h2>Balancer</h2><p class=muted>No model routes <code>balanced</code>: "
+            "no instance is tracked.</p>"
+        )
+
+    def reported(r: dict[str, Any]) -> str:
+        s = r["reported"]
+        if s is None:
+            return "no fresh report" if r["scrape_url"] else "not scraped"
+        kv = "-" if s["kv_usage"] is None else f"{s['kv_usage']:.0%}"
+        return f"{s['running']} running, {s['waiting']} waiting, KV {kv} ({s['age_s']} s ago)"
+
+    body = table(
+        [
+            "instance",
+            "health",
+            "ours in flight",
+            "other replicas'",
+            "load counted",
+            "batch",
+            "context tokens",
+            "prefill tok/s",
+            "the server reports",
+        ],
+        [
+            [
+                r["instance"],
+                pill("healthy" if r["healthy"] else "unhealthy", "ok" if r["healthy"] else "bad"),
+                r["ours"],
+                r["others"],
+                r["load"],
+                f"{r['batch']}" + (f" / {r['max_batch']}" if r["max_batch"] else ""),
+                f"{r['context_tokens']}" + (f" / {r['kv_tokens']}" if r["kv_tokens"] else ""),
+                r["prefill_tps"],
+                reported(r),
+            ]
+            for r in rows
+        ],
+        "instances",
+    )
+    return Markup("<h2>Balancer</h2>" + body)
 
 
 def keys(rows: list[dict[str, Any]], enabled: bool, usage: Usage | None = None) -> Markup:

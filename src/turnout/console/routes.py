@@ -32,7 +32,7 @@ from turnout.console import (
     trace_page,
     watch_pages,
 )
-from turnout.console.fleet_view import alarms, deployments
+from turnout.console.fleet_view import alarms, breaker_history, deployments, instances
 from turnout.console.html import Markup, e, page
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
@@ -125,7 +125,8 @@ class Console:
         if rest.startswith("requests/"):
             return await self._trace(send, unquote(rest.removeprefix("requests/")))
         if rest == "deployments":
-            body = pages.deployments(deployments(self.gw))
+            gw = self.gw
+            body = pages.deployments(deployments(gw), breaker_history(gw), instances(gw))
             return await self._page(send, 200, "Deployments", body, "/ui/deployments")
         if rest == "keys":
             return await self._keys_page(send, _query(scope))
