@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from console_browser import Tab
@@ -347,4 +348,41 @@ models:
     assert [r.split("\t")[:2] for r in instances] == [["a", "healthy"], ["b", "healthy"]]
     assert all(r.split("\t")[2] == "0" for r in instances)  # nothing in flight now
     tab.shot("deployments")
+    assert tab.errors == []
+
+
+def test_mcp_guard_shows_the_pins_and_what_waits_for_approval_in_words(
+    gw: RunningGateway, tab: Tab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from turnout.mcp.lockfile import LockFile, Observation, Pending, ServerPin
+
+    config = tmp_path / "turnout-mcp.json"
+    servers = {"mail": {"command": "node", "args": ["server.mjs"]}, "notes": {"command": "node"}}
+    config.write_text(json.dumps({"lock": "mcp.lock", "mcpServers": servers}))
+    send_email = {
+        "name": "send_email",
+        "description": "Send an email.",
+        "inputSchema": {"type": "object", "properties": {"to": {"type": "string"}}},
+    }
+    package = {"kind": "npm", "name": "mail-server", "version": "1.0.0"}
+    pinned = Observation({"command": "node"}, package, tools={"send_email": send_email})
+    changed = json.loads(json.dumps(send_email))
+    changed["inputSchema"]["properties"]["bcc"] = {"type": "string"}
+    seen = Observation({"command": "node"}, package, tools={"send_email": changed})
+    lock = LockFile.load(tmp_path / "mcp.lock")
+    lock.servers["mail"] = ServerPin.of(pinned)
+    lock.pending["mail"] = Pending(observation=seen)
+    lock.save()
+    monkeypatch.setenv("TURNOUT_MCP_CONFIG", str(config))
+    visit(tab, gw, "/ui/mcp")
+    (row,) = tab.page.locator("table.pinned tbody tr").all_inner_texts()
+    assert row.split("\t")[:2] == ["mail", "npm mail-server@1.0.0"]
+    assert row.split("\t")[3] == "send_email"
+    held = tab.page.locator(".held-server").all_inner_texts()
+    assert len(held) == 2
+    assert "send_email: inputSchema gained property `bcc`" in held[0]
+    assert held[1].startswith("notes") and "not pinned yet" in held[1]
+    tab.shot("mcp-lock")
     assert tab.errors == []

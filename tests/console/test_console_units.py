@@ -101,3 +101,10 @@ def test_spend_adds_up_within_a_budget_period_and_starts_over_with_the_next() ->
     buckets = [(day - 7200, 1.0), (day - 3600, 2.0), (day, 4.0), (day + 3600, 8.0)]
     assert [p[2] for p in spend.cumulative(buckets, day)] == [1.0, 3.0, 4.0, 12.0]
     assert [p[2] for p in spend.cumulative(buckets, None)] == [1.0, 3.0, 7.0, 15.0]
+
+
+def test_the_console_finds_the_guard_config_as_turnout_mcp_does() -> None:
+    from turnout.console import mcp_lock
+    from turnout.mcp import cli
+
+    assert (mcp_lock.CONFIG_ENV, mcp_lock.DEFAULT_CONFIG) == (cli.CONFIG_ENV, cli.DEFAULT_CONFIG)

@@ -23,6 +23,7 @@ from turnout.auth.keys import period_start
 from turnout.auth.manage import status as key_status
 from turnout.console import alarms as record_alarms
 from turnout.console import (
+    mcp_lock,
     overview,
     pages,
     record_pages,
@@ -138,7 +139,9 @@ class Console:
             return await self._fingerprints(send)
         if rest == "mcp":
             rows = await self._read(lambda r: r.page(RequestFilter(wire="mcp"), None, 500), [])
-            return await self._page(send, 200, "MCP guard", watch_pages.mcp(rows), "/ui/mcp")
+            pins = await asyncio.to_thread(mcp_lock.read)
+            body = Markup(watch_pages.lock(pins) + watch_pages.mcp(rows))
+            return await self._page(send, 200, "MCP guard", body, "/ui/mcp")
         raise ApiError(404, f"no console page {path[:80]}")
 
     # -- who may look --------------------------------------------------------------------------
