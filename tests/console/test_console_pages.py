@@ -386,3 +386,37 @@ def test_mcp_guard_shows_the_pins_and_what_waits_for_approval_in_words(
     assert held[1].startswith("notes") and "not pinned yet" in held[1]
     tab.shot("mcp-lock")
     assert tab.errors == []
+
+
+def test_migrations_link_the_replay_reports_written_against_the_record(
+    gw: RunningGateway, upstream: ScriptedUpstream, tab: Tab, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from turnout.cli import main
+
+    for _ in range(3):
+        send(gw, model="plain")
+    url = gw.gateway.config.store.url
+    config = tmp_path / "turnout.yaml"
+    config.write_text(yaml(upstream, f'store: {{url: "{url}"}}'))
+    report = tmp_path / "replay.html"
+    argv = ["migrate", "replay", "--config", str(config), "--from", "plain", "--to", "primary"]
+    argv += ["--out", str(tmp_path / "pairs.jsonl"), "--html", str(report), "--quiet"]
+    with ThreadPoolExecutor(1) as pool:  # the browser's driver holds this thread's event loop
+        assert pool.submit(main, argv).result() in (0, 1)
+    visit(tab, gw, "/ui/migrations")
+    (row,) = tab.page.locator("table.replays tbody tr").all_inner_texts()
+    assert row.split("\t")[1:4] == ["plain", "primary", "3"]
+    tab.page.locator("table.replays a").click()
+    tab.page.wait_for_url("**/ui/migrations/report/**")
+    assert tab.page.title() == "migration: plain → primary"
+    assert "3 recorded requests replayed" in tab.page.inner_text("body")
+    tab.shot("replay-report")
+    report.unlink()  # gone: the link says so, and nothing else is read in its place
+    href = tab.page.url.removeprefix(gw.url)
+    r = gw.http.get(href)
+    assert r.status_code == 404 and "no longer at" in r.text
+    assert gw.http.get("/ui/migrations/report/nope").status_code == 400
+    assert gw.http.get("/ui/migrations/report/1.5").status_code == 404
+    assert tab.errors == []

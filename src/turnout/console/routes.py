@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -41,6 +42,7 @@ from turnout.intent.report import build as intent_report
 from turnout.migrate.status import status as migration_status
 from turnout.server.asgi import Receive, Scope, Send, TooLarge, header_map, read_body
 from turnout.store.errors import NoRecordStore, RecordNotFound
+from turnout.store.events import MigrationEvent
 from turnout.store.fingerprints import (
     AlarmRecord,
     CheckRecord,
@@ -67,6 +69,10 @@ _SECURITY = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+# A replay report is a page of its own: inline styles and its plot, nothing that runs.
+_REPORT_CSP = (
+    b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+)
 _MAX_QUERY = 4096
 ALARMS_EVERY_S = 30.0
 _MAX_LOGIN_BODY = 8192
@@ -135,6 +141,8 @@ class Console:
             return await self._intent(send, _query(scope))
         if rest == "migrations":
             return await self._migrations(send)
+        if rest.startswith("migrations/report/"):
+            return await self._replay_report(send, rest.removeprefix("migrations/report/"))
         if rest == "fingerprints":
             return await self._fingerprints(send)
         if rest == "mcp":
@@ -374,8 +382,38 @@ class Console:
             except NoRecordStore:
                 return {}
 
-        body = record_pages.migrations(await asyncio.to_thread(report))
+        body = record_pages.migrations(
+            await asyncio.to_thread(report), await self._read(_replay_reports, [])
+        )
         await self._page(send, 200, "Migrations", body, "/ui/migrations")
+
+    async def _replay_report(self, send: Send, at: str) -> None:
+        """A report `turnout migrate replay --html` wrote, found by its event: only a path the
+        record names is ever read."""
+        try:
+            stamp = float(at)
+        except ValueError:
+            raise ApiError(400, "a report is named by its time") from None
+        found = [r for r in await self._read(_replay_reports, []) if r.at == stamp]
+        if not found:
+            raise ApiError(404, "no replay report recorded at that time")
+        path = Path(found[0].detail.get("path", ""))
+
+        def load() -> bytes | None:
+            if path.suffix != ".html" or not path.is_file():
+                return None
+            return path.read_bytes()
+
+        html = await asyncio.to_thread(load)
+        if html is None:
+            raise ApiError(404, f"the report is no longer at {path}")
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-security-policy", _REPORT_CSP),
+            *_SECURITY[1:],
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": html})
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -407,6 +445,11 @@ class Console:
             headers.append((b"set-cookie", cookie.encode()))
         await send({"type": "http.response.start", "status": 303, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _replay_reports(reader: RecordReader) -> list[MigrationEvent]:
+    events = reader.migration_events(None, 10_000)
+    return [ev for ev in events if ev.mode == "replay" and ev.kind == "report"]
 
 
 def _query(scope: Scope) -> dict[str, str]:
