@@ -236,3 +236,21 @@ def test_keys_show_spend_against_budget_over_time_and_refusals_by_reason(
     tab.shot("keys-spend")
     assert gw.http.get("/ui/keys?over=1y", headers=bearer).status_code == 400
     assert tab.errors == []
+
+
+def test_wrong_keys_at_login_slow_that_address_and_no_other(gw: RunningGateway) -> None:
+    import httpx
+
+    form = {"key": "guess", "next": "/ui/"}
+    for _ in range(5):
+        assert gw.http.post("/ui/login", data=form).status_code == 401
+    locked = gw.http.post("/ui/login", data=form)
+    assert locked.status_code == 429 and locked.headers["retry-after"] == "30"
+    assert "too many wrong keys" in locked.text
+    # While it waits, not even the right key is tried from there.
+    assert gw.http.post("/ui/login", data={"key": ADMIN}).status_code == 429
+    other = httpx.Client(base_url=gw.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with other:
+        assert other.post("/ui/login", data={"key": "guess"}).status_code == 401
+        signed = other.post("/ui/login", data={"key": ADMIN, "next": "/ui/keys"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/ui/keys"

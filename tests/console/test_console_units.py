@@ -108,3 +108,24 @@ def test_the_console_finds_the_guard_config_as_turnout_mcp_does() -> None:
     from turnout.mcp import cli
 
     assert (mcp_lock.CONFIG_ENV, mcp_lock.DEFAULT_CONFIG) == (cli.CONFIG_ENV, cli.DEFAULT_CONFIG)
+
+
+def test_the_login_throttle_doubles_its_wait_and_forgets_after_quiet() -> None:
+    from turnout.console import throttle
+
+    now = [1000.0]
+    t = throttle.LoginThrottle(clock=lambda: now[0])
+    for _ in range(throttle.FREE):
+        assert t.wait_s("a") == 0.0
+        t.failed("a")
+    assert t.wait_s("a") == throttle.BASE_S and t.wait_s("b") == 0.0
+    now[0] += throttle.BASE_S
+    assert t.wait_s("a") == 0.0
+    t.failed("a")  # one more wrong key: twice as long
+    assert t.wait_s("a") == 2 * throttle.BASE_S
+    now[0] += throttle.FORGET_S
+    assert t.wait_s("a") == 0.0
+    t.failed("a")  # a fresh count after the quiet
+    assert t.wait_s("a") == 0.0
+    t.succeeded("a")
+    assert t.wait_s("a") == 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from turnout.console import (
 )
 from turnout.console.fleet_view import alarms, breaker_history, deployments, instances
 from turnout.console.html import Markup, e, page
+from turnout.console.throttle import LoginThrottle
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.intent.report import build as intent_report
@@ -87,6 +89,7 @@ class Console:
         self._alarms: list[dict[str, str]] = []
         self._alarms_read_at = -ALARMS_EVERY_S
         self._summary: tuple[float, dict[str, Any]] = (-overview.FRESH_S, {})
+        self._throttle = LoginThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -182,14 +185,32 @@ class Console:
         form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         target = _local(form.get("next", "/ui/"))
         given = form.get("key", "")
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self._throttle.wait_s(client)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            problem = f"too many wrong keys from this address: try again in {seconds} s"
+            return await self._login_form(
+                send, 429, target, problem, [(b"retry-after", str(seconds).encode())]
+            )
         refusal = admin_refusal(self.gw.config.auth, {"authorization": f"Bearer {given}"})
         if refusal is not None:
+            if refusal.status == 401:  # a wrong key (not a gateway without one)
+                self._throttle.failed(client)
             return await self._login_form(send, refusal.status, target, refusal.message)
+        self._throttle.succeeded(client)
         secure = scope.get("scheme") == "https"
         cookie = session.set_cookie(session.mint(self._admin_key()), secure)
         await self._redirect(send, target, cookie)
 
-    async def _login_form(self, send: Send, status: int, target: str, problem: str = "") -> None:
+    async def _login_form(
+        self,
+        send: Send,
+        status: int,
+        target: str,
+        problem: str = "",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         note = f'<p class="problem">{e(problem)}</p>' if problem else ""
         if not self.gw.guard.enabled:
             note += "<p class=muted>Keys are off (auth.mode: none): no sign-in is needed.</p>"
@@ -201,7 +222,7 @@ class Console:
             "<p class=muted>The key is checked once; the browser keeps a session token "
             "derived from it (12 hours), never the key.</p>"
         )
-        await self._page(send, status, "Sign in", body)
+        await self._page(send, status, "Sign in", body, extra=extra)
 
     # -- pages that read the record ------------------------------------------------------------
 
@@ -418,11 +439,17 @@ class Console:
     # -- responses -----------------------------------------------------------------------------
 
     async def _page(
-        self, send: Send, status: int, title: str, body: Markup, active: str = ""
+        self,
+        send: Send,
+        status: int,
+        title: str,
+        body: Markup,
+        active: str = "",
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         signed = self.gw.guard.enabled and active != ""
         html = page(title, active, body, signed_in=signed)
-        headers = [(b"content-type", b"text/html; charset=utf-8"), *_SECURITY]
+        headers = [(b"content-type", b"text/html; charset=utf-8"), *_SECURITY, *(extra or [])]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": html})
 
