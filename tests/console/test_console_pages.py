@@ -343,7 +343,7 @@ models:
         ["a", "half-open"],
         ["a", "open"],
     ]
-    assert "1 failures in a row; rests 0.05 s" in history[2]
+    assert "1 failure in a row; rests 0.05 s" in history[2]
     instances = tab.page.locator("table.instances tbody tr").all_inner_texts()
     assert [r.split("\t")[:2] for r in instances] == [["a", "healthy"], ["b", "healthy"]]
     assert all(r.split("\t")[2] == "0" for r in instances)  # nothing in flight now
@@ -408,11 +408,11 @@ def test_migrations_link_the_replay_reports_written_against_the_record(
     visit(tab, gw, "/ui/migrations")
     (row,) = tab.page.locator("table.replays tbody tr").all_inner_texts()
     assert row.split("\t")[1:4] == ["plain", "primary", "3"]
+    tab.shot("migrations")
     tab.page.locator("table.replays a").click()
     tab.page.wait_for_url("**/ui/migrations/report/**")
     assert tab.page.title() == "migration: plain → primary"
     assert "3 recorded requests replayed" in tab.page.inner_text("body")
-    tab.shot("replay-report")
     report.unlink()  # gone: the link says so, and nothing else is read in its place
     href = tab.page.url.removeprefix(gw.url)
     r = gw.http.get(href)

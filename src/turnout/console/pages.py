@@ -106,7 +106,8 @@ def _balanced(rows: list[dict[str, Any]]) -> Markup:
         if s is None:
             return "no fresh report" if r["scrape_url"] else "not scraped"
         kv = "-" if s["kv_usage"] is None else f"{s['kv_usage']:.0%}"
-        return f"{s['running']} running, {s['waiting']} waiting, KV {kv} ({s['age_s']} s ago)"
+        running, waiting = (("-" if v is None else v) for v in (s["running"], s["waiting"]))
+        return f"{running} running, {waiting} waiting, KV {kv} ({s['age_s']} s ago)"
 
     body = table(
         [
@@ -186,7 +187,7 @@ def _usage(rows: list[dict[str, Any]], u: Usage) -> Markup:
     choices = join(
         Markup(" <b>" + e(w) + "</b>")
         if w == u.over
-        else Markup(" ") + link(f"/ui/keys?over={w}", w)
+        else Markup(" " + link(f"/ui/keys?over={w}", w))
         for w in spend.WINDOWS
     )
     parts = [Markup(f"<h2>Spend against budget</h2><p class=muted>last{choices}</p>")]

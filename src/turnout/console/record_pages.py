@@ -3,6 +3,7 @@ migrations (`turnout migrate status`), drawn as tables with links into the recor
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from turnout.console.html import Markup, e, join, link, pill, table, trace_href, usd, when
@@ -170,6 +171,14 @@ def migrations(report: dict[str, Any], replays: list[MigrationEvent] | None = No
     return join(out)
 
 
+def _report_link(ev: MigrationEvent) -> Markup:
+    """The file's name as the link, its whole path when the pointer rests on it."""
+    path = str(ev.detail.get("path", "report"))
+    return Markup(
+        f'<a href="/ui/migrations/report/{ev.at!r}" title="{e(path)}">{e(PurePath(path).name)}</a>'
+    )
+
+
 def _replays(events: list[MigrationEvent]) -> Markup:
     rows = [
         [
@@ -178,7 +187,7 @@ def _replays(events: list[MigrationEvent]) -> Markup:
             ev.candidate,
             ev.detail.get("pairs", "-"),
             pill(str(ev.detail.get("gate", "-")), _GATE.get(ev.detail.get("gate", ""), "warn")),
-            link(f"/ui/migrations/report/{ev.at!r}", ev.detail.get("path", "report")),
+            _report_link(ev),
         ]
         for ev in reversed(events)
     ]

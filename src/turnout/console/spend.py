@@ -7,6 +7,7 @@ does, as the guard counts it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -53,6 +54,7 @@ def chart(
         return Markup('<p class="empty">no spend recorded in this window</p>')
     top = max([budget or 0.0] + [p[2] for p in points]) * 1.1 or 1.0
     span = max(now - since, 1.0)
+    since = (math.floor(now / bucket_s) + 1) * bucket_s - span  # the current bucket fits
 
     def x(t: float) -> float:
         return round(PAD + (t - since) / span * (W - 2 * PAD), 1)

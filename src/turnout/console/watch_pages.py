@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from turnout.console.html import Markup, e, join, link, outcome, pill, table, trace_href, when
@@ -198,7 +199,8 @@ def lock(state: dict[str, Any]) -> Markup:
         for h in state["held"]
     ) or Markup('<p class="empty">nothing is held back</p>')
     return Markup(
-        f"<h2>Pinned in {e(state['lock'])}</h2>{pinned}"
+        f'<h2>Pinned in <span title="{e(state["lock"])}">{e(Path(state["lock"]).name)}</span>'
+        f"</h2>{pinned}"
         f"<h2>Held back pending approval</h2>{held}"
         "<p class=muted>Lines marked ! block the server until approved: "
         "<code>turnout mcp approve SERVER</code> (or <code>SERVER:TOOL</code>).</p>"

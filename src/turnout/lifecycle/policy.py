@@ -66,7 +66,8 @@ class Breaker:
             rest = min(c.seconds, min(c.probe_after_s, c.seconds) * 2**self.rests)
             self.rests += 1
             self.open_until = self._now(now) + rest
-            why = "the probe failed" if probe else f"{self.failures} failures in a row"
+            n = self.failures
+            why = "the probe failed" if probe else f"{n} failure{'s' * (n != 1)} in a row"
             self.history.append((time.time(), "open", f"{why}; rests {rest:g} s"))
             return True
         return False
