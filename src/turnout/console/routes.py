@@ -363,21 +363,30 @@ class Console:
         await self._page(send, 200, "Fingerprints", body, "/ui/fingerprints")
 
     def _record_alarms(self) -> list[dict[str, str]]:
-        """At most one reading every ALARMS_EVERY_S, however many pages poll."""
+        """At most one reading every ALARMS_EVERY_S, however many pages poll. A source that
+        cannot be read is logged and left out; the others are still shown."""
         now = time.monotonic()
         if now - self._alarms_read_at >= ALARMS_EVERY_S:
             self._alarms_read_at = now
-            self._alarms = self._fingerprint_alarms() + self._budget_alarms()
-            try:
-                with open_reader(self.gw.config.store.url) as reader:
-                    self._alarms += record_alarms.canary(reader.migration_events(None, 10_000))
-                    since = time.time() - record_alarms.INTENT_WINDOW_S
-                    rows = reader.conversations(since=since, bodies=True)
-                    report = intent_report(rows, reader.feedback(since=since), "model")
-                    self._alarms += record_alarms.intent(report["alarms"], since)
-            except NoRecordStore:
-                pass
+            found: list[dict[str, str]] = []
+            for source in (self._fingerprint_alarms, self._budget_alarms, self._migration_alarms):
+                try:
+                    found += source()
+                except NoRecordStore:
+                    pass
+                except Exception as exc:
+                    log.warning("console: alarms not read (%s)", type(exc).__name__, exc_info=exc)
+            self._alarms = found
         return self._alarms
+
+    def _migration_alarms(self) -> list[dict[str, str]]:
+        """Canaries rolled back; intent miss rates that rose within the last hour."""
+        with open_reader(self.gw.config.store.url) as reader:
+            found = record_alarms.canary(reader.migration_events(None, 10_000))
+            since = time.time() - record_alarms.INTENT_WINDOW_S
+            rows = reader.conversations(since=since, bodies=True)
+            report = intent_report(rows, reader.feedback(since=since), "model")
+        return found + record_alarms.intent(report["alarms"], since)
 
     def _fingerprint_alarms(self) -> list[dict[str, str]]:
         tables = self._fingerprint_tables()
@@ -389,6 +398,8 @@ class Console:
             tables.close()
 
     def _budget_alarms(self) -> list[dict[str, str]]:
+        if not self.gw.guard.enabled:
+            return []  # no keys checked, no budgets kept
         store = self.gw.guard.store()
         now = time.time()
         budgeted = [k for k in store.all() if k.budget_usd is not None and k.revoked is None]
