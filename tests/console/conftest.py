@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def tab(browser: Any) -> Iterator[Tab]:
-    t = Tab.open(browser)
+def tab(browser: Any, tmp_path: Path) -> Iterator[Tab]:
+    t = Tab.open(browser, tmp_path)
     yield t
     t.close()

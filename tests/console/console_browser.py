@@ -5,6 +5,7 @@ No browser is downloaded: the system's /usr/bin/chromium runs, or the tests are 
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def launch(pw: Playwright) -> Browser:
@@ -35,12 +37,13 @@ class Tab:
     """A browser tab and what went wrong in it: console errors, uncaught exceptions, 5xx."""
 
     page: Page
+    shots: Path
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, browser: Browser) -> Tab:
+    def open(cls, browser: Browser, shots: Path) -> Tab:
         context = browser.new_context(viewport={"width": 1360, "height": 900})
-        tab = cls(context.new_page())
+        tab = cls(context.new_page(), shots)
         tab.page.on("console", tab._console)
         tab.page.on("pageerror", tab._exception)
         tab.page.on(
@@ -56,8 +59,13 @@ class Tab:
         self.errors.append(str(error))
 
     def shot(self, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        """Every run takes it (into the test's own folder); docs/ gets it only when asked."""
+        image = self.page.screenshot(full_page=True)
+        assert image.startswith(PNG) and len(image) > 1000, name
+        (self.shots / f"{name}.png").write_bytes(image)
+        if os.environ.get("TURNOUT_UPDATE_SCREENSHOTS") == "1":
+            DOCS.mkdir(parents=True, exist_ok=True)
+            (DOCS / f"{name}.png").write_bytes(image)
 
     def close(self) -> None:
         self.page.context.close()

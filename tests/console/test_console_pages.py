@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from console_browser import Tab
@@ -146,7 +147,6 @@ def test_deployments_show_breakers_and_learned_estimates(
     assert [r.split("\t")[0] for r in rows] == ["primary", "spare"]
     assert all("closed" in r for r in rows)
     assert rows[1].split("\t")[8] == "1"  # answers learned from
-    tab.shot("deployments")
     assert tab.errors == []
 
 
@@ -311,4 +311,112 @@ def test_a_trace_of_a_huge_request_shows_the_start_of_its_body(
     bodies = tab.page.locator("#bodies").inner_text()
     assert "more characters (see turnout trace --json)" in bodies
     assert len(bodies) < 300_000
+    assert tab.errors == []
+
+
+def test_deployments_show_breaker_history_and_the_balancers_instances(
+    gateway_factory: Factory, upstream: ScriptedUpstream, tab: Tab
+) -> None:
+    gw = gateway_factory(
+        f"""
+deployments:
+  a: {{kind: openai, base_url: "{upstream.base_url}", model: m,
+       cooldown: {{failures: 1, seconds: 60, probe_after_s: 0.05}}}}
+  b: {{kind: openai, base_url: "{upstream.base_url}", model: m}}
+models:
+  fleet: {{deployments: [a, b], routing: balanced}}
+  only-a: {{deployments: [a]}}
+"""
+    )
+    upstream.script(Step(status=503))
+    gw.chat(model="only-a")
+    breaker = gw.gateway.breakers["a"]
+    assert breaker.remaining_s() > 0
+    while not breaker.half_open():
+        time.sleep(0.01)  # its rest is 50 ms
+    assert gw.chat(model="only-a").status_code == 200  # the probe: it closes
+    assert gw.chat(model="fleet").status_code == 200
+    visit(tab, gw, "/ui/deployments")
+    history = tab.page.locator("table.breaker-history tbody tr").all_inner_texts()
+    assert [r.split("\t")[1:3] for r in history] == [
+        ["a", "closed"],
+        ["a", "half-open"],
+        ["a", "open"],
+    ]
+    assert "1 failure in a row; rests 0.05 s" in history[2]
+    instances = tab.page.locator("table.instances tbody tr").all_inner_texts()
+    assert [r.split("\t")[:2] for r in instances] == [["a", "healthy"], ["b", "healthy"]]
+    assert all(r.split("\t")[2] == "0" for r in instances)  # nothing in flight now
+    tab.shot("deployments")
+    assert tab.errors == []
+
+
+def test_mcp_guard_shows_the_pins_and_what_waits_for_approval_in_words(
+    gw: RunningGateway, tab: Tab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from turnout.mcp.lockfile import LockFile, Observation, Pending, ServerPin
+
+    config = tmp_path / "turnout-mcp.json"
+    servers = {"mail": {"command": "node", "args": ["server.mjs"]}, "notes": {"command": "node"}}
+    config.write_text(json.dumps({"lock": "mcp.lock", "mcpServers": servers}))
+    send_email = {
+        "name": "send_email",
+        "description": "Send an email.",
+        "inputSchema": {"type": "object", "properties": {"to": {"type": "string"}}},
+    }
+    package = {"kind": "npm", "name": "mail-server", "version": "1.0.0"}
+    pinned = Observation({"command": "node"}, package, tools={"send_email": send_email})
+    changed = json.loads(json.dumps(send_email))
+    changed["inputSchema"]["properties"]["bcc"] = {"type": "string"}
+    seen = Observation({"command": "node"}, package, tools={"send_email": changed})
+    lock = LockFile.load(tmp_path / "mcp.lock")
+    lock.servers["mail"] = ServerPin.of(pinned)
+    lock.pending["mail"] = Pending(observation=seen)
+    lock.save()
+    monkeypatch.setenv("TURNOUT_MCP_CONFIG", str(config))
+    visit(tab, gw, "/ui/mcp")
+    (row,) = tab.page.locator("table.pinned tbody tr").all_inner_texts()
+    assert row.split("\t")[:2] == ["mail", "npm mail-server@1.0.0"]
+    assert row.split("\t")[3] == "send_email"
+    held = tab.page.locator(".held-server").all_inner_texts()
+    assert len(held) == 2
+    assert "send_email: inputSchema gained property `bcc`" in held[0]
+    assert held[1].startswith("notes") and "not pinned yet" in held[1]
+    tab.shot("mcp-lock")
+    assert tab.errors == []
+
+
+def test_migrations_link_the_replay_reports_written_against_the_record(
+    gw: RunningGateway, upstream: ScriptedUpstream, tab: Tab, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from turnout.cli import main
+
+    for _ in range(3):
+        send(gw, model="plain")
+    url = gw.gateway.config.store.url
+    config = tmp_path / "turnout.yaml"
+    config.write_text(yaml(upstream, f'store: {{url: "{url}"}}'))
+    report = tmp_path / "replay.html"
+    argv = ["migrate", "replay", "--config", str(config), "--from", "plain", "--to", "primary"]
+    argv += ["--out", str(tmp_path / "pairs.jsonl"), "--html", str(report), "--quiet"]
+    with ThreadPoolExecutor(1) as pool:  # the browser's driver holds this thread's event loop
+        assert pool.submit(main, argv).result() in (0, 1)
+    visit(tab, gw, "/ui/migrations")
+    (row,) = tab.page.locator("table.replays tbody tr").all_inner_texts()
+    assert row.split("\t")[1:4] == ["plain", "primary", "3"]
+    tab.shot("migrations")
+    tab.page.locator("table.replays a").click()
+    tab.page.wait_for_url("**/ui/migrations/report/**")
+    assert tab.page.title() == "migration: plain → primary"
+    assert "3 recorded requests replayed" in tab.page.inner_text("body")
+    report.unlink()  # gone: the link says so, and nothing else is read in its place
+    href = tab.page.url.removeprefix(gw.url)
+    r = gw.http.get(href)
+    assert r.status_code == 404 and "no longer at" in r.text
+    assert gw.http.get("/ui/migrations/report/nope").status_code == 400
+    assert gw.http.get("/ui/migrations/report/1.5").status_code == 404
     assert tab.errors == []

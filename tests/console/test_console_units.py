@@ -70,3 +70,62 @@ def test_server_ui_is_on_by_default_and_must_be_a_boolean() -> None:
     assert parse_config("server: {ui: false}").server.ui is False
     with pytest.raises(ConfigError, match=r"server\.ui"):
         parse_config("server: {ui: 'no'}")
+
+
+def test_intent_alarms_are_each_groups_latest_rise_within_the_window() -> None:
+    from turnout.console import alarms
+
+    def rise(group: str, at: float, recent: float) -> dict[str, Any]:
+        return {
+            "group": group,
+            "at": at,
+            "request_id": f"r{at}",
+            "reference_rate": 0.05,
+            "recent_rate": recent,
+        }
+
+    raised = alarms.intent([rise("a", 10, 0.2), rise("a", 20, 0.3), rise("b", 5, 0.4)], since=8)
+    assert raised == [
+        {
+            "kind": "intent",
+            "subject": "a",
+            "message": "miss rate rose from 5.0% to 30.0% (at request r20)",
+        }
+    ]
+
+
+def test_spend_adds_up_within_a_budget_period_and_starts_over_with_the_next() -> None:
+    from turnout.console import spend
+
+    day = 86400.0
+    buckets = [(day - 7200, 1.0), (day - 3600, 2.0), (day, 4.0), (day + 3600, 8.0)]
+    assert [p[2] for p in spend.cumulative(buckets, day)] == [1.0, 3.0, 4.0, 12.0]
+    assert [p[2] for p in spend.cumulative(buckets, None)] == [1.0, 3.0, 7.0, 15.0]
+
+
+def test_the_console_finds_the_guard_config_as_turnout_mcp_does() -> None:
+    from turnout.console import mcp_lock
+    from turnout.mcp import cli
+
+    assert (mcp_lock.CONFIG_ENV, mcp_lock.DEFAULT_CONFIG) == (cli.CONFIG_ENV, cli.DEFAULT_CONFIG)
+
+
+def test_the_login_throttle_doubles_its_wait_and_forgets_after_quiet() -> None:
+    from turnout.console import throttle
+
+    now = [1000.0]
+    t = throttle.LoginThrottle(clock=lambda: now[0])
+    for _ in range(throttle.FREE):
+        assert t.wait_s("a") == 0.0
+        t.failed("a")
+    assert t.wait_s("a") == throttle.BASE_S and t.wait_s("b") == 0.0
+    now[0] += throttle.BASE_S
+    assert t.wait_s("a") == 0.0
+    t.failed("a")  # one more wrong key: twice as long
+    assert t.wait_s("a") == 2 * throttle.BASE_S
+    now[0] += throttle.FORGET_S
+    assert t.wait_s("a") == 0.0
+    t.failed("a")  # a fresh count after the quiet
+    assert t.wait_s("a") == 0.0
+    t.succeeded("a")
+    assert t.wait_s("a") == 0.0

@@ -63,3 +63,48 @@ def alarms(gw: Gateway) -> list[dict[str, str]]:
             what = f"open for {left:.1f} s more" if state == "open" else "half-open: probing"
             out.append({"kind": "breaker", "subject": name, "message": f"breaker {what}"})
     return out
+
+
+def breaker_history(gw: Gateway) -> list[dict[str, Any]]:
+    """Every breaker's remembered transitions, newest first."""
+    rows = [
+        {"at": at, "deployment": name, "state": state, "why": why}
+        for name, b in gw.breakers.items()
+        for at, state, why in b.history
+    ]
+    return sorted(rows, key=lambda r: -r["at"])
+
+
+def instances(gw: Gateway) -> list[dict[str, Any]]:
+    """The balancer's view of each instance of a `routing: balanced` model; [] without one."""
+    if gw.balancer is None:
+        return []
+    tracker = gw.balancer.tracker
+    now, stale = tracker.clock(), tracker.stale_after_s
+    out = []
+    for name, inst in sorted(tracker.instances.items()):
+        signal = inst.fresh(now, stale)
+        out.append(
+            {
+                "instance": name,
+                "healthy": inst.healthy,
+                "ours": len(inst.flights),
+                "others": len(inst.others(now, stale)),
+                "load": inst.load(now, stale),
+                "batch": inst.batch(),
+                "max_batch": inst.max_batch,
+                "context_tokens": inst.context_tokens(),
+                "kv_tokens": inst.kv_tokens,
+                "prefill_tps": round(inst.rates.prefill_tps, 1),
+                "reported": None
+                if signal is None
+                else {
+                    "age_s": round(max(0.0, now - signal.at), 1),
+                    "running": signal.running,
+                    "waiting": signal.waiting,
+                    "kv_usage": signal.kv_usage,
+                },
+                "scrape_url": gw.config.deployments[name].scrape_url,
+            }
+        )
+    return out

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from turnout.console.html import Markup, e, join, link, pill, table, usd
+from turnout.console import spend
+from turnout.console.html import Markup, e, join, link, pill, table, usd, when
 
 
-def deployments(rows: list[dict[str, Any]]) -> Markup:
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the record says the keys did in the window shown."""
+
+    over: str
+    since: float
+    now: float
+    bucket_s: float
+    spent: dict[str, list[tuple[float, float]]]  # key_id: [(bucket start, cost)]
+    refused: list[dict[str, Any]]  # RecordReader.key_refusals
+
+
+def deployments(
+    rows: list[dict[str, Any]],
+    history: list[dict[str, Any]] | None = None,
+    balanced: list[dict[str, Any]] | None = None,
+) -> Markup:
     kinds = {"closed": "ok", "half-open": "warn", "open": "bad"}
     body = table(
         [
@@ -55,10 +73,74 @@ def deployments(rows: list[dict[str, Any]]) -> Markup:
         "Estimates are what this gateway process has learned from its own answers "
         "(and the record at start-up); predictions are for a typical answer length."
     )
-    return Markup(f"{body}<p class=muted>{e(note)}</p>")
+    out = Markup(f"{body}<p class=muted>{e(note)}</p>")
+    if history is not None:
+        out += _history(history, kinds)
+    if balanced is not None:
+        out += _balanced(balanced)
+    return Markup(out)
 
 
-def keys(rows: list[dict[str, Any]], enabled: bool) -> Markup:
+def _history(history: list[dict[str, Any]], kinds: dict[str, str]) -> Markup:
+    rows = [
+        [when(h["at"]), h["deployment"], pill(h["state"], kinds[h["state"]]), h["why"]]
+        for h in history
+    ]
+    return Markup(
+        "<h2>Breaker history</h2>"
+        + table(["at", "deployment", "breaker", "why"], rows, "breaker-history")
+        + "<p class=muted>Transitions this gateway process saw (the last 50 a deployment), "
+        "newest first; each replica keeps its own.</p>"
+    )
+
+
+def _balanced(rows: list[dict[str, Any]]) -> Markup:
+    if not rows:
+        return Markup(
+            "<h2>Balancer</h2><p class=muted>No model routes <code>balanced</code>: "
+            "no instance is tracked.</p>"
+        )
+
+    def reported(r: dict[str, Any]) -> str:
+        s = r["reported"]
+        if s is None:
+            return "no fresh report" if r["scrape_url"] else "not scraped"
+        kv = "-" if s["kv_usage"] is None else f"{s['kv_usage']:.0%}"
+        running, waiting = (("-" if v is None else v) for v in (s["running"], s["waiting"]))
+        return f"{running} running, {waiting} waiting, KV {kv} ({s['age_s']} s ago)"
+
+    body = table(
+        [
+            "instance",
+            "health",
+            "ours in flight",
+            "other replicas'",
+            "load counted",
+            "batch",
+            "context tokens",
+            "prefill tok/s",
+            "the server reports",
+        ],
+        [
+            [
+                r["instance"],
+                pill("healthy" if r["healthy"] else "unhealthy", "ok" if r["healthy"] else "bad"),
+                r["ours"],
+                r["others"],
+                r["load"],
+                f"{r['batch']}" + (f" / {r['max_batch']}" if r["max_batch"] else ""),
+                f"{r['context_tokens']}" + (f" / {r['kv_tokens']}" if r["kv_tokens"] else ""),
+                r["prefill_tps"],
+                reported(r),
+            ]
+            for r in rows
+        ],
+        "instances",
+    )
+    return Markup("<h2>Balancer</h2>" + body)
+
+
+def keys(rows: list[dict[str, Any]], enabled: bool, usage: Usage | None = None) -> Markup:
     mode = "" if enabled else "<p class=muted>auth.mode is none: keys are not checked.</p>"
     body = table(
         [
@@ -96,4 +178,35 @@ def keys(rows: list[dict[str, Any]], enabled: bool) -> Markup:
         ],
         "keys",
     )
-    return Markup(mode + body)
+    if usage is None:
+        return Markup(mode + body)
+    return Markup(mode + body + _usage(rows, usage))
+
+
+def _usage(rows: list[dict[str, Any]], u: Usage) -> Markup:
+    choices = join(
+        Markup(" <b>" + e(w) + "</b>")
+        if w == u.over
+        else Markup(" " + link(f"/ui/keys?over={w}", w))
+        for w in spend.WINDOWS
+    )
+    parts = [Markup(f"<h2>Spend against budget</h2><p class=muted>last{choices}</p>")]
+    refused = spend.refusals(u.refused)
+    for k in rows:
+        points = spend.cumulative(u.spent.get(k["id"], []), k.get("budget_period_s"))
+        reasons = refused.get(k["id"], [])
+        drawn = spend.chart(points, k.get("budget_usd"), u.since, u.now, u.bucket_s)
+        why = (
+            table(["refused because", "requests"], reasons, "refusals")
+            if reasons
+            else Markup('<p class="muted">none refused in this window</p>')
+        )
+        parts.append(
+            Markup(
+                f'<section class="key-usage" id="usage-{e(k["id"])}">'
+                f"<h3>{e(k.get('name') or k['id'])} <span class=muted>{e(k['id'])}</span></h3>"
+                f'<div class="usage">{drawn}'
+                f"{why}</div></section>"
+            )
+        )
+    return join(parts)

@@ -3,10 +3,13 @@ migrations (`turnout migrate status`), drawn as tables with links into the recor
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from turnout.console.html import Markup, e, join, link, pill, table, trace_href, usd, when
+from turnout.store.events import MigrationEvent
 
+_GATE = {"pass": "ok", "fail": "bad", "inconclusive": "warn"}
 INTENT_WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 INTENT_GROUPS = ("model", "deployment", "prompt", "route", "key")
 
@@ -106,13 +109,17 @@ def _evidence(detail: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
-def migrations(report: dict[str, Any]) -> Markup:
+def migrations(report: dict[str, Any], replays: list[MigrationEvent] | None = None) -> Markup:
+    out = [_replays(replays or [])]
     if not report:
-        return Markup(
-            '<p class="empty">no canary or shadow recorded '
-            "(see <code>migrate:</code> in the config)</p>"
+        out.insert(
+            0,
+            Markup(
+                '<p class="empty">no canary or shadow recorded '
+                "(see <code>migrate:</code> in the config)</p>"
+            ),
         )
-    out = []
+        return join(out)
     for model, entry in report.items():
         for c in entry["canaries"]:
             where = (
@@ -160,10 +167,33 @@ def migrations(report: dict[str, Any]) -> Markup:
             ]
             shadows = table(["candidate", "shadows", "completed", "spent", "budget", "state"], rows)
             out.append(Markup(f"<h2>{e(model)}: shadows</h2>{shadows}"))
-    out.append(
-        Markup(
-            "<p class=muted>Replay reports are written by <code>turnout migrate replay "
-            "--html FILE</code>.</p>"
-        )
-    )
+    out.append(out.pop(0))  # the replay reports after the canaries and shadows
     return join(out)
+
+
+def _report_link(ev: MigrationEvent) -> Markup:
+    """The file's name as the link, its whole path when the pointer rests on it."""
+    path = str(ev.detail.get("path", "report"))
+    return Markup(
+        f'<a href="/ui/migrations/report/{ev.at!r}" title="{e(path)}">{e(PurePath(path).name)}</a>'
+    )
+
+
+def _replays(events: list[MigrationEvent]) -> Markup:
+    rows = [
+        [
+            when(ev.at),
+            ev.model,
+            ev.candidate,
+            ev.detail.get("pairs", "-"),
+            pill(str(ev.detail.get("gate", "-")), _GATE.get(ev.detail.get("gate", ""), "warn")),
+            _report_link(ev),
+        ]
+        for ev in reversed(events)
+    ]
+    return Markup(
+        "<h2>Replay reports</h2>"
+        + table(["at", "from", "to", "pairs", "gate", "report"], rows, "replays")
+        + "<p class=muted>Listed when <code>turnout migrate replay --html FILE</code> ran "
+        "against this record; the link opens the report while the file is still there.</p>"
+    )

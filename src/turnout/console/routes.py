@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -21,23 +23,28 @@ import orjson
 from turnout.auth.admin import admin_refusal
 from turnout.auth.keys import period_start
 from turnout.auth.manage import status as key_status
+from turnout.console import alarms as record_alarms
 from turnout.console import (
+    mcp_lock,
     overview,
     pages,
     record_pages,
     requests_page,
     session,
+    spend,
     trace_page,
     watch_pages,
 )
-from turnout.console.fleet_view import alarms, deployments
+from turnout.console.fleet_view import alarms, breaker_history, deployments, instances
 from turnout.console.html import Markup, e, page
+from turnout.console.throttle import LoginThrottle
 from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.intent.report import build as intent_report
 from turnout.migrate.status import status as migration_status
 from turnout.server.asgi import Receive, Scope, Send, TooLarge, header_map, read_body
 from turnout.store.errors import NoRecordStore, RecordNotFound
+from turnout.store.events import MigrationEvent
 from turnout.store.fingerprints import (
     AlarmRecord,
     CheckRecord,
@@ -64,8 +71,12 @@ _SECURITY = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+# A replay report is a page of its own: inline styles and its plot, nothing that runs.
+_REPORT_CSP = (
+    b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+)
 _MAX_QUERY = 4096
-FINGERPRINT_EVERY_S = 30.0
+ALARMS_EVERY_S = 30.0
 _MAX_LOGIN_BODY = 8192
 T = TypeVar("T")
 
@@ -75,9 +86,10 @@ class Console:
         self.gw = gateway
         folder = resources.files("turnout.console") / "static"
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
-        self._fp_alarms: list[dict[str, str]] = []
-        self._fp_read_at = -FINGERPRINT_EVERY_S
+        self._alarms: list[dict[str, str]] = []
+        self._alarms_read_at = -ALARMS_EVERY_S
         self._summary: tuple[float, dict[str, Any]] = (-overview.FRESH_S, {})
+        self._throttle = LoginThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -123,21 +135,24 @@ class Console:
         if rest.startswith("requests/"):
             return await self._trace(send, unquote(rest.removeprefix("requests/")))
         if rest == "deployments":
-            body = pages.deployments(deployments(self.gw))
+            gw = self.gw
+            body = pages.deployments(deployments(gw), breaker_history(gw), instances(gw))
             return await self._page(send, 200, "Deployments", body, "/ui/deployments")
         if rest == "keys":
-            rows = await asyncio.to_thread(self._keys)
-            body = pages.keys(rows, self.gw.guard.enabled)
-            return await self._page(send, 200, "Keys and spend", body, "/ui/keys")
+            return await self._keys_page(send, _query(scope))
         if rest == "intent":
             return await self._intent(send, _query(scope))
         if rest == "migrations":
             return await self._migrations(send)
+        if rest.startswith("migrations/report/"):
+            return await self._replay_report(send, rest.removeprefix("migrations/report/"))
         if rest == "fingerprints":
             return await self._fingerprints(send)
         if rest == "mcp":
             rows = await self._read(lambda r: r.page(RequestFilter(wire="mcp"), None, 500), [])
-            return await self._page(send, 200, "MCP guard", watch_pages.mcp(rows), "/ui/mcp")
+            pins = await asyncio.to_thread(mcp_lock.read)
+            body = Markup(watch_pages.lock(pins) + watch_pages.mcp(rows))
+            return await self._page(send, 200, "MCP guard", body, "/ui/mcp")
         raise ApiError(404, f"no console page {path[:80]}")
 
     # -- who may look --------------------------------------------------------------------------
@@ -170,14 +185,32 @@ class Console:
         form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         target = _local(form.get("next", "/ui/"))
         given = form.get("key", "")
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self._throttle.wait_s(client)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            problem = f"too many wrong keys from this address: try again in {seconds} s"
+            return await self._login_form(
+                send, 429, target, problem, [(b"retry-after", str(seconds).encode())]
+            )
         refusal = admin_refusal(self.gw.config.auth, {"authorization": f"Bearer {given}"})
         if refusal is not None:
+            if refusal.status == 401:  # a wrong key (not a gateway without one)
+                self._throttle.failed(client)
             return await self._login_form(send, refusal.status, target, refusal.message)
+        self._throttle.succeeded(client)
         secure = scope.get("scheme") == "https"
         cookie = session.set_cookie(session.mint(self._admin_key()), secure)
         await self._redirect(send, target, cookie)
 
-    async def _login_form(self, send: Send, status: int, target: str, problem: str = "") -> None:
+    async def _login_form(
+        self,
+        send: Send,
+        status: int,
+        target: str,
+        problem: str = "",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         note = f'<p class="problem">{e(problem)}</p>' if problem else ""
         if not self.gw.guard.enabled:
             note += "<p class=muted>Keys are off (auth.mode: none): no sign-in is needed.</p>"
@@ -189,7 +222,7 @@ class Console:
             "<p class=muted>The key is checked once; the browser keeps a session token "
             "derived from it (12 hours), never the key.</p>"
         )
-        await self._page(send, status, "Sign in", body)
+        await self._page(send, status, "Sign in", body, extra=extra)
 
     # -- pages that read the record ------------------------------------------------------------
 
@@ -210,7 +243,7 @@ class Console:
             return cached
         rows = await self._read(lambda r: r.requests(limit=overview.SAMPLE), [])
         summary = overview.summarize(rows)
-        summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._fingerprint_alarms)
+        summary["alarms"] = alarms(self.gw) + await asyncio.to_thread(self._record_alarms)
         self._summary = (time.monotonic(), summary)
         return summary
 
@@ -242,6 +275,26 @@ class Console:
         body = await asyncio.to_thread(trace_page.render, rec, self.gw.config.store.record_bodies)
         await self._page(send, 200, f"Request {rec['id']}", body, "/ui/requests")
 
+    async def _keys_page(self, send: Send, params: dict[str, str]) -> None:
+        over = params.get("over") or "7d"
+        if over not in spend.WINDOWS:
+            raise ApiError(400, f"over is one of {', '.join(spend.WINDOWS)}")
+        span, bucket = spend.WINDOWS[over]
+        now = time.time()
+
+        def read(reader: RecordReader) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return reader.key_spend(now - span, bucket), reader.key_refusals(now - span)
+
+        rows = await asyncio.to_thread(self._keys)
+        used, refused = await self._read(read, ([], []))
+        body = await asyncio.to_thread(
+            pages.keys,
+            rows,
+            self.gw.guard.enabled,
+            pages.Usage(over, now - span, now, bucket, spend.by_key(used), refused),
+        )
+        await self._page(send, 200, "Keys and spend", body, "/ui/keys")
+
     def _keys(self) -> list[dict[str, Any]]:
         store = self.gw.guard.store()
         now = time.time()
@@ -264,6 +317,8 @@ class Console:
                     "limits": limits or "-",
                     "budget": budget,
                     "spent": spent.usd,
+                    "budget_usd": key.budget_usd,
+                    "budget_period_s": key.budget_period_s,
                     "requests": spent.requests,
                 }
             )
@@ -307,18 +362,50 @@ class Console:
         body = watch_pages.fingerprints(*await asyncio.to_thread(read))
         await self._page(send, 200, "Fingerprints", body, "/ui/fingerprints")
 
-    def _fingerprint_alarms(self) -> list[dict[str, str]]:
-        """At most one read every FINGERPRINT_EVERY_S, however many pages poll."""
+    def _record_alarms(self) -> list[dict[str, str]]:
+        """At most one reading every ALARMS_EVERY_S, however many pages poll. A source that
+        cannot be read is logged and left out; the others are still shown."""
         now = time.monotonic()
-        if now - self._fp_read_at >= FINGERPRINT_EVERY_S:
-            self._fp_read_at = now
-            tables = self._fingerprint_tables()
-            if tables is not None:
+        if now - self._alarms_read_at >= ALARMS_EVERY_S:
+            self._alarms_read_at = now
+            found: list[dict[str, str]] = []
+            for source in (self._fingerprint_alarms, self._budget_alarms, self._migration_alarms):
                 try:
-                    self._fp_alarms = watch_pages.raised(tables.alarms(limit=200))
-                finally:
-                    tables.close()
-        return self._fp_alarms
+                    found += source()
+                except NoRecordStore:
+                    pass
+                except Exception as exc:
+                    log.warning("console: alarms not read (%s)", type(exc).__name__, exc_info=exc)
+            self._alarms = found
+        return self._alarms
+
+    def _migration_alarms(self) -> list[dict[str, str]]:
+        """Canaries rolled back; intent miss rates that rose within the last hour."""
+        with open_reader(self.gw.config.store.url) as reader:
+            found = record_alarms.canary(reader.migration_events(None, 10_000))
+            since = time.time() - record_alarms.INTENT_WINDOW_S
+            rows = reader.conversations(since=since, bodies=True)
+            report = intent_report(rows, reader.feedback(since=since), "model")
+        return found + record_alarms.intent(report["alarms"], since)
+
+    def _fingerprint_alarms(self) -> list[dict[str, str]]:
+        tables = self._fingerprint_tables()
+        if tables is None:
+            return []
+        try:
+            return watch_pages.raised(tables.alarms(limit=200))
+        finally:
+            tables.close()
+
+    def _budget_alarms(self) -> list[dict[str, str]]:
+        if not self.gw.guard.enabled:
+            return []  # no keys checked, no budgets kept
+        store = self.gw.guard.store()
+        now = time.time()
+        budgeted = [k for k in store.all() if k.budget_usd is not None and k.revoked is None]
+        return record_alarms.budget(
+            (k, store.events(k.id, period_start(now, k.budget_period_s))) for k in budgeted
+        )
 
     async def _migrations(self, send: Send) -> None:
         def report() -> dict[str, Any]:
@@ -327,17 +414,53 @@ class Console:
             except NoRecordStore:
                 return {}
 
-        body = record_pages.migrations(await asyncio.to_thread(report))
+        body = record_pages.migrations(
+            await asyncio.to_thread(report), await self._read(_replay_reports, [])
+        )
         await self._page(send, 200, "Migrations", body, "/ui/migrations")
+
+    async def _replay_report(self, send: Send, at: str) -> None:
+        """A report `turnout migrate replay --html` wrote, found by its event: only a path the
+        record names is ever read."""
+        try:
+            stamp = float(at)
+        except ValueError:
+            raise ApiError(400, "a report is named by its time") from None
+        found = [r for r in await self._read(_replay_reports, []) if r.at == stamp]
+        if not found:
+            raise ApiError(404, "no replay report recorded at that time")
+        path = Path(found[0].detail.get("path", ""))
+
+        def load() -> bytes | None:
+            if path.suffix != ".html" or not path.is_file():
+                return None
+            return path.read_bytes()
+
+        html = await asyncio.to_thread(load)
+        if html is None:
+            raise ApiError(404, f"the report is no longer at {path}")
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-security-policy", _REPORT_CSP),
+            *_SECURITY[1:],
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": html})
 
     # -- responses -----------------------------------------------------------------------------
 
     async def _page(
-        self, send: Send, status: int, title: str, body: Markup, active: str = ""
+        self,
+        send: Send,
+        status: int,
+        title: str,
+        body: Markup,
+        active: str = "",
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         signed = self.gw.guard.enabled and active != ""
         html = page(title, active, body, signed_in=signed)
-        headers = [(b"content-type", b"text/html; charset=utf-8"), *_SECURITY]
+        headers = [(b"content-type", b"text/html; charset=utf-8"), *_SECURITY, *(extra or [])]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": html})
 
@@ -360,6 +483,11 @@ class Console:
             headers.append((b"set-cookie", cookie.encode()))
         await send({"type": "http.response.start", "status": 303, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _replay_reports(reader: RecordReader) -> list[MigrationEvent]:
+    events = reader.migration_events(None, 10_000)
+    return [ev for ev in events if ev.mode == "replay" and ev.kind == "report"]
 
 
 def _query(scope: Scope) -> dict[str, str]:

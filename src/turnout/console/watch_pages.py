@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from turnout.console.html import Markup, e, join, link, outcome, pill, table, trace_href, when
@@ -168,3 +169,39 @@ def mcp(rows: list[dict[str, Any]]) -> Markup:
         )
     )
     return join(parts)
+
+
+def lock(state: dict[str, Any]) -> Markup:
+    """The lock file's pins and what waits for `turnout mcp approve`, in `diff`'s words."""
+    if state.get("config") is None:
+        return Markup(
+            "<h2>Lock file</h2><p class=muted>No guard config found "
+            "(<code>$TURNOUT_MCP_CONFIG</code>, else <code>turnout-mcp.yaml</code> where the "
+            "gateway runs): pins are not shown.</p>"
+        )
+    if "problem" in state:
+        return Markup(
+            f"<h2>Lock file</h2><p class=problem>{e(state['config'])}: {e(state['problem'])}</p>"
+        )
+    pinned = table(
+        ["server", "package", "pinned at", "tools", "egress shapes"],
+        [
+            [s["server"], s["package"], s["pinned_at"], ", ".join(s["tools"]) or "-", s["egress"]]
+            for s in state["servers"]
+        ],
+        "pinned",
+    )
+    held = join(
+        Markup(
+            f'<div class="held-server"><h3>{e(h["server"])}</h3><pre class="diff">'
+            f"{e(chr(10).join(h['words']))}</pre></div>"
+        )
+        for h in state["held"]
+    ) or Markup('<p class="empty">nothing is held back</p>')
+    return Markup(
+        f'<h2>Pinned in <span title="{e(state["lock"])}">{e(Path(state["lock"]).name)}</span>'
+        f"</h2>{pinned}"
+        f"<h2>Held back pending approval</h2>{held}"
+        "<p class=muted>Lines marked ! block the server until approved: "
+        "<code>turnout mcp approve SERVER</code> (or <code>SERVER:TOOL</code>).</p>"
+    )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from turnout.config import Cooldown
+
+HISTORY = 50  # transitions a breaker remembers
 
 
 @dataclass(slots=True)
@@ -24,6 +27,10 @@ class Breaker:
     open_until: float = 0.0
     probing: bool = False  # a half-open probe is in flight
     rests: int = 0  # rests in a row without a success: each doubles the next one
+    # Its last transitions, (wall time, state, why), for the console: this process's only.
+    history: deque[tuple[float, str, str]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY), compare=False, repr=False
+    )
 
     def _now(self, now: float | None) -> float:
         return time.monotonic() if now is None else now
@@ -41,6 +48,7 @@ class Breaker:
         """An attempt goes to the deployment; True when it is the half-open probe."""
         if self.half_open(now) and not self.probing:
             self.probing = True
+            self.history.append((time.time(), "half-open", "a request probes it"))
             return True
         return False
 
@@ -58,10 +66,15 @@ class Breaker:
             rest = min(c.seconds, min(c.probe_after_s, c.seconds) * 2**self.rests)
             self.rests += 1
             self.open_until = self._now(now) + rest
+            n = self.failures
+            why = "the probe failed" if probe else f"{n} failure{'s' * (n != 1)} in a row"
+            self.history.append((time.time(), "open", f"{why}; rests {rest:g} s"))
             return True
         return False
 
     def record_success(self) -> None:
+        if self.open_until > 0:
+            self.history.append((time.time(), "closed", "a request succeeded"))
         self.failures = 0
         self.open_until = 0.0
         self.probing = False

@@ -246,7 +246,12 @@ def _settings(args: argparse.Namespace) -> GateSettings:
     return s
 
 
-def _finish(args: argparse.Namespace, replay: Replay, analysis: Analysis | None = None) -> int:
+def _finish(
+    args: argparse.Namespace,
+    replay: Replay,
+    analysis: Analysis | None = None,
+    store_url: str | None = None,
+) -> int:
     if analysis is None:
         settings = _settings(args)
         if replay.sequential:  # judged again at its last look's level, not at the full α
@@ -257,6 +262,8 @@ def _finish(args: argparse.Namespace, replay: Replay, analysis: Analysis | None 
     if args.html:
         png = plot_png(analysis)
         Path(args.html).write_text(html_page(analysis, png, met), encoding="utf-8")
+        if store_url is not None:
+            _note_report(store_url, args, len(replay.pairs), analysis, met)
     if args.json:
         sys.stdout.write(
             orjson.dumps(report_json(analysis, met), option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -268,6 +275,29 @@ def _finish(args: argparse.Namespace, replay: Replay, analysis: Analysis | None 
         if args.html:
             print(f"\nreport: {args.html}")
     return FLAGGED if met else 0
+
+
+def _note_report(
+    url: str, args: argparse.Namespace, pairs: int, analysis: Analysis, met: list[str]
+) -> None:
+    """Where the HTML report is, as a migration event: the console links it from there."""
+    from turnout.migrate.events import EventLog
+    from turnout.store.errors import StoreError
+
+    detail = {
+        "path": str(Path(args.html).resolve()),
+        "pairs": pairs,
+        "gate": analysis.gate.outcome.value,
+        "fail_on": met,
+    }
+    log = EventLog(url)
+    try:
+        log.open()
+        log.append(args.from_, "replay", args.to, "report", detail=detail)
+    except StoreError as exc:  # the report is written; only the console's link is missing
+        print(f"note: the report is not listed in the record ({exc})", file=sys.stderr)
+    finally:
+        log.close()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -285,7 +315,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     replay.write(out)
     if not args.json:
         print(f"pairs: {out}")
-    return _finish(args, replay, analysis)
+    return _finish(args, replay, analysis, config.store.url)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

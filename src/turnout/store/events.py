@@ -14,9 +14,11 @@ from turnout.store.location import sqlite_file
 class MigrationEvent:
     at: float
     model: str
-    mode: str  # shadow | canary
+    mode: str  # shadow | canary | replay
     candidate: str
-    kind: str  # canary: started, promoted, rolled_back, completed, reset; shadow: budget_spent
+    # canary: started, promoted, rolled_back, completed, reset; shadow: budget_spent;
+    # replay: report (an HTML report written by `turnout migrate replay --html`)
+    kind: str
     stage: int | None
     percent: float | None
     detail: dict[str, Any]

@@ -82,6 +82,16 @@ class RecordReader(Protocol):
         prompt_tokens, completion_tokens, cost_usd."""
         ...
 
+    def key_spend(self, since: float, bucket_s: float) -> list[dict[str, Any]]:
+        """What each key's requests since `since` cost, in buckets of `bucket_s` seconds from
+        the epoch: key_id, bucket (its start), requests, cost_usd; oldest bucket first."""
+        ...
+
+    def key_refusals(self, since: float) -> list[dict[str, Any]]:
+        """Each key's rejected requests since `since` by reason: key_id, code (the refusal's
+        error code, else its HTTP status as text), requests."""
+        ...
+
     # -- routing -----------------------------------------------------------------------------
 
     def recent_attempts(self, limit: int = 2000) -> list[dict[str, Any]]:

@@ -152,6 +152,44 @@ class SQLiteReader:
         names = ("model", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
         return [dict(zip(names, tuple(r), strict=True)) for r in rows]
 
+    def key_spend(self, since: float, bucket_s: float) -> list[dict[str, Any]]:
+        if "key_id" not in self._columns("requests"):
+            return []
+        rows = self._rows(
+            "requests",
+            "SELECT key_id, CAST(started / ? AS INTEGER) AS b, COUNT(*), SUM(cost_usd) "
+            "FROM requests WHERE started >= ? AND key_id IS NOT NULL "
+            "GROUP BY key_id, b ORDER BY b, key_id",
+            (bucket_s, since),
+        )
+        return [
+            {"key_id": k, "bucket": b * bucket_s, "requests": n, "cost_usd": usd}
+            for k, b, n, usd in rows
+        ]
+
+    def key_refusals(self, since: float) -> list[dict[str, Any]]:
+        if "key_id" not in self._columns("requests"):
+            return []
+        rows = self._rows(
+            "requests",
+            "SELECT key_id, http_status, events FROM requests "
+            "WHERE outcome = 'rejected' AND started >= ? AND key_id IS NOT NULL",
+            (since,),
+        )
+        tally: dict[tuple[str, str], int] = {}
+        for key_id, status, events in rows:
+            code = next(
+                (
+                    e.get("attrs", {}).get("code")
+                    for e in orjson.loads(events)
+                    if e.get("state") == "rejected"
+                ),
+                None,
+            )
+            reason = str(code or status or "unknown")
+            tally[(key_id, reason)] = tally.get((key_id, reason), 0) + 1
+        return [{"key_id": k, "code": c, "requests": n} for (k, c), n in sorted(tally.items())]
+
     def request(self, request_id: str) -> Request:
         rows = self._rows(
             "requests",
