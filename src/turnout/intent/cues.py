@@ -290,8 +290,10 @@ DISMISSAL = (rf"^(no|nein|non|nee|não)[.!,]? ({_DISMISSING})\b",)
 
 
 def _compile(patterns: tuple[str, ...], whole: bool = False) -> re.Pattern[str]:
+    # One look-behind for the whole alternation: the same matches as one per phrase, and some
+    # ten times faster on a turn where nothing matches (the common case).
     end = "(?!\\w)" if whole else ""
-    return re.compile("|".join(f"(?:(?<!\\w){p}{end})" for p in patterns))
+    return re.compile(f"(?<!\\w)(?:{'|'.join(patterns)}){end}")
 
 
 CORRECTION_RE = _compile(CORRECTION)

@@ -49,6 +49,7 @@ class Scan:
     lexical: float = 0.0
     cue: bool = False
     answer_at: int | None = None  # index of the assistant turn the new user turn follows
+    new_question: bool = False  # the words show a new question, so no rephrase (and no model)
 
 
 def is_clarifying(answer: str) -> bool:
@@ -127,7 +128,7 @@ def scan(
     cue = REPHRASE_RE.search(normal(new)) is not None
     lexical = lexical_similarity(asked, new)
     if new_questions and not cue and is_new_question(asked, answer, new, t):
-        return Scan(None, lexical=lexical, answer_at=at)
+        return Scan(None, lexical=lexical, answer_at=at, new_question=True)
     if lexical >= t.lexical_certain:
         return Scan(Signal.REPHRASE, lexical=lexical, cue=cue, answer_at=at)
     if semantic:
