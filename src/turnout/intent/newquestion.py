@@ -10,6 +10,7 @@ used. Words match on a shared prefix, so inflections ("boil", "boils") count as 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from difflib import SequenceMatcher
 
@@ -17,11 +18,14 @@ _STEM = 4  # characters two words must share at the start to count as one word
 _RESPELT = 0.6  # a replaced span this close, character for character, is the same words retyped
 
 
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: "Wi-Fi" is two words, "l'Australie" two
+
+
 def words(text: str) -> list[tuple[str, bool]]:
     """Lowercased words, each with whether it carries content: four letters or more, or an
     acronym ("API"), which short function words ("the", "de", "ha") are not."""
-    clean = "".join(c if c.isalnum() else " " for c in unicodedata.normalize("NFC", text))
-    return [(w.lower(), len(w) >= _STEM or (len(w) > 1 and w.isupper())) for w in clean.split()]
+    found = _WORD.findall(unicodedata.normalize("NFC", text))
+    return [(w.lower(), len(w) >= _STEM or (len(w) > 1 and w.isupper())) for w in found]
 
 
 def same_word(a: str, b: str) -> bool:
@@ -35,22 +39,19 @@ def same_word(a: str, b: str) -> bool:
     return n >= _STEM and n >= 0.6 * min(len(a), len(b))
 
 
-class _Vocabulary:
-    """The conversation's words, looked up by their first letters (an answer can be long)."""
-
-    def __init__(self, *texts: str) -> None:
-        self.exact: set[str] = set()
-        self.by_stem: dict[str, list[str]] = {}
-        for text in texts:
-            for w, _ in words(text):
-                self.exact.add(w)
-                if len(w) >= _STEM:
-                    self.by_stem.setdefault(w[:_STEM], []).append(w)
-
-    def __contains__(self, word: str) -> bool:
-        if word in self.exact:
-            return True
-        return any(same_word(word, w) for w in self.by_stem.get(word[:_STEM], ()))
+def used(word: str, text: str) -> bool:
+    """`text` (lowercased) has `word` or, for a long one, a word sharing its stem. Found with
+    str.find, so a long answer costs little."""
+    stem = word[:_STEM]
+    at = text.find(stem)
+    while at != -1:
+        if at == 0 or not text[at - 1].isalnum():
+            found = _WORD.match(text, at)
+            other = found.group() if found is not None else ""
+            if other == word or (len(word) >= _STEM and same_word(word, other)):
+                return True
+        at = text.find(stem, at + 1)
+    return False
 
 
 def swapped(asked: str, answer: str, new: str, kept: float) -> bool:
@@ -73,5 +74,5 @@ def swapped(asked: str, answer: str, new: str, kept: float) -> bool:
     gone, came = " ".join(w for w, _ in removed), " ".join(w for w, _ in inserted)
     if SequenceMatcher(None, gone, came).ratio() >= _RESPELT:
         return False  # a typo fixed, a word re-inflected
-    seen = _Vocabulary(asked, answer)
-    return any(content and w not in seen for w, content in inserted)
+    seen = unicodedata.normalize("NFC", f"{asked}\n{answer}").lower()
+    return any(content and not used(w, seen) for w, content in inserted)

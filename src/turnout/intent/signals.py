@@ -2,8 +2,9 @@
 
 `scan` is the request-path part: hashes, cue words and a lexical comparison, in well under a
 millisecond for a 20-turn conversation (bench/intent). Whether the new user turn restates the
-earlier one is settled there when the words make it plain; otherwise the scan leaves the pair of
-turns for the semantic check (`decide_rephrase` with a similarity), which embeds only the new turn.
+earlier one is settled there when the words make it plain (a near-verbatim repeat; or a new
+question: a follow-up word, one swapped subject); otherwise the scan leaves the pair of turns for
+the semantic check (`decide_rephrase` with a similarity), which embeds only the new turn.
 
 The kinds are exclusive, most specific first: a request resent as it was (`regenerate`) counts
 once; a follow-up to an assistant that asked what was meant (`clarification`) is intent being
