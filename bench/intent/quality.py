@@ -91,7 +91,8 @@ def turnout(t: Thresholds, semantic: bool, new_questions: bool = True, name: str
     def predict(c: Case) -> str:
         s = scan(turns(c), resent=resent(c), semantic=semantic, t=t, new_questions=new_questions)
         if s.undecided is not None:
-            MODEL_CALLS[name] += 1
+            if name:
+                MODEL_CALLS[name] += 1
             sim = EMB.similarity_now(*s.undecided)
             return "rephrase" if decide_rephrase(s.lexical, s.cue, sim, t) else "none"
         return s.signal.value if s.signal else "none"
