@@ -107,6 +107,18 @@ def test_an_ordinary_follow_up_carries_no_signal(
     assert "turnout_intent_signals_total{" not in gw.http.get("/metrics").text
 
 
+def test_a_new_question_on_the_same_topic_is_no_rephrase_and_asks_no_model(
+    gateway_factory: Factory, upstreams: tuple[ScriptedUpstream, ScriptedUpstream]
+) -> None:
+    gw = gateway_factory(config(*upstreams, "semantic_wait_ms: 30000"))
+    chat(gw, "assistant", ASKED)
+    near = chat(gw, "assistant", ASKED, ANSWER, "How do I sort a dictionary by value in Python?")
+    assert near.headers["x-turnout-intent"] == ""
+    intent = intent_of(gw, near.headers["x-turnout-request-id"])["intent"]
+    assert intent["signals"] == [] and intent["new_question"] is True
+    assert "semantic" not in intent  # settled by the words, before the model
+
+
 def test_the_same_conversation_resent_is_a_regenerate_of_the_first_answer(
     gateway_factory: Factory, upstreams: tuple[ScriptedUpstream, ScriptedUpstream]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from turnout.intent.conversation import Turn, last_exchange, prefix_hash, turns_of
+from turnout.intent.newquestion import swapped
 from turnout.intent.signals import Signal, decide_rephrase, is_clarifying, is_correction, scan
 
 ASKED = "How do I sort a list in Python?"
@@ -79,6 +80,60 @@ def test_an_open_case_is_left_to_the_semantic_check_with_both_turns() -> None:
     s = scan(talk(ASKED, ANSWER, "How can I get a Python list sorted?"), semantic=True)
     assert s.signal is None and s.undecided == (ASKED, "How can I get a Python list sorted?")
     assert s.answer_at == 1
+
+
+@pytest.mark.parametrize(
+    ("asked", "answer", "new"),
+    [
+        ("What's the capital of Australia?", "The capital of Australia is Canberra.",
+         "What's the capital of New Zealand?"),
+        (ASKED, ANSWER, "How do I sort a dictionary by value in Python?"),
+        ("Wie lange muss ein Ei kochen?", "Für ein hartes Ei etwa 10 Minuten.",
+         "Wie lange muss ein Ei pochiert werden?"),
+        ("Combien de calories dans une banane ?", "Environ 105 calories.",
+         "Combien de calories dans une pomme ?"),
+        ("How do I center a div in CSS?", "Use display: flex with justify-content: center.",
+         "How do I also center the text inside it?"),  # builds on the answer
+        ("¿Cuál es la capital de Australia?", "Canberra.", "¿Y qué pasa con Nueva Zelanda?"),
+    ],
+)  # fmt: skip
+def test_a_new_question_on_the_same_topic_is_settled_without_the_model(
+    asked: str, answer: str, new: str
+) -> None:
+    s = scan(talk(asked, answer, new), semantic=True)
+    assert s.signal is None and s.undecided is None and s.new_question
+
+
+@pytest.mark.parametrize(
+    ("asked", "new"),
+    [
+        ("What's the capital of Australia?", "Which city is Australia's capital?"),
+        ("Quante calorie ha una banana?", "Quante calorie ci sono in una banana?"),  # small words
+        ("Comment faire des crêpes ?", "Quelle est la recette des crêpes ?"),  # a new opening
+    ],
+)
+def test_a_restatement_that_keeps_what_it_asks_about_is_left_to_the_model(
+    asked: str, new: str
+) -> None:
+    s = scan(talk(asked, "An answer.", new), semantic=True)
+    assert s.undecided == (asked, new) and not s.new_question
+
+
+def test_a_fixed_typo_or_a_repeat_is_not_a_new_question() -> None:
+    assert not swapped("How do I sort a lsit in Python?", ANSWER, ASKED, 0.4)
+    repeat = "Can I also sort it in place?"  # a follow-up word the question itself had
+    assert scan(talk(repeat, ANSWER, repeat), semantic=True).signal is Signal.REPHRASE
+
+
+def test_a_word_the_answer_used_is_not_new() -> None:
+    answer = "Canberra; Sydney is the largest city."
+    assert not swapped("What's the capital of Australia?", answer, "What's the largest city?", 0.4)
+    assert swapped("What's the capital of Australia?", answer, "What's the capital of Fiji?", 0.4)
+
+
+def test_ich_meinen_opens_a_restatement_not_a_correction() -> None:
+    assert not is_correction("Wie stelle ich meinen Router auf Werkseinstellungen zurück?")
+    assert is_correction("Nein, ich meine den anderen Router.")
 
 
 def test_without_the_model_only_a_cue_with_overlap_makes_a_rephrase() -> None:

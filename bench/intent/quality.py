@@ -1,11 +1,14 @@
 """How well turnout reads intent signals, what the scan costs, and how its alarm behaves.
 
-    flock /tmp/turnout-bench.lock .venv/bin/python bench/intent/quality.py [--calibrate]
+    PYTHONPATH=src flock /tmp/turnout-bench.lock .venv/bin/python bench/intent/quality.py
+    (with --calibrate: fit turnout's thresholds on the calibration half and print them)
 
 Cases: bench/intent/cases/cases.jsonl (written by hand for turnout; see cases/written.py), split
 in halves: every other case of each kind calibrates, the rest is scored. Compared, on the scored
 half, per signal:
-- turnout: the request-path scan (cue words, trigram overlap) with the MiniLM check for rephrases;
+- turnout: the request-path scan (cue words, trigram overlap, the new-question test) with the
+  MiniLM check for the rephrases the words leave open;
+- turnout without the new-question test: as it was before that test (intent/newquestion.py);
 - turnout, words only: the same without the model;
 - bag of words: word-set overlap for rephrase, a bag of negation words for correction, any "?"
   in the answer for clarification, any identical resend for regenerate;
@@ -42,6 +45,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE.parent / "results"
 KINDS = ("rephrase", "correction", "regenerate", "clarification")
 WINDOW_S = 600.0
+COMMAND = "PYTHONPATH=src flock /tmp/turnout-bench.lock .venv/bin/python bench/intent/quality.py"
 EMB = Embeddings()
 
 Case = dict[str, Any]
@@ -80,10 +84,15 @@ def resent(c: Case) -> bool:
     return is_regenerate(before, None, float(after), WINDOW_S)
 
 
-def turnout(t: Thresholds, semantic: bool) -> Method:
+MODEL_CALLS: Counter[str] = Counter()  # per method: how many cases needed the model
+
+
+def turnout(t: Thresholds, semantic: bool, new_questions: bool = True, name: str = "") -> Method:
     def predict(c: Case) -> str:
-        s = scan(turns(c), resent=resent(c), semantic=semantic, t=t)
+        s = scan(turns(c), resent=resent(c), semantic=semantic, t=t, new_questions=new_questions)
         if s.undecided is not None:
+            if name:
+                MODEL_CALLS[name] += 1
             sim = EMB.similarity_now(*s.undecided)
             return "rephrase" if decide_rephrase(s.lexical, s.cue, sim, t) else "none"
         return s.signal.value if s.signal else "none"
@@ -241,7 +250,9 @@ def calibrate_turnout(cases: list[Case]) -> Thresholds:
     lcue = fit(
         cases, lambda v: turnout(with_(lexical_with_cue=v), False), "rephrase", grid(0.1, 0.9, 0.05)
     )
-    return with_(lexical_with_cue=lcue)
+    t = with_(lexical_with_cue=lcue)
+    kept = fit(cases, lambda v: turnout(with_(swap_kept=v), True), "rephrase", grid(0.2, 0.8, 0.1))
+    return with_(swap_kept=kept)
 
 
 # -- cost ---------------------------------------------------------------------------------------
@@ -256,13 +267,21 @@ _SENTENCES = [
 ]
 
 
-def conversation(n: int, rng: random.Random) -> list[Turn]:
+# The last user turn: a correction (settled by the cue words) or a question on the same topic
+# (the new-question test reads it against the earlier question and the answer).
+LAST_TURNS = {
+    "correction": "No, I meant the idle timeout, not the total one.",
+    "same topic": "Could you explain how the retry budget interacts with the idle timeout here?",
+}
+
+
+def conversation(n: int, rng: random.Random, last: str) -> list[Turn]:
     out = [Turn("system", "You are a helpful assistant for a gateway's operators.")]
     for i in range(n):
         role = "user" if i % 2 == 0 else "assistant"
         out.append(Turn(role, rng.choice(_SENTENCES) + f" ({i})"))
     if out[-1].role != "user":
-        out.append(Turn("user", "No, I meant the idle timeout, not the total one."))
+        out.append(Turn("user", last))
     return out
 
 
@@ -281,20 +300,21 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def scan_cost() -> list[dict[str, Any]]:
-    rng = random.Random(7)
     rows = []
     for n in (2, 4, 10, 20, 40, 80):
-        conv = conversation(n, rng)
-        for _ in range(200):
-            request_path(conv)
-        took = []
-        for _ in range(3000):
-            t0 = time.perf_counter()
-            request_path(conv)
-            took.append((time.perf_counter() - t0) * 1e6)
-        rows.append(
-            {"turns": len(conv), "p50_us": percentile(took, 0.5), "p99_us": percentile(took, 0.99)}
-        )
+        row: dict[str, Any] = {}
+        for kind, last in LAST_TURNS.items():
+            conv = conversation(n, random.Random(7), last)
+            for _ in range(200):
+                request_path(conv)
+            took = []
+            for _ in range(3000):
+                t0 = time.perf_counter()
+                request_path(conv)
+                took.append((time.perf_counter() - t0) * 1e6)
+            row["turns"] = len(conv)
+            row[kind] = {"p50_us": percentile(took, 0.5), "p99_us": percentile(took, 0.99)}
+        rows.append(row)
     return rows
 
 
@@ -398,7 +418,10 @@ def main() -> int:
     e_c = fit(cal, lambda v: embedding_only(2, v, 2), "correction", grid(0.3, 0.95, 0.01))
     e_q = fit(cal, lambda v: embedding_only(2, 2, v), "clarification", grid(0.3, 0.95, 0.01))
     methods: dict[str, Method] = {
-        "turnout": turnout(CALIBRATED, True),
+        "turnout": turnout(CALIBRATED, True, name="turnout"),
+        "turnout without the new-question test": turnout(
+            CALIBRATED, True, new_questions=False, name="turnout without the new-question test"
+        ),
         "turnout, precision first (semantic ≥ 0.85)": turnout(
             Thresholds(
                 **{**{k: getattr(CALIBRATED, k) for k in CALIBRATED.__slots__}, "semantic": 0.85}
@@ -410,6 +433,7 @@ def main() -> int:
         f"embedding only (≥ {e_r}/{e_c}/{e_q})": embedding_only(e_r, e_c, e_q),
     }
     results = {name: scores(m, held) for name, m in methods.items()}
+    model_calls = dict(MODEL_CALLS)  # before the per-language scores ask again
     by_lang = {
         lang: scores(methods["turnout"], [c for c in held if c["lang"] == lang])
         for lang in sorted({c["lang"] for c in held})
@@ -420,6 +444,7 @@ def main() -> int:
     embed_1 = embed_cost_one_thread()
     alarm = alarm_behaviour()
     payload = {
+        "command": COMMAND,
         "cases": {
             "calibration": len(cal),
             "scored": len(held),
@@ -429,6 +454,7 @@ def main() -> int:
         "thresholds": CALIBRATED.__repr__(),
         "results": results,
         "turnout_by_language": by_lang,
+        "model_calls_scored_half": model_calls,
         "scan_cost": cost,
         "embedding_cost": embed,
         "embedding_cost_one_blas_thread": embed_1,
@@ -437,7 +463,7 @@ def main() -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "intent_quality.json").write_text(json.dumps(payload, indent=2, default=str))
-    md = ["# Intent signals: detection quality, scan cost, alarm", ""]
+    md = [f"`{COMMAND}`", "", "# Intent signals: detection quality, scan cost, alarm", ""]
     md += [
         f"Cases: {len(cal)} calibrate, {len(held)} scored ({dict(payload['cases']['by_kind'])}); "
         "written for turnout, 7 languages (bench/intent/cases).",
@@ -459,11 +485,19 @@ def main() -> int:
         "",
         "## Scan cost on the request path (hashes, cues, overlap; no model)",
         "",
-        "| turns | p50 µs | p99 µs |",
+        "| turns | last turn a correction: p50 / p99 µs | a question on the same topic |",
         "|---|---|---|",
     ]
-    md += [f"| {r['turns']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |" for r in cost]
     md += [
+        f"| {r['turns']} | "
+        + " | ".join(f"{r[k]['p50_us']:.0f} / {r[k]['p99_us']:.0f}" for k in LAST_TURNS)
+        + " |"
+        for r in cost
+    ]
+    calls = ", ".join(f"{name}: {n}" for name, n in model_calls.items())
+    md += [
+        "",
+        f"Cases of the scored half that needed the model ({len(held)} cases): {calls}.",
         "",
         f"MiniLM (numpy) on this machine (2 shared cores, load average {load_before:.1f}): "
         f"a new turn {embed['new_turn_p50_ms']:.1f} ms p50 "

@@ -235,6 +235,41 @@ DISMISSALS: list[tuple[str, str, str, str]] = [
     ("pt", "Quanto é 15% de 80?", "15% de 80 é 12. Quer que eu mostre os passos?", "Não, obrigado, é tudo."),
 ]  # fmt: skip
 
+# Written after the new-question test (intent/newquestion.py) was fixed, to check it on topics and
+# shapes it was not made from (elliptical "and for…?" questions among them): lang, question,
+# answer, rephrase, near (a new question on the same topic), follow-up. Appended after the rest,
+# so the halves of the earlier cases stay as they were.
+FRESH: list[tuple[str, str, str, str, str, str]] = [
+    ("en", "How many bones are in the human body?", "An adult human skeleton has 206 bones.",
+     "What's the total number of bones in an adult person?", "How many muscles are in the human body?", "Which one is the longest?"),
+    ("en", "How do I make my Wi-Fi faster?", "Move the router to a central spot, use the 5 GHz band and update its firmware.",
+     "Any tips to speed up my wireless internet at home?", "How do I make my Wi-Fi more secure?", "Does a mesh system help with that?"),
+    ("de", "Wie lange dauert ein Flug von Berlin nach New York?", "Ein Direktflug dauert etwa neun Stunden.",
+     "Wie viele Stunden fliegt man von Berlin nach New York?", "Und wie lange von Berlin nach Tokio?", "Welche Airlines fliegen die Strecke direkt?"),
+    ("de", "Was kostet ein Personalausweis?", "Ein Personalausweis kostet 37 Euro, für Personen unter 24 Jahren 22,80 Euro.",
+     "Wie teuer ist der Personalausweis?", "Was kostet ein Reisepass?", "Wo kann ich ihn beantragen?"),
+    ("fr", "Quelle est la différence entre un crocodile et un alligator ?", "L'alligator a un museau large en U, le crocodile un museau plus fin en V.",
+     "Comment distinguer un alligator d'un crocodile ?", "Quelle est la différence entre un lapin et un lièvre ?", "Lequel est le plus dangereux ?"),
+    ("fr", "Comment enlever une tache de vin rouge ?", "Épongez, couvrez de sel, puis lavez à l'eau froide.",
+     "Que faire pour faire partir une tache de vin rouge ?", "Et pour une tache de café ?", "Ça marche aussi sur un canapé ?"),
+    ("es", "¿Cuántos habitantes tiene Madrid?", "Madrid tiene unos 3,3 millones de habitantes.",
+     "¿Cuál es la población de Madrid?", "¿Y Barcelona?", "¿Es la ciudad más grande de España?"),
+    ("es", "¿Cómo se cuida un cactus?", "Mucha luz, riego escaso cada dos o tres semanas y tierra que drene bien.",
+     "¿Qué necesita un cactus para estar sano?", "¿Cómo se cuida una orquídea?", "¿Y en invierno lo riego menos?"),
+    ("it", "Quanto dista Roma da Milano?", "Circa 570 km in linea d'aria, poco più di 3 ore in treno.",
+     "Quanti chilometri ci sono tra Roma e Milano?", "Quanto dista Roma da Napoli?", "Conviene prendere il treno o l'aereo?"),
+    ("it", "Come si prepara il tiramisù?", "Savoiardi inzuppati nel caffè, crema di mascarpone, uova e zucchero, cacao in polvere sopra.",
+     "Mi spieghi come fare il tiramisù?", "Come si prepara la panna cotta?", "Si può fare senza uova crude?"),
+    ("nl", "Hoe hoog is de Mount Everest?", "De Mount Everest is 8.849 meter hoog.",
+     "Hoeveel meter is de Mount Everest?", "Hoe hoog is de K2?", "Wie heeft hem als eerste beklommen?"),
+    ("nl", "Wanneer begint de zomertijd?", "De zomertijd begint op de laatste zondag van maart.",
+     "Op welke dag gaat de klok vooruit?", "Wanneer begint de wintertijd?", "Gaat de klok dan een uur vooruit?"),
+    ("pt", "Qual é o maior rio do Brasil?", "O maior rio do Brasil é o Amazonas.",
+     "Que rio brasileiro é o mais extenso?", "Qual é o maior rio da Europa?", "Quantos quilômetros ele tem?"),
+    ("pt", "Como faço um currículo?", "Inclua dados de contato, experiência, formação e competências, em no máximo duas páginas.",
+     "Como devo montar o meu CV?", "Como faço uma carta de apresentação?", "Devo colocar foto?"),
+]  # fmt: skip
+
 
 def cases() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
@@ -259,6 +294,12 @@ def cases() -> list[dict[str, object]]:
         add("clarification", lang, [("user", q), ("assistant", ask), ("user", reply)], "clarify")
     for lang, q, a, reply in DISMISSALS:
         add("none", lang, [("user", q), ("assistant", a), ("user", reply)], "dismissal")
+    for i, (lang, q, a, rephrase, near, follow) in enumerate(FRESH):
+        head = [("user", q), ("assistant", a)]
+        add("rephrase", lang, [*head, ("user", rephrase)], "fresh")
+        negatives = [("fresh-near", near), ("fresh", follow)]
+        for source, text in negatives if i % 2 == 0 else negatives[::-1]:  # halves: 7 near each
+            add("none", lang, [*head, ("user", text)], source)
     return out
 
 

@@ -35,7 +35,7 @@ CORRECTION = (
     # de
     r"nein,? ich meinte",
     r"ich meinte",
-    r"ich meine(?! es)",
+    r"ich meine\b(?! es)",  # not "ich meinen Router"
     r"das (meinte|wollte) ich nicht",
     r"das habe ich nicht gefragt",
     r"nicht das,? was ich",
@@ -163,6 +163,44 @@ REPHRASE = (
     r"outra vez",
 )
 
+# The user builds on the answer: asks something more, after it, or about another case.
+FOLLOW_UP = (
+    r"also",
+    r"too",
+    r"as well",
+    r"afterwards?",
+    r"after that",
+    r"then",
+    r"^and",
+    r"what about",
+    r"how about",
+    r"auch",
+    r"danach",
+    r"dann",
+    r"^und",
+    r"was ist mit",
+    r"aussi",
+    r"ensuite",
+    r"après",
+    r"^et",
+    r"et pour",
+    r"también",
+    r"después",
+    r"luego",
+    r"^y",
+    r"y qué",
+    r"anche",
+    r"dopo",
+    r"poi",
+    r"^e",  # it, pt: "and" ("en" is not here: fr and es "in" opens restatements too)
+    r"ook",
+    r"daarna",
+    r"dan",
+    r"também",
+    r"depois",
+    r"e quanto",
+)
+
 # The assistant asks what the user meant.
 CLARIFYING = (
     r"do you mean",
@@ -251,12 +289,16 @@ _DISMISSING = (
 DISMISSAL = (rf"^(no|nein|non|nee|não)[.!,]? ({_DISMISSING})\b",)
 
 
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:(?<!\\w){p})" for p in patterns))
+def _compile(patterns: tuple[str, ...], whole: bool = False) -> re.Pattern[str]:
+    # One look-behind for the whole alternation: the same matches as one per phrase, and some
+    # ten times faster on a turn where nothing matches (the common case).
+    end = "(?!\\w)" if whole else ""
+    return re.compile(f"(?<!\\w)(?:{'|'.join(patterns)}){end}")
 
 
 CORRECTION_RE = _compile(CORRECTION)
 REPHRASE_RE = _compile(REPHRASE)
+FOLLOW_UP_RE = _compile(FOLLOW_UP, whole=True)
 CLARIFYING_RE = _compile(CLARIFYING)
 OFFER_RE = _compile(OFFER)
 DISMISSAL_RE = _compile(DISMISSAL)

@@ -123,6 +123,8 @@ class IntentLayer(Layer):
             record["answer_prefix"] = answered
             missed = self.answers.get(answered)
             record["lexical"] = round(s.lexical, 4)
+            if s.new_question:
+                record["new_question"] = True
         if missed is not None:
             record["missed"] = missed.as_dict()
         d = Detection(run, s, record, missed, self.rerecord)

@@ -2,8 +2,9 @@
 
 `scan` is the request-path part: hashes, cue words and a lexical comparison, in well under a
 millisecond for a 20-turn conversation (bench/intent). Whether the new user turn restates the
-earlier one is settled there when the words make it plain; otherwise the scan leaves the pair of
-turns for the semantic check (`decide_rephrase` with a similarity), which embeds only the new turn.
+earlier one is settled there when the words make it plain (a near-verbatim repeat; or a new
+question: a follow-up word, one swapped subject); otherwise the scan leaves the pair of turns for
+the semantic check (`decide_rephrase` with a similarity), which embeds only the new turn.
 
 The kinds are exclusive, most specific first: a request resent as it was (`regenerate`) counts
 once; a follow-up to an assistant that asked what was meant (`clarification`) is intent being
@@ -21,10 +22,12 @@ from turnout.intent.cues import (
     CLARIFYING_RE,
     CORRECTION_RE,
     DISMISSAL_RE,
+    FOLLOW_UP_RE,
     OFFER_RE,
     REPHRASE_RE,
     normal,
 )
+from turnout.intent.newquestion import swapped
 
 
 class Signal(StrEnum):
@@ -47,6 +50,7 @@ class Scan:
     lexical: float = 0.0
     cue: bool = False
     answer_at: int | None = None  # index of the assistant turn the new user turn follows
+    new_question: bool = False  # the words show a new question, so no rephrase (and no model)
 
 
 def is_clarifying(answer: str) -> bool:
@@ -91,11 +95,26 @@ def decide_rephrase(
     return semantic >= (t.semantic_with_cue if cue else t.semantic)
 
 
+def is_new_question(asked: str, answer: str, new: str, t: Thresholds = CALIBRATED) -> bool:
+    """The new turn builds on the answer ("also", "what about…", a word the earlier question did
+    not have) or asks the earlier question about something else: not a restatement, however
+    similar (bench/intent)."""
+    follow = set(FOLLOW_UP_RE.findall(normal(new))) - set(FOLLOW_UP_RE.findall(normal(asked)))
+    return bool(follow) or swapped(asked, answer, new, t.swap_kept)
+
+
 def scan(
-    turns: list[Turn], *, resent: bool = False, semantic: bool = True, t: Thresholds = CALIBRATED
+    turns: list[Turn],
+    *,
+    resent: bool = False,
+    semantic: bool = True,
+    t: Thresholds = CALIBRATED,
+    new_questions: bool = True,
 ) -> Scan:
     """The request-path decision. `resent`: the same conversation was sent within the window.
-    With `semantic`, a rephrase the words leave open is left `undecided` for the model."""
+    With `semantic`, a rephrase the words leave open is left `undecided` for the model.
+    `new_questions`: a turn that asks something new is settled as no rephrase, without the model
+    (off only to measure what that test adds)."""
     if resent:
         return Scan(Signal.REGENERATE)
     exchange = last_exchange(turns)
@@ -109,6 +128,8 @@ def scan(
         return Scan(Signal.CORRECTION, answer_at=at)
     cue = REPHRASE_RE.search(normal(new)) is not None
     lexical = lexical_similarity(asked, new)
+    if new_questions and not cue and is_new_question(asked, answer, new, t):
+        return Scan(None, lexical=lexical, answer_at=at, new_question=True)
     if lexical >= t.lexical_certain:
         return Scan(Signal.REPHRASE, lexical=lexical, cue=cue, answer_at=at)
     if semantic:
