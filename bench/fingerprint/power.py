@@ -348,7 +348,8 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         + ". `pools`: per probe, the SmolLM2 pool / the changed pool each comparison drew from; "
         "`whole`: every comparison's fresh run held that whole pool (the changed pool, or "
         "SmolLM2's completions left after the baseline), so comparisons differ only in the "
-        "baseline draw and the permutations and the rate is conditional on that one fresh set "
+        "baseline draw, the permutations (and for `empty` which answers are emptied): the rate "
+        "is conditional on that one fresh set "
         "(the interval does not cover the fresh run's sampling). Baseline and fresh run are "
         "disjoint within every comparison; across comparisons they reuse the pools.",
         "",
