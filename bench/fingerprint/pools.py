@@ -41,12 +41,13 @@ class Pool:
 
 
 # Sized for two shared cores (SmolLM2 made 7-11 tokens/s a slot there): the SmolLM2 pool holds a
-# baseline of 10 per probe and a disjoint check of up to 4; the changed pools, a check of 4.
+# baseline of 10 per probe and a disjoint check of up to 10 (250 completions); the changed pools,
+# a check of 10.
 POOLS = (
-    Pool("smollm2", 14),
-    Pool("smollm2-t1.3", 4, temperature=1.3),
-    Pool("gemma", 4, model="gemma3-270m"),
-    Pool("smollm2-prefix", 4, prefix=HIDDEN_PROMPT),
+    Pool("smollm2", 20),
+    Pool("smollm2-t1.3", 10, temperature=1.3),
+    Pool("gemma", 10, model="gemma3-270m"),
+    Pool("smollm2-prefix", 10, prefix=HIDDEN_PROMPT),
     Pool("smollm2-t0.7", 4, temperature=0.7),
 )
 

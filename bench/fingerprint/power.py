@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -85,6 +87,7 @@ SCENARIOS = (
     Scenario("temp-0.7", "temperature 1.0 → 0.7", "smollm2-t0.7"),
     Scenario("empty", f"{EMPTY_SHARE:.0%} more empty answers", None, empty=EMPTY_SHARE),
 )
+SHARES = {sc.name: sc.share for sc in SCENARIOS}
 
 
 def _greedy(rng: np.random.Generator, g: list[Sample], n: int = GREEDY_PER_PROBE) -> list[Sample]:
@@ -130,10 +133,23 @@ class Cell:
     rejections: int = 0
     previous: int = 0  # rejections by the previous set of tests alone (Holm over PREVIOUS)
     by_test: dict[str, int] = dataclasses.field(default_factory=dict)
+    # per probe: SmolLM2's pool and the changed pool the draws came from (0: no changed pool)
+    pools: tuple[int, int] = (0, 0)
 
     @property
     def rate(self) -> float:
         return self.rejections / self.reps
+
+    @property
+    def whole_pool(self) -> bool:
+        """Every comparison's fresh run held the whole changed pool, or all of SmolLM2's
+        completions left after the baseline: comparisons then differed only in the baseline
+        draw and the permutations. (A partial swap's mix varies from draw to draw.)"""
+        nf, share = self.fresh_n // 25, SHARES[self.scenario]
+        smollm2, changed = self.pools
+        if changed:
+            return share == 1 and changed == nf
+        return smollm2 == self.baseline_n // 25 + nf
 
     def as_dict(self) -> dict[str, object]:
         lo, hi = wilson(self.rejections, self.reps)
@@ -147,6 +163,8 @@ class Cell:
             "ci95": [lo, hi],
             "previous_tests_rate": self.previous / self.reps,
             "rejected_by": {k: v / self.reps for k, v in self.by_test.items()},
+            "pools_per_probe": list(self.pools),
+            "fresh_is_whole_pool": self.whole_pool,
         }
 
 
@@ -227,13 +245,17 @@ def main() -> int:
         for i, sc in enumerate(SCENARIOS):
             if args.only and sc.name not in args.only:
                 continue
-            need = nf if sc.pool else BASELINE_PER_PROBE + nf
-            if sizes.get(sc.pool or "smollm2", 0) < need:
+            # SmolLM2 holds the baseline and, disjoint from it, whatever of the fresh run stays
+            # SmolLM2's; a smaller pool would reuse baseline completions in the check.
+            own = nf if sc.pool is None or sc.share < 1 else 0
+            smollm2, changed = sizes.get("smollm2", 0), sizes.get(sc.pool, 0) if sc.pool else 0
+            if smollm2 < BASELINE_PER_PROBE + own or (sc.pool and changed < nf):
                 print(f"{sc.name}: pool too small for {nf} a probe, skipped", flush=True)
                 continue
             for logprobs in (False, True):
                 reps = args.null_reps if sc.name == "null" else args.reps
                 cell = Cell(sc.name, logprobs, 25 * BASELINE_PER_PROBE, 25 * nf, reps)
+                cell.pools = (smollm2, changed)
                 measure(drawer(pools, greedy, sc, logprobs), cell, seed=1000 * nf + 10 * i)
                 cells.append(cell)
                 lo, hi = wilson(cell.rejections, cell.reps)
@@ -243,15 +265,17 @@ def main() -> int:
                     f"{cell.previous / reps:.3f}  ({time.monotonic() - started:.0f} s)",
                     flush=True,
                 )
-    write(merged(cells, args.merge), sizes, args)
+                write(merged(cells, args.merge), sizes, args)  # a stopped run keeps its cells
     return 0
 
 
 def merged(cells: list[Cell], files: list[str]) -> list[Cell]:
     """Cells from earlier result files, replaced by this run's where both measured one."""
     out: dict[tuple[str, bool, int], Cell] = {}
+    scenarios = {sc.name: sc for sc in SCENARIOS}
     for name in files:
-        for d in json.loads(Path(name).read_text())["cells"]:
+        saved = json.loads(Path(name).read_text())
+        for d in saved["cells"]:
             reps = d["reps"]
             cell = Cell(
                 d["scenario"],
@@ -263,6 +287,13 @@ def merged(cells: list[Cell], files: list[str]) -> list[Cell]:
                 round(d["previous_tests_rate"] * reps),
                 {k: round(v * reps) for k, v in d["rejected_by"].items()},
             )
+            # files written before cells carried their pools: the file's pool sizes
+            sizes, pool = saved["pool_sizes"], scenarios[cell.scenario].pool
+            smollm2, changed = d.get("pools_per_probe") or (
+                sizes["smollm2"],
+                sizes[pool] if pool else 0,
+            )
+            cell.pools = (smollm2, changed)
             out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
     for cell in cells:
         out[(cell.scenario, cell.logprobs, cell.fresh_n)] = cell
@@ -270,30 +301,37 @@ def merged(cells: list[Cell], files: list[str]) -> list[Cell]:
     return sorted(out.values(), key=lambda c: (c.fresh_n, order[c.scenario], c.logprobs))
 
 
+def command_line() -> str:
+    """The command as run (interpreter path aside)."""
+    niceness = os.nice(0)
+    return (
+        ("PYTHONPATH=src " if os.environ.get("PYTHONPATH") else "")
+        + "flock /tmp/turnout-bench.lock "
+        + (f"nice -n {niceness} " if niceness else "")
+        + ".venv/bin/python bench/fingerprint/power.py"
+        + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    )
+
+
 def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = "flock /tmp/turnout-bench.lock .venv/bin/python bench/fingerprint/power.py"
-    if args.reps != 200 or args.null_reps != 200:
-        command += f" --reps {args.reps} --null-reps {args.null_reps}"
-    if args.sizes != [2, 4]:
-        command += " --sizes " + " ".join(map(str, args.sizes))
-    if args.only:
-        command += " --only " + " ".join(args.only)
+    command = command_line()
     rows = []
     for c in cells:
         lo, hi = wilson(c.rejections, c.reps)
         top = ", ".join(f"{k} {v / c.reps:.2f}" for k, v in sorted(c.by_test.items()))
+        drawn = f"{c.pools[0]} / {c.pools[1] or '-'}" + (" (whole)" if c.whole_pool else "")
         rows.append(
             f"| {c.scenario} | {'yes' if c.logprobs else 'no'} | {c.fresh_n} | {c.reps} | "
             f"**{c.rate:.3f}** | [{lo:.3f}, {hi:.3f}] | {c.previous / c.reps:.3f} | "
-            f"{top or '-'} |"
+            f"{drawn} | {top or '-'} |"
         )
     labels = "; ".join(f"`{sc.name}`: {sc.label}" for sc in SCENARIOS)
     md = [
-        "# Fingerprint checks: power and false-positive rate per change and check size",
+        f"Reproduce: `{command}` (pools first: `flock /tmp/turnout-bench.lock .venv/bin/python "
+        "bench/fingerprint/pools.py`)",
         "",
-        "Reproduce (pools first: `flock /tmp/turnout-bench.lock .venv/bin/python "
-        f"bench/fingerprint/pools.py`): `{command}`",
+        "# Fingerprint checks: power and false-positive rate per change and check size",
         "",
         "Built-in suite (25 text-completion probes), temperature 1.0, max_tokens 32, pools of "
         "real completions from the embedded models (SmolLM2-135M, Gemma 3 270M) through the "
@@ -305,9 +343,15 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         f"{GREEDY_PER_PROBE} greedy top-5 samples a probe on each side); `no`: text only. "
         "`previous tests`: Holm over the tests a check had before (MMD, typicality, length, "
         "metadata), on the same draws. `empty` replaces a share of SmolLM2 answers with empty "
-        "ones. Pool sizes per probe: "
+        "ones. Pool sizes per probe in this run: "
         + ", ".join(f"{k} {v}" for k, v in sorted(sizes.items()))
-        + ".",
+        + ". `pools`: per probe, the SmolLM2 pool / the changed pool each comparison drew from; "
+        "`whole`: every comparison's fresh run held that whole pool (the changed pool, or "
+        "SmolLM2's completions left after the baseline), so comparisons differ only in the "
+        "baseline draw, the permutations (and for `empty` which answers are emptied): the rate "
+        "is conditional on that one fresh set "
+        "(the interval does not cover the fresh run's sampling). Baseline and fresh run are "
+        "disjoint within every comparison; across comparisons they reuse the pools.",
         "",
         f"Changes: {labels}.",
         "",
@@ -315,8 +359,8 @@ def write(cells: list[Cell], sizes: dict[str, int], args: argparse.Namespace) ->
         "rate). CI: Wilson 95%.",
         "",
         "| change | logprobs | fresh completions | comparisons | rate | 95% CI | "
-        "previous tests | rejected by |",
-        "|---|---|---|---|---|---|---|---|",
+        "previous tests | pools | rejected by |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"![power curves]({args.out}.png)",
