@@ -81,6 +81,8 @@ def release(url: str) -> None:
 
 
 @contextmanager
-def connection(pool: ConnectionPool, url: str, timeout: float = 10.0) -> Iterator[psycopg.Connection]:
+def connection(
+    pool: ConnectionPool, url: str, timeout: float = 10.0
+) -> Iterator[psycopg.Connection]:
     with translated(url), pool.connection(timeout=timeout) as conn:
         yield conn

@@ -115,4 +115,6 @@ def migrated(conn: sqlite3.Connection, where: str) -> None:
     try:
         migrate(conn, where)
     except sqlite3.Error as exc:
-        raise StoreError(f"record store {where}: its schema cannot be brought up to date: {exc}") from None
+        raise StoreError(
+            f"record store {where}: its schema cannot be brought up to date: {exc}"
+        ) from None

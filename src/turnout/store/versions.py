@@ -34,8 +34,8 @@ def migrate(url: str | Path) -> list[Applied]:
         from turnout.store.pg_schema import migrate_url
 
         return migrate_url(str(url))
-    from turnout.store.sqlite import open_for_writing
     from turnout.store.location import sqlite_file
+    from turnout.store.sqlite import open_for_writing
     from turnout.store.sqlite_schema import migrate as migrate_sqlite
 
     conn = open_for_writing(sqlite_file(url), migrate=False)
