@@ -214,6 +214,7 @@ _EXTENSIONS = (
     "turnout.migrate.cli",
     "turnout.auth.cli",
     "turnout.intent.cli",
+    "turnout.store.cli",
 )
 
 
