@@ -1,27 +1,30 @@
-"""The record writer's PostgreSQL sink: multi-row upserts through the shared pool.
+"""The record writer's PostgreSQL sink: multi-row upserts on a connection of its own.
 
-A run recorded again (intent attribution updates it) replaces its row, as in SQLite. While
-the server cannot be reached every call raises one of `failures`, and the writer keeps the
-batch; the pool replaces the connections the outage cut.
+A run recorded again (intent attribution updates it) replaces its row, as in SQLite. The
+writer is one thread writing one batch at a time, so it holds one connection rather than a
+pool's: when a call fails the connection is dropped, and the next try (paced by the writer's
+backoff) connects afresh, so the writer is back within one pause of the server's return.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from functools import cache
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 
 from turnout.config.schema import Retention
 from turnout.lifecycle.run import Run
-from turnout.store import pg_pool
 from turnout.store.errors import StoreError
 from turnout.store.location import describe
 from turnout.store.pg_errors import UNREACHABLE, translated
 from turnout.store.pg_partitions import Partitions, day_of, prune
-from turnout.store.pg_schema import migrate_url
+from turnout.store.pg_schema import migrate, migrate_url
 from turnout.store.retention import Pruned
 from turnout.store.rows import bare_row
 from turnout.store.sqlite import COLUMNS, Recovery
@@ -30,7 +33,7 @@ log = logging.getLogger("turnout.store")
 
 NAMES = [c.strip() for c in COLUMNS.split(",")]
 STREAM = NAMES.index("stream")
-TAKE_TIMEOUT_S = 2.0  # a writer waits this long for a connection before calling the store down
+CONNECT_TIMEOUT_S = 2  # libpq's least; a refused connection fails at once
 ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, OverflowError, ValueError, TypeError)
 ERASE_BODIES = (
     "UPDATE requests SET request_body = NULL, response_body = NULL, attrs = jsonb_set("
@@ -69,15 +72,37 @@ class PostgresSink:
         self.url = url
         self.location = describe(url)
         self.salvaged = 0
-        self.pool: Any = None
+        self.conn: psycopg.Connection | None = None
         self.parts = Partitions()
 
     def check(self) -> None:
         migrate_url(self.url)
 
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is not None and (self.conn.closed or self.conn.broken):
+            self._drop()
+        if self.conn is None:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="turnout-writer",
+            )
+            set_json_loads(orjson.loads, conn)
+            self.conn = conn
+        return self.conn
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+        self.parts = Partitions()  # a restored server may have lost what was made
+
     def open(self) -> Recovery:
-        self.pool = pg_pool.acquire(self.url)
-        with pg_pool.connection(self.pool, self.url) as conn:
+        with translated(self.url):
+            conn = self._connection()
+            migrate(conn, self.location)
             self.parts.ahead(conn, time.time())
             records = _count(conn)
         return Recovery(False, 0, records, True, "ok")
@@ -86,9 +111,9 @@ class PostgresSink:
         latest: dict[str, int] = {}  # a run queued twice in one batch: its last record wins
         for i, row in enumerate(rows):
             latest[row[0]] = i
-        keep = sorted(latest.values())
-        batch = [(runs[i], pg_row(rows[i])) for i in keep]
-        with self.pool.connection(timeout=TAKE_TIMEOUT_S) as conn:
+        batch = [(runs[i], pg_row(rows[i])) for i in sorted(latest.values())]
+        try:
+            conn = self._connection()
             self.parts.ensure(conn, {day_of(row[1]) for _, row in batch})
             try:
                 with conn.transaction():
@@ -97,6 +122,9 @@ class PostgresSink:
             except ROW_ERRORS:
                 pass  # one row the database refused: find it below, keep the others
             return self._one_by_one(conn, batch, record_bodies)
+        except self.failures:
+            self._drop()
+            raise
 
     def _one_by_one(
         self, conn: psycopg.Connection, batch: list[tuple[Run, tuple[Any, ...]]], mode: str
@@ -121,25 +149,31 @@ class PostgresSink:
         return lost
 
     def probe(self) -> None:
-        with self.pool.connection(timeout=TAKE_TIMEOUT_S) as conn:
-            conn.execute("SELECT 1")
+        try:
+            self._connection().execute("SELECT 1")
+        except self.failures:
+            self._drop()
+            raise
 
     def prune(self, retention: Retention, now: float) -> Pruned:
-        with self.pool.connection(timeout=TAKE_TIMEOUT_S) as conn:
+        try:
+            conn = self._connection()
             self.parts.ahead(conn, now)
             return prune(conn, retention, now, self.parts)
+        except self.failures:
+            self._drop()
+            raise
 
     def erase_bodies(self, request_id: str) -> bool:
         try:
-            with translated(self.url), self.pool.connection(timeout=10) as conn:
-                return conn.execute(ERASE_BODIES, (request_id,)).rowcount > 0
+            with translated(self.url):
+                return self._connection().execute(ERASE_BODIES, (request_id,)).rowcount > 0
         except StoreError as exc:
+            self._drop()
             raise StoreError(f"cannot erase {request_id!r}: {exc}") from None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool = None
-            pg_pool.release(self.url)
+        self._drop()
 
 
 def _count(conn: psycopg.Connection) -> int:
