@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from turnout.store.copy_tables import Table
-from turnout.store.location import is_postgres
+from turnout.store.location import is_postgres, postgres_module
 
 
 class End(Protocol):
@@ -31,9 +31,7 @@ class End(Protocol):
 
 def open_end(url: str, write: bool) -> End:
     if is_postgres(url):
-        from turnout.store.pg_copy import PostgresEnd
-
-        return PostgresEnd(url, write)
+        return postgres_module("pg_copy").PostgresEnd(url, write)
     from turnout.store.sqlite_copy import SQLiteEnd
 
     return SQLiteEnd(url, write)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import is_postgres, sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +46,7 @@ class MigrationEventLog(Protocol):
 
 def open_event_log(url: str | Path) -> MigrationEventLog:
     if is_postgres(url):
-        from turnout.store.pg_events import PostgresEventLog
-
-        return PostgresEventLog(str(url))
+        return postgres_module("pg_events").PostgresEventLog(str(url))
     from turnout.store.sqlite_events import SQLiteEventLog
 
     return SQLiteEventLog(sqlite_file(url))

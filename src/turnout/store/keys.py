@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import is_postgres, sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +95,7 @@ class KeyStore(Protocol):
 
 def open_keys(url: str | Path) -> KeyStore:
     if is_postgres(url):
-        from turnout.store.pg_keys import PostgresKeyStore
-
-        return PostgresKeyStore(str(url))
+        return postgres_module("pg_keys").PostgresKeyStore(str(url))
     from turnout.store.sqlite_keys import SQLiteKeyStore
 
     return SQLiteKeyStore(sqlite_file(url))

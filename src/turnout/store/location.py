@@ -3,7 +3,9 @@ a URL may hold a password."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit
 
 from turnout.store.errors import StoreError
@@ -49,3 +51,16 @@ def scrub(text: str, url: str | Path) -> str:
     except ValueError:
         password = None
     return text.replace(password, "***") if password else text
+
+
+def postgres_module(name: str) -> ModuleType:
+    """`turnout.store.<name>`, a PostgreSQL module; a StoreError saying what to install if the
+    driver is not (a SQLite-only install does not need it)."""
+    try:
+        return importlib.import_module(f"turnout.store.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("psycopg", "psycopg_pool"):
+            raise StoreError(
+                "a PostgreSQL store needs its driver: pip install 'turnout[postgres]'"
+            ) from None
+        raise

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
-from turnout.store.location import is_postgres, sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 Request = dict[str, Any]
 # Where an incremental reader stopped: (started, id) of the last request it saw.
@@ -136,9 +136,7 @@ class RecordReader(Protocol):
 def open_reader(url: str | Path) -> RecordReader:
     """A reader of the store at `url`; NoRecordStore if there is none."""
     if is_postgres(url):
-        from turnout.store.pg_read import PostgresReader
-
-        return PostgresReader(str(url))
+        return postgres_module("pg_read").PostgresReader(str(url))
     from turnout.store.sqlite_read import SQLiteReader
 
     return SQLiteReader(sqlite_file(url))

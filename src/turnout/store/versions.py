@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from turnout.store.errors import StoreError
-from turnout.store.location import describe, is_postgres
+from turnout.store.location import describe, is_postgres, postgres_module
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +31,8 @@ def too_new(where: str, found: int, latest: int) -> StoreError:
 def migrate(url: str | Path) -> list[Applied]:
     """Bring the store at `url` to the latest schema (creating it if absent); what was applied."""
     if is_postgres(url):
-        from turnout.store.pg_schema import migrate_url
-
-        return migrate_url(str(url))
+        applied: list[Applied] = postgres_module("pg_schema").migrate_url(str(url))
+        return applied
     from turnout.store.location import sqlite_file
     from turnout.store.sqlite import open_for_writing
     from turnout.store.sqlite_schema import migrate as migrate_sqlite

@@ -30,7 +30,7 @@ from typing import Any
 
 from turnout.config.schema import Retention, StoreConfig
 from turnout.lifecycle.run import Run
-from turnout.store.location import is_postgres, sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 from turnout.store.rows import row_of
 from turnout.store.sink import Sink
 from turnout.store.sqlite import Recovery
@@ -50,9 +50,7 @@ RETRY_LONGEST_S = 5.0
 
 def sink_for(url: str) -> Sink:
     if is_postgres(url):
-        from turnout.store.pg_sink import PostgresSink
-
-        return PostgresSink(url)
+        return postgres_module("pg_sink").PostgresSink(url)
     from turnout.store.sqlite_sink import SQLiteSink
 
     return SQLiteSink(sqlite_file(url))
