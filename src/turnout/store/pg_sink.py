@@ -20,6 +20,7 @@ from psycopg.types.json import set_json_loads
 
 from turnout.config.schema import Retention
 from turnout.lifecycle.run import Run
+from turnout.store import pg_pool
 from turnout.store.errors import StoreError
 from turnout.store.location import describe
 from turnout.store.pg_errors import UNREACHABLE, translated
@@ -73,6 +74,7 @@ class PostgresSink:
         self.location = describe(url)
         self.salvaged = 0
         self.conn: psycopg.Connection | None = None
+        self.pool: object | None = None
         self.parts = Partitions()
 
     def check(self) -> None:
@@ -105,6 +107,9 @@ class PostgresSink:
             migrate(conn, self.location)
             self.parts.ahead(conn, time.time())
             records = _count(conn)
+        # The process's pool lives as long as its writer: the readers a gateway opens now and
+        # then (canary evidence, stored responses) take a connection, not a new pool.
+        self.pool = pg_pool.acquire(self.url)
         return Recovery(False, 0, records, True, "ok")
 
     def write(self, runs: list[Run], rows: list[tuple[Any, ...]], record_bodies: str) -> int:
@@ -174,6 +179,9 @@ class PostgresSink:
 
     def close(self) -> None:
         self._drop()
+        if self.pool is not None:
+            self.pool = None
+            pg_pool.release(self.url)
 
 
 def _count(conn: psycopg.Connection) -> int:
