@@ -46,7 +46,10 @@ def binaries() -> Path:
 class PostgresServer:
     """One cluster; `url(db)` names a database in it, `create_database()` makes a fresh one."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable`: commits reach the disk, as in production (benchmarks); else the tests'
+        speed (no fsync)."""
+        self.durable = durable
         self.bin = binaries()
         self.root = Path(tempfile.mkdtemp(prefix="turnout-pg-"))
         self.data = self.root / "data"

@@ -22,6 +22,8 @@ class Sink(Protocol):
     # True: a batch that could not be written is kept to try again (a server that comes back);
     # False: it is dropped and counted (a full disk frees no space by waiting).
     buffers: bool
+    # Rows the writer gathers (a slice at a time) for one `write`.
+    batch_rows: int
 
     def check(self) -> None:
         """StoreError, naming the store, unless it can be written."""

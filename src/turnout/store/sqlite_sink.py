@@ -36,6 +36,7 @@ ROW_ERRORS = (
 class SQLiteSink:
     failures = (sqlite3.Error, OSError)
     buffers = False
+    batch_rows = 1  # every slice in its own short transaction, as the writer was tuned
 
     def __init__(self, path: Path) -> None:
         self.path = self.location = path

@@ -91,6 +91,7 @@ class RecordWriter:
         self.failing: Failing | None = None
         self._logged_at = -LOG_EVERY_S
         self._queue: collections.deque[Run] = collections.deque()
+        self._held = 0  # runs taken off the queue by the writer thread, not yet written
         self._wake = threading.Event()
         self._flushing = threading.Lock()
         self._stop = False
@@ -133,7 +134,8 @@ class RecordWriter:
         return self.recovery
 
     def submit(self, run: Run) -> None:
-        if len(self._queue) >= self.queue_size:
+        # The bound counts what the writer has taken and not yet written, too.
+        if len(self._queue) + self._held >= self.queue_size:
             self.refused += 1
             return
         self._queue.append(run)
@@ -145,7 +147,8 @@ class RecordWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Records submitted and not yet written (queued, or in the batch being written)."""
+        return len(self._queue) + self._held
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -191,15 +194,26 @@ class RecordWriter:
     def _flush_locked(self) -> None:
         # What was queued when the flush began, so a busy gateway cannot keep one flush going.
         left = len(self._queue)
+        runs: list[Run] = []
+        rows: list[tuple[Any, ...]] = []
         while left > 0 and self._open:
-            runs, rows = self._slice(left)
-            if not runs:
-                return
-            left -= len(runs)
-            if not self._write(runs, rows):
-                return  # the store is down; what is queued waits for it
+            more_runs, more_rows = self._slice(left)
+            if not more_runs:
+                break
+            left -= len(more_runs)
+            runs += more_runs
+            rows += more_rows
+            # Rows are built a slice at a time; a sink that writes better in larger statements
+            # (a round trip each) takes several slices at once.
+            if len(runs) >= self.sink.batch_rows or left <= 0:
+                written = self._write(runs, rows)
+                runs, rows = [], []
+                if not written:
+                    return  # the store is down; what is queued waits for it
             if left > 0:
                 time.sleep(PAUSE_S)
+        if runs:
+            self._write(runs, rows)
 
     def _slice(self, limit: int) -> tuple[list[Run], list[tuple[Any, ...]]]:
         """The next runs off the queue with their rows, as many as one slice allows."""
@@ -207,6 +221,7 @@ class RecordWriter:
         rows: list[tuple[Any, ...]] = []
         until = time.perf_counter() + SLICE_S
         while len(runs) < min(limit, SLICE_ROWS) and self._queue:
+            self._held += 1  # counted before it leaves the queue: the bound is never exceeded
             run = self._queue.popleft()
             runs.append(run)
             rows.append(row_of(run, self.record_bodies))
@@ -221,14 +236,18 @@ class RecordWriter:
         except self.sink.failures as exc:
             if self.sink.buffers:
                 self._queue.extendleft(reversed(runs))  # kept, in order, for the next try
+                self._held -= len(runs)
                 self._store_failed(exc, 0)
             else:
+                self._held -= len(runs)
                 self._store_failed(exc, len(runs))
             return False
         except Exception as exc:  # a bug here must not end the writer thread
+            self._held -= len(runs)
             log.exception("store %s: a batch of %d records was lost", self.path, len(runs))
             self._store_failed(exc, len(runs))
             return False
+        self._held -= len(runs)
         self.written += len(rows) - lost
         self.lost += lost
         self._recovered()
