@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -143,7 +144,8 @@ class PostgresSink:
         batch = [(runs[i], pg_row(rows[i])) for i in sorted(latest.values())]
         try:
             conn = self._connection()
-            self.parts.ensure(conn, {day_of(row[1]) for _, row in batch})
+            # A start no day holds (NaN) finds no partition: that row is refused, and salvaged.
+            self.parts.ensure(conn, {day_of(row[1]) for _, row in batch if math.isfinite(row[1])})
             try:
                 # One statement, so one transaction without a BEGIN and a COMMIT to wait for.
                 conn.execute(UPSERT, columns_of([row for _, row in batch]))
@@ -169,7 +171,8 @@ class PostgresSink:
                     bare = pg_row(bare_row(run, mode, exc))
                 try:
                     with conn.transaction():
-                        self.parts.ensure(conn, {day_of(bare[1])})
+                        if math.isfinite(bare[1]):
+                            self.parts.ensure(conn, {day_of(bare[1])})
                         conn.execute(UPSERT, columns_of([bare]))
                     self.salvaged += 1
                 except ROW_ERRORS as again:
