@@ -119,3 +119,25 @@ class socket_free_port:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_reading_a_postgres_database_that_does_not_exist_is_no_record_store(
+    pg_server: PostgresServer,
+) -> None:
+    from turnout.store.errors import NoRecordStore
+
+    url = pg_server.url("never_created")
+    with pytest.raises(NoRecordStore, match="no record store at postgresql://turnout@") as caught:
+        open_reader(url)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_new_postgres_database_reads_as_empty_and_reading_creates_nothing(
+    pg_server: PostgresServer,
+) -> None:
+    url = pg_server.create_database()
+    with open_reader(url) as reader:
+        assert reader.requests() == [] and reader.migration_events() == []
+        assert reader.shadow_totals() == [] and reader.feedback() == []
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('requests')").fetchone() == (None,)

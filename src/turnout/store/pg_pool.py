@@ -49,6 +49,9 @@ def acquire(url: str, *, write: bool = True) -> ConnectionPool:
                 name="turnout-store",
             )
             with translated(url):
+                # One plain connection first: a pool only says it timed out, libpq says why
+                # (refused, no such database, authentication failed).
+                psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
                 try:
                     pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
                 except BaseException:
