@@ -122,7 +122,9 @@ def main() -> int:
         "",
         f"{a.rounds} alternating rounds per store; each submits {a.records} finished chat runs "
         "(full bodies) at once to a fresh store and counts rows per second until the writer's "
-        "own thread has written the last. PostgreSQL 15, a local cluster with fsync on. "
+        "own thread has written the last. PostgreSQL 15, a local cluster with fsync on (the "
+        "writer's own session commits without waiting for the WAL flush: synchronous_commit "
+        "off). "
         f"{machine}, 2 cores shared with other work.",
         "",
         "| store | median rows/s | min | max |",
