@@ -227,6 +227,7 @@ _EXTENSIONS = (
     "turnout.migrate.cli",
     "turnout.auth.cli",
     "turnout.intent.cli",
+    "turnout.store.cli",
 )
 
 

@@ -1,8 +1,9 @@
-"""The record's read API, on stores written by the real record writer."""
+"""The record's read API, on stores written by the real record writer, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,7 @@ def served(
     return run
 
 
-def record(path: Path, runs: list[Run], mode: str = "full") -> str:
-    url = f"sqlite:///{path}"
+def record(url: str, runs: list[Run], mode: str = "full") -> str:
     writer = RecordWriter(url, mode, 60, 10_000)
     writer.open()
     for run in runs:
@@ -61,10 +61,10 @@ def record(path: Path, runs: list[Run], mode: str = "full") -> str:
 
 
 def test_requests_are_listed_newest_first_and_filtered_by_outcome_and_model(
-    tmp_path: Path,
+    new_store: Callable[[], str],
 ) -> None:
     url = record(
-        tmp_path / "r.db",
+        new_store(),
         [
             served("r1", 1),
             served("r2", 2, outcome=State.TRUNCATED),
@@ -87,10 +87,10 @@ def test_requests_are_listed_newest_first_and_filtered_by_outcome_and_model(
 
 
 def test_a_request_is_found_by_id_or_unique_prefix_and_an_ambiguous_prefix_is_refused(
-    tmp_path: Path,
+    new_store: Callable[[], str],
 ) -> None:
     runs = [served("abc", 1), served("abc2", 2), served("abdx", 3)]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     with open_reader(url) as reader:
         trace = reader.request("abd")  # a unique prefix
         assert reader.request("abc")["id"] == "abc"  # exact, though also a prefix of abc2
@@ -110,17 +110,21 @@ def test_a_request_is_found_by_id_or_unique_prefix_and_an_ambiguous_prefix_is_re
     assert trace["attempt_log"][0]["deployment"] == "edge"
 
 
-def test_recent_attempts_are_the_latest_requests_attempts_oldest_first(tmp_path: Path) -> None:
+def test_recent_attempts_are_the_latest_requests_attempts_oldest_first(
+    new_store: Callable[[], str],
+) -> None:
     runs = [served(f"r{i}", i, deployment=f"d{i}") for i in range(5)]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     with open_reader(url) as reader:
         assert [a["deployment"] for a in reader.recent_attempts(limit=3)] == ["d2", "d3", "d4"]
 
 
-def test_requests_after_a_cursor_page_through_the_record_in_order(tmp_path: Path) -> None:
+def test_requests_after_a_cursor_page_through_the_record_in_order(
+    new_store: Callable[[], str],
+) -> None:
     # r2 and r3 started at the same instant: the id breaks the tie, so no page repeats or skips.
     runs = [served("r1", 1), served("r3", 2), served("r2", 2), served("r4", 3)]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     seen: list[str] = []
     cursor = (0.0, "")
     with open_reader(url) as reader:
@@ -135,7 +139,7 @@ def test_requests_after_a_cursor_page_through_the_record_in_order(tmp_path: Path
 
 
 def test_replayable_requests_have_bodies_match_the_filters_and_are_not_shadows(
-    tmp_path: Path,
+    new_store: Callable[[], str],
 ) -> None:
     runs = [
         served("old", 1),
@@ -144,7 +148,7 @@ def test_replayable_requests_have_bodies_match_the_filters_and_are_not_shadows(
         served("trunc", 12, outcome=State.TRUNCATED),
         served("bad", 13, outcome=State.INVALID_OUTPUT),
     ]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     with open_reader(url) as reader:
         ids = [
             r["id"] for r in reader.replayable(since=T0 + 5, outcomes=("completed", "truncated"))
@@ -153,13 +157,13 @@ def test_replayable_requests_have_bodies_match_the_filters_and_are_not_shadows(
     assert ids == ["p", "trunc"]
     assert everything == ["old", "p", "trunc", "bad"]
     # A store that keeps no bodies has nothing to replay.
-    bare = record(tmp_path / "none.db", [served("x", 1)], mode="none")
+    bare = record(new_store(), [served("x", 1)], mode="none")
     with open_reader(bare) as reader:
         assert reader.replayable() == []
 
 
 def test_shadow_pairs_totals_and_spend_are_read_from_the_migration_column(
-    tmp_path: Path,
+    new_store: Callable[[], str],
 ) -> None:
     shadow = {"candidate": "cand"}
     runs = [
@@ -178,7 +182,7 @@ def test_shadow_pairs_totals_and_spend_are_read_from_the_migration_column(
         served("s3", 5, deployment="cand", cost_usd=1.0, migration={"shadow_of": "gone", **shadow}),
         served("q", 6, model="other", deployment="cand", migration={"shadow_of": "p1", **shadow}),
     ]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     with open_reader(url) as reader:
         pairs = reader.shadow_pairs("assistant")
         totals = reader.shadow_totals()
@@ -194,7 +198,7 @@ def test_shadow_pairs_totals_and_spend_are_read_from_the_migration_column(
 
 
 def test_canary_stage_holds_the_requests_of_one_running_stage_of_one_candidate(
-    tmp_path: Path,
+    new_store: Callable[[], str],
 ) -> None:
     def placed(arm: str, stage: int, status: str = "running", candidate: str = "cand") -> Any:
         canary = {"candidate": candidate, "arm": arm, "stage": stage, "percent": 5.0}
@@ -209,7 +213,7 @@ def test_canary_stage_holds_the_requests_of_one_running_stage_of_one_candidate(
         served("other", 14, migration=placed("old", 0, candidate="else")),
         served("plain", 15),
     ]
-    url = record(tmp_path / "r.db", runs)
+    url = record(new_store(), runs)
     with open_reader(url) as reader:
         rows = reader.canary_stage("assistant", "cand", 0, since=T0 + 5)
     assert [r["migration"]["canary"]["arm"] for r in rows] == ["candidate", "old"]
@@ -218,8 +222,8 @@ def test_canary_stage_holds_the_requests_of_one_running_stage_of_one_candidate(
     assert rows[0]["latency_ms"] is not None
 
 
-def test_migration_events_are_kept_in_order_and_read_back(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_migration_events_are_kept_in_order_and_read_back(new_store: Callable[[], str]) -> None:
+    url = new_store()
     log = open_event_log(url)
     events = [
         MigrationEvent(T0, "assistant", "canary", "cand", "started", 0, 5.0, {"settings": {}}),
@@ -240,8 +244,8 @@ def test_migration_events_are_kept_in_order_and_read_back(tmp_path: Path) -> Non
         assert reader.migration_events("assistant", limit=2) == events[1:3]
 
 
-def test_a_store_with_nothing_recorded_yet_reads_as_empty(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_a_store_with_nothing_recorded_yet_reads_as_empty(new_store: Callable[[], str]) -> None:
+    url = new_store()
     open_event_log(url).close()  # the file exists, with no requests table
     with open_reader(url) as reader:
         assert reader.requests() == []
@@ -255,7 +259,7 @@ def test_a_store_with_nothing_recorded_yet_reads_as_empty(tmp_path: Path) -> Non
         with pytest.raises(RecordNotFound):
             reader.request("r1")
         # The same reader sees the first records once the writer has made the table.
-        record(tmp_path / "r.db", [served("r1", 1)])
+        record(url, [served("r1", 1)])
         assert [r["id"] for r in reader.requests()] == ["r1"]
 
 
@@ -279,14 +283,14 @@ def test_a_file_that_is_not_a_store_is_a_store_error_and_the_cli_says_so(
 
 
 def test_an_unsupported_store_url_is_refused_without_quoting_its_credentials() -> None:
-    with pytest.raises(StoreError, match="'postgresql' are not supported") as caught:
-        open_reader("postgresql://turnout:s3cret-pw@db.internal/turnout")
+    with pytest.raises(StoreError, match="'mysql' are not supported") as caught:
+        open_reader("mysql://turnout:s3cret-pw@db.internal/turnout")
     assert "s3cret-pw" not in str(caught.value)
 
 
-def test_rows_hold_plain_values_only(tmp_path: Path) -> None:
+def test_rows_hold_plain_values_only(new_store: Callable[[], str]) -> None:
     """Nothing of the database driver reaches callers, so another database can stand behind."""
-    url = record(tmp_path / "r.db", [served("r1", 1, migration={"shadow": "s"})])
+    url = record(new_store(), [served("r1", 1, migration={"shadow": "s"})])
     with open_reader(url) as reader:
         rows = [*reader.requests(), reader.request("r1"), *reader.replayable()]
         rows += reader.requests_after((0.0, ""))
@@ -301,8 +305,10 @@ def test_rows_hold_plain_values_only(tmp_path: Path) -> None:
     assert rows and all(type(r) is dict and plain(r) for r in rows)
 
 
-def test_the_writer_and_a_reader_share_the_store_while_it_is_written(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_the_writer_and_a_reader_share_the_store_while_it_is_written(
+    new_store: Callable[[], str],
+) -> None:
+    url = new_store()
     writer = RecordWriter(url, "full", 60, 10_000)
     writer.open()
     try:

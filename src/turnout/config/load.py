@@ -137,8 +137,14 @@ def _seconds(r: _Reader, key: str, default: float) -> float:
 def _store(r: _Reader) -> StoreConfig:
     d = StoreConfig()
     url = r.get("url", str, d.url)
-    if not url.startswith("sqlite:///"):
-        raise r.error(f"unsupported store URL {url!r}; expected sqlite:///PATH", "url")
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        # Only the scheme is quoted: the URL may hold a password.
+        scheme = url.partition("://")[0] if "://" in url else url[:20]
+        raise r.error(
+            f"unsupported store URL (scheme {scheme!r}); expected sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+            "url",
+        )
     cfg = StoreConfig(
         url=url,
         record_bodies=r.choice("record_bodies", RECORD_BODIES, d.record_bodies),

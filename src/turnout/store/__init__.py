@@ -2,7 +2,8 @@
 
 `open_reader` reads recorded requests and migration events, `open_event_log` appends migration
 events, `open_fingerprints` keeps fingerprint history; `RecordWriter` (in `writer`) takes runs
-off the request path. Which database stands behind a URL is this package's business alone.
+off the request path. Which database stands behind a URL (`sqlite:///PATH`, or
+`postgresql://…` with the `postgres` extra) is this package's business alone.
 """
 
 from turnout.store.errors import NoRecordStore, RecordNotFound, StoreError

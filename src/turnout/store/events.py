@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class MigrationEventLog(Protocol):
 
 
 def open_event_log(url: str | Path) -> MigrationEventLog:
+    if is_postgres(url):
+        return postgres_module("pg_events").PostgresEventLog(str(url))
     from turnout.store.sqlite_events import SQLiteEventLog
 
     return SQLiteEventLog(sqlite_file(url))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class FeedbackLog(Protocol):
 
 
 def open_feedback_log(url: str | Path) -> FeedbackLog:
+    if is_postgres(url):
+        return postgres_module("pg_feedback").PostgresFeedbackLog(str(url))
     from turnout.store.sqlite_feedback import SQLiteFeedbackLog
 
     return SQLiteFeedbackLog(sqlite_file(url))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(slots=True)
@@ -80,6 +80,8 @@ class FingerprintTables(Protocol):
 
 def open_fingerprints(url: str | Path) -> FingerprintTables:
     """The fingerprint tables at `url` (a store URL or a path), created if absent."""
+    if is_postgres(url):
+        return postgres_module("pg_fingerprints").PostgresFingerprints(str(url))
     from turnout.store.sqlite_fingerprints import SQLiteFingerprints
 
     return SQLiteFingerprints(sqlite_file(url))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnout.store.location import sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,8 @@ class KeyStore(Protocol):
 
 
 def open_keys(url: str | Path) -> KeyStore:
+    if is_postgres(url):
+        return postgres_module("pg_keys").PostgresKeyStore(str(url))
     from turnout.store.sqlite_keys import SQLiteKeyStore
 
     return SQLiteKeyStore(sqlite_file(url))

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
-from turnout.store.location import sqlite_file
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
 from turnout.store.page import RequestFilter
 
 Request = dict[str, Any]
@@ -153,6 +153,8 @@ class RecordReader(Protocol):
 
 def open_reader(url: str | Path) -> RecordReader:
     """A reader of the store at `url`; NoRecordStore if there is none."""
+    if is_postgres(url):
+        return postgres_module("pg_read").PostgresReader(str(url))
     from turnout.store.sqlite_read import SQLiteReader
 
     return SQLiteReader(sqlite_file(url))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.store.errors import StoreError
+from turnout.store.sqlite_schema import migrated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -48,20 +49,14 @@ COLUMNS = (
     "request_body, response_body, migration, wire, key_id, tenant, attrs"
 )
 INSERT = f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 25)})"
-# Columns added after the first release: a store written before them gets them on open.
 # A client's DELETE of a stored response: its content goes, the run's record stays, marked.
 ERASE_BODIES = (
     "UPDATE requests SET request_body = NULL, response_body = NULL, attrs = json_set("
     "coalesce(attrs, '{}'), '$.responses.deleted', json('true')) WHERE id = ?"
 )
-_ADDED = {"migration": "TEXT", "wire": "TEXT", "key_id": "TEXT", "tenant": "TEXT", "attrs": "TEXT"}
 
 
-def sqlite_path(url: str) -> Path:
-    return Path(url.removeprefix("sqlite:///"))
-
-
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, migrate: bool = True) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     # Only a new file takes this (before its first table): retention can then shrink it.
@@ -72,17 +67,8 @@ def connect(path: Path) -> sqlite3.Connection:
     # NORMAL in WAL mode survives a killed process; only power loss may drop the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
-    conn.executescript(SCHEMA)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-    for name, kind in _ADDED.items():
-        if name not in columns:
-            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
-    conn.execute("CREATE INDEX IF NOT EXISTS requests_key ON requests (key_id, started)")
-    # Intent attribution finds the answer a later turn is about by its conversation's hash.
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS requests_prefix "
-        "ON requests (json_extract(attrs, '$.conversation_prefix'), started)"
-    )
+    if migrate:
+        migrated(conn, str(path))
     return conn
 
 
@@ -124,11 +110,11 @@ def check_writable(path: Path) -> None:
         ) from None
 
 
-def open_for_writing(path: Path) -> sqlite3.Connection:
+def open_for_writing(path: Path, migrate: bool = True) -> sqlite3.Connection:
     """A writer's connection, or a StoreError saying which path failed and why."""
     check_writable(path)
     try:
-        conn = connect(path)
+        conn = connect(path, migrate)
     except sqlite3.Error as exc:
         raise StoreError(f"record store {path}: cannot be opened: {_why(exc)}") from None
     try:

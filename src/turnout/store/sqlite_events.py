@@ -11,6 +11,7 @@ import orjson
 from turnout.store.errors import StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.sqlite_errors import translated
+from turnout.store.sqlite_schema import migrated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migration_events (
@@ -37,7 +38,7 @@ class SQLiteEventLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(SCHEMA)
+            migrated(conn, str(path))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"record store {path}: migration events cannot be kept: {exc}"

@@ -10,6 +10,7 @@ from typing import Any
 from turnout.store.errors import StoreError
 from turnout.store.feedback import Feedback
 from turnout.store.sqlite_errors import translated
+from turnout.store.sqlite_schema import migrated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -36,7 +37,7 @@ class SQLiteFeedbackLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(SCHEMA)
+            migrated(conn, str(path))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"record store {path}: feedback cannot be kept: {exc}") from None
         self._conn: sqlite3.Connection | None = conn

@@ -13,6 +13,7 @@ import orjson
 from turnout.store.errors import StoreError
 from turnout.store.fingerprints import AlarmRecord, CheckRecord
 from turnout.store.sqlite_errors import translated
+from turnout.store.sqlite_schema import migrated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprint_runs (
@@ -105,19 +106,9 @@ class SQLiteFingerprints:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.executescript(SCHEMA)
-            self._migrate()
+            migrated(self._conn, str(path))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"fingerprint store {path}: cannot be opened: {exc}") from None
-
-    def _migrate(self) -> None:
-        """Columns added since a store was created (CREATE TABLE IF NOT EXISTS adds none)."""
-        have = {r[1] for r in self._conn.execute("PRAGMA table_info(fingerprint_samples)")}
-        if "token_logprob" not in have:
-            self._conn.execute("ALTER TABLE fingerprint_samples ADD COLUMN token_logprob REAL")
-        have = {r[1] for r in self._conn.execute("PRAGMA table_info(fingerprint_runs)")}
-        if "suite_spec" not in have:
-            self._conn.execute("ALTER TABLE fingerprint_runs ADD COLUMN suite_spec TEXT")
 
     def close(self) -> None:
         with self._lock:

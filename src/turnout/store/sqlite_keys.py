@@ -14,6 +14,7 @@ import orjson
 from turnout.store.errors import RecordNotFound, StoreError
 from turnout.store.keys import KeyEvent, KeyRecord, SpendDelta
 from turnout.store.sqlite_errors import translated
+from turnout.store.sqlite_schema import migrated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS client_keys (
@@ -67,7 +68,7 @@ class SQLiteKeyStore:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            migrated(conn, str(path))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"record store {path}: client keys cannot be kept: {exc}") from None
         self._conn: sqlite3.Connection | None = conn

@@ -4,7 +4,12 @@ The request path only appends to a deque. A full deque drops the record and coun
 waits. One run cannot cost the others their records: its row is built so it can be written
 (`rows`), and a batch the database refuses is written again row by row. A store that cannot
 write (a full disk, a read-only file) drops and counts what it cannot keep, says so once a
-minute rather than per batch, and reports it to `/readyz` until a write succeeds again.
+minute rather than per batch, and reports it to `/readyz` until a write succeeds again. A
+database server that cannot be reached (PostgreSQL restarting) costs nothing taken from the
+queue: the batch goes back to its head, the queue holds what arrives up to its bound (the rest
+is dropped and counted), and the writer tries again with a growing pause until it is back.
+
+What is particular to one database is its `Sink` (`sqlite_sink`, `pg_sink`).
 
 The thread shares the interpreter lock with the event loop, and building rows holds it: a
 flush done in one burst made every request that woke meanwhile wait for it (tens of ms at
@@ -15,27 +20,21 @@ transaction, with a real pause after each that lets the event loop take the lock
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from turnout.config.schema import Retention, StoreConfig
 from turnout.lifecycle.run import Run
-from turnout.store.errors import StoreError
-from turnout.store.retention import prune
-from turnout.store.rows import bare_row, row_of
-from turnout.store.sqlite import (
-    ERASE_BODIES,
-    INSERT,
-    Recovery,
-    check_writable,
-    open_for_writing,
-    sqlite_path,
-)
+from turnout.store.location import is_postgres, postgres_module, sqlite_file
+from turnout.store.rows import row_of
+from turnout.store.sink import Sink
+from turnout.store.sqlite import Recovery
 
 log = logging.getLogger("turnout.store")
 
@@ -45,15 +44,17 @@ LOG_EVERY_S = 60.0
 SLICE_ROWS = 32
 SLICE_S = 0.0005
 PAUSE_S = 0.0001
-# What one row can make the database refuse; anything else is the store's own failure.
-_ROW_ERRORS = (
-    sqlite3.IntegrityError,
-    sqlite3.InterfaceError,
-    sqlite3.DataError,
-    OverflowError,
-    ValueError,
-    TypeError,
-)
+# Trying a store that is down again: after this pause, doubling up to the longest.
+RETRY_FIRST_S = 0.25
+RETRY_LONGEST_S = 5.0
+
+
+def sink_for(url: str) -> Sink:
+    if is_postgres(url):
+        return postgres_module("pg_sink").PostgresSink(url)
+    from turnout.store.sqlite_sink import SQLiteSink
+
+    return SQLiteSink(sqlite_file(url))
 
 
 @dataclass(slots=True)
@@ -62,7 +63,8 @@ class Failing:
 
     reason: str
     since: float
-    dropped: int = 0
+    dropped: int = 0  # taken from the queue and not written
+    refused_before: int = 0  # the writer's `refused` when the failure began
 
 
 class RecordWriter:
@@ -76,7 +78,8 @@ class RecordWriter:
         queue_size: int,
         retention: Retention | None = None,
     ):
-        self.path = sqlite_path(url)
+        self.sink = sink_for(url)
+        self.path: str | Path = self.sink.location  # for messages; never a password
         self.record_bodies = record_bodies
         self.flush_interval_s = flush_interval_s
         self.queue_size = queue_size
@@ -85,17 +88,19 @@ class RecordWriter:
         self.refused = 0  # records the full queue turned away
         self.lost = 0  # records taken from the queue that could not be written
         self.written = 0
-        self.salvaged = 0  # rows written bare after the database refused them
         self.pruned = 0
         self.failing: Failing | None = None
         self._logged_at = -LOG_EVERY_S
         self._queue: collections.deque[Run] = collections.deque()
+        self._held = 0  # runs taken off the queue by the writer thread, not yet written
         self._wake = threading.Event()
         self._flushing = threading.Lock()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._open = False
         self._next_prune = 0.0
+        self._retry_s = RETRY_FIRST_S
+        self._retry_at = 0.0
         self.recovery: Recovery | None = None
         # Other processes write this file too (`serve --workers`): a write-ahead log found on
         # open is theirs, not one a crash left.
@@ -111,25 +116,33 @@ class RecordWriter:
             store.retention,
         )
 
+    @property
+    def salvaged(self) -> int:
+        """Rows written bare after the database refused them."""
+        return self.sink.salvaged
+
+    @property
+    def _conn(self) -> Any:
+        return getattr(self.sink, "conn", None)
+
     def check(self) -> None:
-        """Raise StoreError, naming the path, unless the store's file can be written."""
-        check_writable(self.path)
+        """Raise StoreError, naming the store, unless it can be written."""
+        self.sink.check()
 
     def open(self) -> Recovery:
-        wal = self.path.with_name(self.path.name + "-wal")
-        wal_bytes = wal.stat().st_size if wal.exists() else 0
-        self._conn = open_for_writing(self.path)
-        check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
-        records = self._conn.execute("SELECT count(*) FROM requests").fetchone()[0]
-        unclean = wal_bytes > 0 and not self.shared
-        self.recovery = Recovery(unclean, wal_bytes, records, check == "ok", check)
+        recovery = self.sink.open()
+        if self.shared and recovery.unclean:  # another worker's write-ahead log, not a crash's
+            recovery = dataclasses.replace(recovery, unclean=False)
+        self.recovery = recovery
+        self._open = True
         self._next_prune = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="turnout-record", daemon=True)
         self._thread.start()
         return self.recovery
 
     def submit(self, run: Run) -> None:
-        if len(self._queue) >= self.queue_size:
+        # The bound counts what the writer has taken and not yet written, too.
+        if len(self._queue) + self._held >= self.queue_size:
             self.refused += 1
             return
         self._queue.append(run)
@@ -141,7 +154,8 @@ class RecordWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Records submitted and not yet written (queued, or in the batch being written)."""
+        return len(self._queue) + self._held
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -156,13 +170,15 @@ class RecordWriter:
         since = dt.datetime.fromtimestamp(failing.since, dt.UTC).isoformat(timespec="seconds")
         return (
             f"the record store {self.path} cannot be written since {since} ({failing.reason}); "
-            f"{failing.dropped} records dropped"
+            f"{self._dropped_since(failing)} records dropped"
         )
 
     def _loop(self) -> None:
         while not self._stop:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
+            if self._waiting():
+                continue
             self._flush()
             if self.failing is not None:
                 self._probe()
@@ -171,6 +187,10 @@ class RecordWriter:
                 # A long backlog is pruned a slice per flush, so flushes keep their pace.
                 self._next_prune = time.monotonic() + (0 if more else self.retention.check_s)
         self._flush()
+
+    def _waiting(self) -> bool:
+        """A store that keeps batches while it is down is tried again only after a pause."""
+        return self.failing is not None and self.sink.buffers and time.monotonic() < self._retry_at
 
     def _flush(self) -> None:
         # One batch at a time: a caller of flush() must not return while the writer thread
@@ -181,14 +201,26 @@ class RecordWriter:
     def _flush_locked(self) -> None:
         # What was queued when the flush began, so a busy gateway cannot keep one flush going.
         left = len(self._queue)
-        while left > 0 and self._conn is not None:
-            runs, rows = self._slice(left)
-            if not runs:
-                return
-            left -= len(runs)
-            self._write(self._conn, runs, rows)
+        runs: list[Run] = []
+        rows: list[tuple[Any, ...]] = []
+        while left > 0 and self._open:
+            more_runs, more_rows = self._slice(left)
+            if not more_runs:
+                break
+            left -= len(more_runs)
+            runs += more_runs
+            rows += more_rows
+            # Rows are built a slice at a time; a sink that writes better in larger statements
+            # (a round trip each) takes several slices at once.
+            if len(runs) >= self.sink.batch_rows or left <= 0:
+                written = self._write(runs, rows)
+                runs, rows = [], []
+                if not written:
+                    return  # the store is down; what is queued waits for it
             if left > 0:
                 time.sleep(PAUSE_S)
+        if runs:
+            self._write(runs, rows)
 
     def _slice(self, limit: int) -> tuple[list[Run], list[tuple[Any, ...]]]:
         """The next runs off the queue with their rows, as many as one slice allows."""
@@ -196,6 +228,7 @@ class RecordWriter:
         rows: list[tuple[Any, ...]] = []
         until = time.perf_counter() + SLICE_S
         while len(runs) < min(limit, SLICE_ROWS) and self._queue:
+            self._held += 1  # counted before it leaves the queue: the bound is never exceeded
             run = self._queue.popleft()
             runs.append(run)
             rows.append(row_of(run, self.record_bodies))
@@ -203,79 +236,69 @@ class RecordWriter:
                 break
         return runs, rows
 
-    def _write(
-        self, conn: sqlite3.Connection, runs: list[Run], rows: list[tuple[Any, ...]]
-    ) -> None:
+    def _write(self, runs: list[Run], rows: list[tuple[Any, ...]]) -> bool:
+        """Write one slice; False if the store could not be written."""
         try:
-            lost = self._insert(conn, runs, rows)
-        except (sqlite3.Error, OSError) as exc:
-            self._store_failed(exc, len(runs))
-            return
+            lost = self.sink.write(runs, rows, self.record_bodies)
+        except self.sink.failures as exc:
+            if self.sink.buffers:
+                self._queue.extendleft(reversed(runs))  # kept, in order, for the next try
+                self._held -= len(runs)
+                self._store_failed(exc, 0)
+            else:
+                self._held -= len(runs)
+                self._store_failed(exc, len(runs))
+            return False
         except Exception as exc:  # a bug here must not end the writer thread
+            self._held -= len(runs)
             log.exception("store %s: a batch of %d records was lost", self.path, len(runs))
             self._store_failed(exc, len(runs))
-            return
+            return False
+        self._held -= len(runs)
         self.written += len(rows) - lost
         self.lost += lost
         self._recovered()
+        return True
+
+    def _dropped_since(self, failing: Failing) -> int:
+        """What the failure has cost: what could not be written, and for a store that buffers
+        while it is down, what its full queue turned away."""
+        refused = self.refused - failing.refused_before if self.sink.buffers else 0
+        return failing.dropped + refused
 
     def _recovered(self) -> None:
+        self._retry_s = RETRY_FIRST_S
         if self.failing is not None:
             f, self.failing = self.failing, None
             log.warning(
                 "store %s: writing again after %.0f s; %d records were dropped meanwhile",
                 self.path,
                 time.time() - f.since,
-                f.dropped,
+                self._dropped_since(f),
             )
 
     def _probe(self) -> None:
-        """A failing store with nothing queued is tried with a one-page write, so an idle
-        gateway turns ready again once space is back (not ready, it may get no traffic)."""
+        """A failing store with nothing queued is tried on its own, so an idle gateway turns
+        ready again once the store is back (not ready, it may get no traffic)."""
         with self._flushing:
-            if self._conn is None or self.failing is None or self._queue:
+            if not self._open or self.failing is None or self._queue:
                 return
             try:
-                version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-                self._conn.execute(f"PRAGMA user_version={version}")
-            except (sqlite3.Error, OSError) as exc:
+                self.sink.probe()
+            except self.sink.failures as exc:
                 self._store_failed(exc, 0)
                 return
             self._recovered()
 
-    def _insert(
-        self, conn: sqlite3.Connection, batch: list[Run], rows: list[tuple[Any, ...]]
-    ) -> int:
-        """Write the batch; returns how many of its records could not be written at all."""
-        try:
-            with conn:
-                conn.execute("BEGIN")
-                conn.executemany(INSERT, rows)
-            return 0
-        except _ROW_ERRORS:
-            pass  # one row the database refused: find it below, keep the others
-        lost = 0
-        with conn:
-            conn.execute("BEGIN")
-            for run, row in zip(batch, rows, strict=True):
-                try:
-                    conn.execute(INSERT, row)
-                except _ROW_ERRORS as exc:
-                    try:
-                        conn.execute(INSERT, bare_row(run, self.record_bodies, exc))
-                        self.salvaged += 1
-                    except _ROW_ERRORS as again:
-                        lost += 1
-                        log.warning("store %s: record %r lost (%s)", self.path, run.id, again)
-        return lost
-
     def _store_failed(self, exc: BaseException, lost: int) -> None:
         self.lost += lost
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if self.failing is None:
-            self.failing = Failing(reason, time.time())
+            self.failing = Failing(reason, time.time(), refused_before=self.refused)
         self.failing.reason = reason
         self.failing.dropped += lost
+        self._retry_at = time.monotonic() + self._retry_s
+        self._retry_s = min(self._retry_s * 2, RETRY_LONGEST_S)
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
             self._logged_at = now
@@ -284,17 +307,17 @@ class RecordWriter:
                 "this is logged once a minute while it lasts",
                 self.path,
                 reason,
-                self.failing.dropped,
+                self._dropped_since(self.failing),
             )
 
     def enforce_retention(self) -> bool:
         """Delete a slice of what `store.retention` no longer keeps; True if more is left."""
         with self._flushing:
-            if self._conn is None or self.failing is not None:
+            if not self._open or self.failing is not None:
                 return False
             try:
-                pruned = prune(self._conn, self.retention, time.time())
-            except sqlite3.Error as exc:
+                pruned = self.sink.prune(self.retention, time.time())
+            except self.sink.failures as exc:
                 log.warning("store %s: retention could not run (%s)", self.path, exc)
                 return False
         if pruned.records:
@@ -323,34 +346,31 @@ class RecordWriter:
         """
         with self._flushing:
             self._flush_locked()
-            if self._conn is None:
+            if not self._open:
                 return False
-            try:
-                with self._conn:
-                    return self._conn.execute(ERASE_BODIES, (request_id,)).rowcount > 0
-            except sqlite3.Error as exc:
-                raise StoreError(f"store {self.path}: cannot erase {request_id!r}: {exc}") from None
+            return self.sink.erase_bodies(request_id)
 
     def close(self) -> None:
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._conn is None:
+        if not self._open:
             return
         self._flush()
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            log.warning(
-                "store %s: the write-ahead log stays for the next start (%s)", self.path, exc
-            )
-        self._conn.close()
-        self._conn = None
+        with self._flushing:
+            left = len(self._queue)
+            if left:  # the store stayed down to the end
+                self._queue.clear()
+                self.lost += left
+                if self.failing is not None:
+                    self.failing.dropped += left
+            self._open = False
+            self.sink.close()
         if self.failing is not None:
             log.error(
                 "store %s: closed while it could not write (%s); %d records were dropped",
                 self.path,
                 self.failing.reason,
-                self.failing.dropped,
+                self._dropped_since(self.failing),
             )
