@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,8 @@ class RecordWriter:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._next_prune = 0.0
+        # Consulted before each retention pass: in a fleet, only the leader prunes.
+        self.may_prune: Callable[[], bool] = lambda: True
         self.recovery: Recovery | None = None
 
     @classmethod
@@ -162,7 +165,7 @@ class RecordWriter:
             self._flush()
             if self.failing is not None:
                 self._probe()
-            if time.monotonic() >= self._next_prune:
+            if time.monotonic() >= self._next_prune and self.may_prune():
                 more = self.enforce_retention()
                 # A long backlog is pruned a slice per flush, so flushes keep their pace.
                 self._next_prune = time.monotonic() + (0 if more else self.retention.check_s)
