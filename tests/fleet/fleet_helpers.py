@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +91,14 @@ def wait_for(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_
 
 
 def ask(replica: Replica, conversation: str | None = None) -> httpx.Response:
-    headers = {"x-turnout-conversation-id": conversation} if conversation else {}
+    conversation = conversation or uuid.uuid4().hex
+    headers = {"x-turnout-conversation-id": conversation}
     return httpx.post(
         replica.url + "/v1/chat/completions",
         json={
             "model": "assistant",
-            "messages": [{"role": "user", "content": "What is 2 + 2? Answer in JSON."}],
+            # A new question each time: one conversation, one turn, no intent signal.
+            "messages": [{"role": "user", "content": f"What is {conversation}? Answer in JSON."}],
             "response_format": {"type": "json_object"},
         },
         headers=headers,

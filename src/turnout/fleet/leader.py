@@ -113,7 +113,7 @@ class Elected:
         self.metrics = metrics
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
         # Short timeouts: a leader that cannot reach Redis must know it long before its lease ends.
-        timeout = min(0.25, ttl_s / 8)
+        timeout = min(1.0, ttl_s / 10)
         self.redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
         )
