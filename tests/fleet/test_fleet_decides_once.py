@@ -4,11 +4,15 @@ replaced with nothing decided twice or lost."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from fleet_helpers import (
     Replica,
     ask,
@@ -21,6 +25,8 @@ from fleet_helpers import (
 from redis_server import RedisServer
 from upstream import ScriptedUpstream, Step
 
+from turnout.fleet.leader import PREFIX
+from turnout.fleet.lease import WRITTEN, Lease
 from turnout.store.read import open_reader
 
 HEALTHY = Step(content='{"answer": 4}', delay_s=0.01)
@@ -204,3 +210,34 @@ def test_a_leader_killed_mid_canary_is_replaced_and_no_stage_is_decided_twice_or
     assert "now leads the fleet" in second.log.read_text()
     drive(rest, record_url, STAGES[-2:])
     assert canary_events(record_url) == STAGES
+
+
+def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_successor(
+    redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
+    fleet_dir: tuple[Path, list[Replica]],
+) -> None:  # fmt: skip
+    async def die_after_publishing() -> None:
+        r = aioredis.Redis.from_url(redis.url)
+        lease = Lease(r, PREFIX, 0.5)
+        assert await lease.acquire()
+        at = time.time()
+        rollback = {
+            "kind": "rolled_back", "status": "rolled_back", "stage": 0, "since": at,
+            "version": 1, "epoch": lease.epoch, "at": at, "why": "FAIL: success",
+            "detail": {"reason": "FAIL: success", "fleet": {"version": 1, "epoch": lease.epoch}},
+        }  # fmt: skip
+        key = PREFIX + "canary:assistant:cand"
+        assert await lease.fenced_set(key, json.dumps(rollback), 1) == WRITTEN
+        await r.aclose()  # and dies before its event reaches the record
+
+    asyncio.run(die_after_publishing())
+    folder, replicas = fleet_dir
+    (successor,) = start(folder, replicas, config(record_url, redis, old, cand, CANARY), n=1)
+    wait_for(lambda: canary_events(record_url) == [("rolled_back", 0)], "the rollback recorded")
+    (event,) = events(record_url, "canary")
+    assert event.detail["recorded_by_successor"] is True
+    assert event.detail["fleet"]["epoch"] < successor.metric("turnout_fleet_epoch")
+    assert route_status(ask(successor)) == "rolled_back"
+    for _ in range(10):
+        assert ask(successor).headers["x-turnout-deployment"] == "old"
+    assert canary_events(record_url) == [("rolled_back", 0)]  # once
