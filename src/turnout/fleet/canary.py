@@ -50,7 +50,7 @@ class CanaryFleet:
         self.url = url
         self.follow_s = follow_s
         self.judge_s = judge_s
-        self._judged_at = 0.0
+        self._judged_at = 0.0  # loop time of the last judgement
         self._task: asyncio.Task[None] | None = None
         for c in self.canaries:
             c.fleet = True
@@ -67,12 +67,16 @@ class CanaryFleet:
                 await self._task
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.follow_s)
             try:
                 await self.tick()
+                failing = False
             except Exception as exc:  # one bad tick (Redis, the record) must not end the loop
-                log.warning("fleet canary: %s: %s", type(exc).__name__, exc)
+                if not failing:  # once per outage, not every tick
+                    log.warning("fleet canary: %s: %s; holding the stage", type(exc).__name__, exc)
+                failing = True
 
     async def tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -109,8 +113,7 @@ class CanaryFleet:
         """The first leader to see this canary (or to see it reset) publishes where it stands."""
         fresh = last is None or last.kind == "reset"
         if fresh:
-            c.status, c.stage = RUNNING, 0
-            c.since = c.since if last is None else max(c.since, last.at)
+            c.restart(c.since if last is None else max(c.since, last.at))
         state = {**c.published(), "at": c.since, "epoch": self.leadership.epoch}
         if await self.leadership.publish(board_key(c), json.dumps(state), version + 1):
             c.version = version + 1
