@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis_server import RedisServer
 
+from turnout.config import ConfigError, parse_config
 from turnout.fleet.leader import PREFIX, Elected, FleetMetrics, Solo
 from turnout.fleet.lease import FENCED, MOVED_ON, WRITTEN, Lease
 
@@ -163,3 +165,14 @@ def test_a_lone_gateway_leads_itself() -> None:
         assert await solo.read("canary") == (1, "one")
 
     run(go())
+
+
+def test_the_lease_ttl_is_configured_and_checked_by_its_key() -> None:
+    assert parse_config("").state.leader_ttl_s == 5.0
+    assert parse_config("state: {leader_ttl_s: 2}").state.leader_ttl_s == 2.0
+    with pytest.raises(ConfigError) as info:
+        parse_config("state: {leader_ttl_s: 0.1}", "bad.yaml")
+    assert info.value.path == "state.leader_ttl_s"
+    with pytest.raises(ConfigError) as info:
+        parse_config("state: {leader_ttl_s: soon}", "bad.yaml")
+    assert info.value.path == "state.leader_ttl_s"

@@ -1,11 +1,12 @@
 """A canary run by the fleet: the leader judges, every replica follows.
 
 Every replica reads the published stage of each canary every `follow_s` and places new
-conversations by it. The leader also re-reads, every `judge_s`, the current stage's evidence from
-the record — every replica's requests, not only its own — asks the gate, and takes a decision by
-publishing it (a write fenced by its term: a deposed leader's late decision is refused) and then
-recording it as one migration event. A successor finds a published decision whose event never
-reached the record (its leader died in between) and records it, so none is lost.
+conversations by it. The leader also re-reads the current stage's evidence from the record —
+every replica's requests, not only its own — every `judge_s` (or ten times as long as the read
+took, on a long stage), asks the gate, and takes a decision by publishing it (a write fenced by
+its term: a deposed leader's late decision is refused) and then recording it as one migration
+event. A successor finds a published decision whose event never reached the record (its leader
+died in between) and records it, so none is lost.
 
 A stage's `since` is the leader's clock; placement follows the bucket of the conversation id,
 which is the same on every replica, so a conversation stays on the candidate on every replica
@@ -51,6 +52,7 @@ class CanaryFleet:
         self.follow_s = follow_s
         self.judge_s = judge_s
         self._judged_at = 0.0  # loop time of the last judgement
+        self._judge_every = judge_s
         self._task: asyncio.Task[None] | None = None
         for c in self.canaries:
             c.fleet = True
@@ -80,7 +82,7 @@ class CanaryFleet:
 
     async def tick(self) -> None:
         loop = asyncio.get_running_loop()
-        judge = loop.time() - self._judged_at >= self.judge_s
+        judge = loop.time() - self._judged_at >= self._judge_every
         if judge:
             self._judged_at = loop.time()
         for c in self.canaries:
@@ -102,7 +104,11 @@ class CanaryFleet:
         self._record_if_lost(c, published, last)
         if not judge or c.status != RUNNING:
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         await asyncio.to_thread(c.reload, self.url)
+        # A long stage is a long read: never spend more than a tenth of the time reading it.
+        self._judge_every = max(self.judge_s, 10 * (loop.time() - began))
         if not c.due():
             return
         t = c.decide()
