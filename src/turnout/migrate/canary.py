@@ -97,13 +97,6 @@ class Transition:
     detail: dict[str, Any]
     why: str  # the gate's summary, or the reason of a rollback
 
-    def restart(self, since: float) -> None:
-        """From the first stage again, with no evidence (a reset canary)."""
-        self.old, self.cand = self._window(), self._window()
-        self._judged_at, self._timed = 0, False
-        self.stage = -1  # so that entering stage 0 starts it afresh
-        self._enter(RUNNING, 0, since)
-
     def published(self) -> dict[str, Any]:
         """What the fleet's replicas follow."""
         return {"kind": self.kind, "status": self.status, "stage": self.stage, "since": self.since}
@@ -422,6 +415,13 @@ class Canary:
             self.status,
         )
         return True
+
+    def restart(self, since: float) -> None:
+        """From the first stage again, with no evidence (a reset canary)."""
+        self.old, self.cand = self._window(), self._window()
+        self._judged_at, self._timed = 0, False
+        self.stage = -1  # so that entering stage 0 starts it afresh
+        self._enter(RUNNING, 0, since)
 
     def published(self) -> dict[str, Any]:
         return {"kind": "resumed", "status": self.status, "stage": self.stage, "since": self.since}
