@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -212,11 +214,10 @@ def test_a_leader_killed_mid_canary_is_replaced_and_no_stage_is_decided_twice_or
     assert canary_events(record_url) == STAGES
 
 
-def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_successor(
-    redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
-    fleet_dir: tuple[Path, list[Replica]],
-) -> None:  # fmt: skip
-    async def die_after_publishing() -> None:
+def publish_and_die(redis: RedisServer) -> None:
+    """A leader publishes a rollback and dies before its event reaches the record."""
+
+    async def go() -> None:
         r = aioredis.Redis.from_url(redis.url)
         lease = Lease(r, PREFIX, 0.5)
         assert await lease.acquire()
@@ -228,9 +229,16 @@ def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_s
         }  # fmt: skip
         key = PREFIX + "canary:assistant:cand"
         assert await lease.fenced_set(key, json.dumps(rollback), 1) == WRITTEN
-        await r.aclose()  # and dies before its event reaches the record
+        await r.aclose()
 
-    asyncio.run(die_after_publishing())
+    asyncio.run(go())
+
+
+def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_successor(
+    redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
+    fleet_dir: tuple[Path, list[Replica]],
+) -> None:  # fmt: skip
+    publish_and_die(redis)
     folder, replicas = fleet_dir
     (successor,) = start(folder, replicas, config(record_url, redis, old, cand, CANARY), n=1)
     wait_for(lambda: canary_events(record_url) == [("rolled_back", 0)], "the rollback recorded")
@@ -241,3 +249,24 @@ def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_s
     for _ in range(10):
         assert ask(successor).headers["x-turnout-deployment"] == "old"
     assert canary_events(record_url) == [("rolled_back", 0)]  # once
+
+
+def test_a_reset_restarts_a_running_fleets_canary_at_its_first_stage(
+    redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
+    fleet_dir: tuple[Path, list[Replica]],
+) -> None:  # fmt: skip
+    publish_and_die(redis)
+    folder, replicas = fleet_dir
+    start(folder, replicas, config(record_url, redis, old, cand, CANARY))
+    wait_for(lambda: canary_events(record_url) == [("rolled_back", 0)], "the rollback recorded")
+    reset = subprocess.run(
+        [sys.executable, "-m", "turnout", "migrate", "reset", "assistant", "--candidate", "cand",
+         "--store", record_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert reset.returncode == 0, reset.stderr
+    # No restart: the leader starts it over, once, and every replica follows.
+    wait_for(lambda: canary_events(record_url)[-1] == ("started", 0), "started over")
+    for r in replicas:
+        wait_for(lambda r=r: route_status(ask(r)) == "running", f"{r.name} follows")
+    assert canary_events(record_url) == [("rolled_back", 0), ("reset", None), ("started", 0)]
