@@ -4,7 +4,8 @@ Each watched deployment gets a loop: probe within the budget, compare with the b
 the check, and feed the verdict to its Streak; two rejections in a row raise an alarm (a record,
 metrics, a log line, and, if configured, the deployment leaves rotation until a check passes).
 
-In a fleet, only the leader probes and raises alarms. A replica that becomes leader takes over
+In a fleet, only the leader probes and raises alarms; what an alarm takes out of rotation is
+out on every replica (`turnout.fleet.rotation`). A replica that becomes leader takes over
 the schedule (due one period after the fleet's last check) and the streak from the store; the
 others keep reading the record passively, holding back what they find, so a new leader alarms a
 shift its predecessor died before alarming, and nothing else twice.
@@ -99,7 +100,9 @@ class Watcher:
         self._suites: dict[str, Suite] = {}
         self._tasks: list[asyncio.Task[None]] = []
         # With an elected leader: only it probes and alarms. Without one, this gateway does.
-        self.leadership = leadership if leadership is not None and leadership.redis else None
+        self.leadership = (
+            leadership if leadership is not None and leadership.redis is not None else None
+        )
         self._terms: dict[str, int] = {}  # the term of leadership each loop last checked in
         self._held: list[RouteShift] = []  # passive findings while not leading
         self._passive_term = 0
@@ -115,6 +118,12 @@ class Watcher:
         if not settings.enabled:
             return None
         deployments = gateway.config.deployments
+        rotation: Rotation = BreakerRotation(gateway.breakers)
+        if gateway.leadership.redis is not None:  # a fleet: the alarm holds on every replica
+            from turnout.fleet.rotation import SharedRotation
+
+            held = [t.deployment for t in settings.targets if t.take_out]
+            rotation = SharedRotation(rotation, gateway.leadership, held)
         return cls(
             settings,
             backends=gateway.backends,
@@ -124,7 +133,7 @@ class Watcher:
                 n: d.max_concurrency or settings.concurrency for n, d in deployments.items()
             },
             registry=gateway.metrics.registry,
-            rotation=BreakerRotation(gateway.breakers),
+            rotation=rotation,
             record_url=gateway.config.store.url,
             leadership=gateway.leadership,
         )
@@ -132,6 +141,8 @@ class Watcher:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if hasattr(self.rotation, "start"):  # shared with the fleet
+            await self.rotation.start()
         for target in self.targets.values():
             self._tasks.append(
                 asyncio.create_task(self._loop(target), name=f"watch-{target.deployment}")
@@ -163,6 +174,8 @@ class Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if hasattr(self.rotation, "stop"):
+            await self.rotation.stop()
         self.store.close()
 
     def _first_delay(self, target: WatchTarget) -> float:

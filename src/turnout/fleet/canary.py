@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from turnout.fleet.leader import Leadership
+from turnout.fleet.loop import Loop
 from turnout.migrate.canary import RUNNING, Canaries, Canary, Transition
 from turnout.migrate.events import EventLog, MigrationEvent
 
@@ -53,32 +54,28 @@ class CanaryFleet:
         self.judge_s = judge_s
         self._judged_at = 0.0  # loop time of the last judgement
         self._judge_every = judge_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop(self._tick_safely, "fleet-canary")
+        self._failing = False
         for c in self.canaries:
             c.fleet = True
 
     async def start(self) -> None:
         with contextlib.suppress(Exception):  # Redis away: the record's stage until it is back
             await self.tick()
-        self._task = asyncio.create_task(self._run(), name="fleet-canary")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self.follow_s)
-            try:
-                await self.tick()
-                failing = False
-            except Exception as exc:  # one bad tick (Redis, the record) must not end the loop
-                if not failing:  # once per outage, not every tick
-                    log.warning("fleet canary: %s: %s; holding the stage", type(exc).__name__, exc)
-                failing = True
+    async def _tick_safely(self) -> float:
+        try:
+            await self.tick()
+            self._failing = False
+        except Exception as exc:  # one bad tick (Redis, the record) must not end the loop
+            if not self._failing:  # once per outage, not every tick
+                log.warning("fleet canary: %s: %s; holding the stage", type(exc).__name__, exc)
+            self._failing = True
+        return self.follow_s
 
     async def tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,7 +9,6 @@ others to follow goes through `publish`, fenced by its term's epoch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from turnout.config import StateConfig
 from turnout.fleet.lease import WRITTEN, Lease, read_versioned
+from turnout.fleet.loop import Loop
 
 log = logging.getLogger("turnout.fleet")
 
@@ -123,7 +123,7 @@ class Elected:
         self.poll_s = min(0.5, ttl_s / 4)
         self._leading = False
         self._last_epoch = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop(self.step, "fleet-leadership")
 
     @property
     def leader(self) -> bool:
@@ -136,22 +136,15 @@ class Elected:
 
     async def start(self) -> None:
         await self.step()  # the first replica up leads before it serves
-        self._task = asyncio.create_task(self._run(), name="fleet-leadership")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         if self._leading:
             with contextlib.suppress(Exception):  # it expires by itself otherwise
                 await self.lease.release()
             self._lost("the gateway is stopping")
         await self.redis.aclose()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(await self.step())
 
     async def step(self) -> float:
         """Renew or contend once; how long to wait before the next step."""

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from turnout.backends.base import Operation
 from turnout.config import ModelConfig
 from turnout.config.schema import ShadowConfig
+from turnout.fleet.loop import Loop
 from turnout.fleet.spend import SharedSpend
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.fleet import Fleet
@@ -136,7 +137,8 @@ class Shadows:
         self.metrics = ShadowMetrics(registry)
         self._redis = redis
         self._sync_s = sync_s
-        self._sync_task: asyncio.Task[None] | None = None
+        self._sync_loop = Loop(self._sync, "shadow-budget")
+        self._syncing = False
 
     def __bool__(self) -> bool:
         return bool(self._mirrors)
@@ -155,29 +157,25 @@ class Shadows:
             self._check_budget(name, m, announce=False)
             self._show_budget(name, m)
         if any(m.shared is not None for m in self._mirrors.values()):
-            self._sync_task = asyncio.create_task(self._sync_forever(), name="shadow-budget")
+            self._syncing = True
+            self._sync_loop.start()
 
-    async def _sync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sync_s)
-            for name, m in self._mirrors.items():
-                if m.shared is None or not await m.shared.sync():
-                    continue
-                m.spent_usd = m.shared.spent
-                budget = m.config.budget_usd
-                crossed = budget is not None and m.shared.crossed(budget)
-                self._check_budget(name, m, announce=crossed)
-                self._show_budget(name, m)
+    async def _sync(self) -> float:
+        for name, m in self._mirrors.items():
+            if m.shared is None or not await m.shared.sync():
+                continue
+            m.spent_usd = m.shared.spent
+            budget = m.config.budget_usd
+            crossed = budget is not None and m.shared.crossed(budget)
+            self._check_budget(name, m, announce=crossed)
+            self._show_budget(name, m)
+        return self._sync_s
 
     async def close(self) -> None:
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
-            for m in self._mirrors.values():  # what finished here since the last sync
-                if m.shared is not None:
-                    with contextlib.suppress(Exception):
-                        await m.shared.sync()
+        if self._syncing:
+            await self._sync_loop.stop()
+            with contextlib.suppress(Exception):
+                await self._sync()  # what finished here since the last sync
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
