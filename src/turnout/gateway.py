@@ -15,6 +15,7 @@ from turnout.auth.guard import Guard
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.fleet.leader import leadership_for
 from turnout.intent.feedback import FeedbackDesk
 from turnout.intent.layer import IntentLayer
 from turnout.layers import Handler, Layer
@@ -143,6 +144,9 @@ class Gateway:
             },
             tenants=config.tenants,
         )
+        # Who decides for the fleet: an elected replica with `state.url`, else this gateway.
+        self.leadership = leadership_for(config.state, self.metrics.registry)
+        self.writer.may_prune = lambda: self.leadership.leader
         self.layers: list[Layer] = []
         self.engine: Handler = Engine(self.fleet, self._finished)
         for make in (*LAYERS, *layers):
@@ -209,6 +213,7 @@ class Gateway:
         await self.guard.start()
         for backend in self.backends.values():
             await backend.start()
+        await self.leadership.start()
         for layer in self.layers:
             await layer.start()
         self._probes = [
@@ -263,6 +268,7 @@ class Gateway:
             await self.shared.close()
         for layer in reversed(self.layers):
             await layer.close()
+        await self.leadership.close()
         for backend in self.backends.values():
             await backend.close()
         await self.guard.close()

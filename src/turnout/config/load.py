@@ -235,6 +235,7 @@ def _state(r: _Reader) -> StateConfig:
         url=url,
         lease_ttl_s=r.number("lease_ttl_s", d.lease_ttl_s, minimum=1),
         sync_s=r.number("sync_s", d.sync_s, minimum=0.01),
+        leader_ttl_s=r.number("leader_ttl_s", d.leader_ttl_s, minimum=0.5),
     )
     r.done()
     return cfg

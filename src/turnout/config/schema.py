@@ -285,6 +285,7 @@ class StateConfig:
     url: str | None = None  # redis://host:port/db
     lease_ttl_s: float = 30.0  # a crashed replica's concurrency leases expire after this
     sync_s: float = 0.25  # how often in-flight work is published and read
+    leader_ttl_s: float = 5.0  # the fleet leader's lease: a dead leader is replaced within it
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,12 @@
 Each watched deployment gets a loop: probe within the budget, compare with the baseline, store
 the check, and feed the verdict to its Streak; two rejections in a row raise an alarm (a record,
 metrics, a log line, and, if configured, the deployment leaves rotation until a check passes).
+
+In a fleet, only the leader probes and raises alarms; what an alarm takes out of rotation is
+out on every replica (`turnout.fleet.rotation`). A replica that becomes leader takes over
+the schedule (due one period after the fleet's last check) and the streak from the store; the
+others keep reading the record passively, holding back what they find, so a new leader alarms a
+shift its predecessor died before alarming, and nothing else twice.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from turnout.backends.base import Backend
 from turnout.config import Price
 from turnout.fingerprint.alarms import (
+    CLEARED,
     PASSIVE,
     RAISED,
     BreakerRotation,
@@ -37,11 +44,14 @@ from turnout.fingerprint.store import AlarmRecord, CheckRecord, FingerprintStore
 from turnout.fingerprint.suite import Suite, resolve_suite
 
 if TYPE_CHECKING:
+    from turnout.fleet.leader import Leadership
     from turnout.gateway import Gateway
 
 log = logging.getLogger("turnout.fingerprint")
 
 FIRST_CHECK_S = 10.0  # after start, when a deployment has never been checked
+FOLLOW_S = 1.0  # how often a replica that does not lead asks again
+HELD = 200  # passive findings a replica that does not lead keeps, for when it leads
 
 
 def _when(ts: float | None) -> str:
@@ -64,6 +74,7 @@ class Watcher:
         record_url: str | None = None,
         on_alarm: Callable[[AlarmRecord], None] | None = None,
         seed: int | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         """`seed` makes every check's requests and permutations reproducible (drills, tests)."""
         self.settings = settings
@@ -88,6 +99,13 @@ class Watcher:
         )
         self._suites: dict[str, Suite] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # With an elected leader: only it probes and alarms. Without one, this gateway does.
+        self.leadership = (
+            leadership if leadership is not None and leadership.redis is not None else None
+        )
+        self._terms: dict[str, int] = {}  # the term of leadership each loop last checked in
+        self._held: list[RouteShift] = []  # passive findings while not leading
+        self._passive_term = 0
 
     @classmethod
     def for_gateway(cls, gateway: Gateway, settings: WatchSettings | None = None) -> Watcher | None:
@@ -100,6 +118,12 @@ class Watcher:
         if not settings.enabled:
             return None
         deployments = gateway.config.deployments
+        rotation: Rotation = BreakerRotation(gateway.breakers)
+        if gateway.leadership.redis is not None:  # a fleet: the alarm holds on every replica
+            from turnout.fleet.rotation import SharedRotation
+
+            held = [t.deployment for t in settings.targets if t.take_out]
+            rotation = SharedRotation(rotation, gateway.leadership, held)
         return cls(
             settings,
             backends=gateway.backends,
@@ -109,13 +133,16 @@ class Watcher:
                 n: d.max_concurrency or settings.concurrency for n, d in deployments.items()
             },
             registry=gateway.metrics.registry,
-            rotation=BreakerRotation(gateway.breakers),
+            rotation=rotation,
             record_url=gateway.config.store.url,
+            leadership=gateway.leadership,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if hasattr(self.rotation, "start"):  # shared with the fleet
+            await self.rotation.start()
         for target in self.targets.values():
             self._tasks.append(
                 asyncio.create_task(self._loop(target), name=f"watch-{target.deployment}")
@@ -131,6 +158,15 @@ class Watcher:
             "fingerprint watch: %s%s", names, "; passive monitoring on" if self.passive else ""
         )
 
+    def _unalarmed(self, held: list[RouteShift]) -> list[RouteShift]:
+        """What the replica found while another led, that no leader alarmed."""
+        alarmed = {
+            (a.deployment, a.detail.get("request_id"), a.detail.get("signal"))
+            for a in self.store.alarms(limit=1000)
+            if a.kind == PASSIVE
+        }
+        return [s for s in held if (s.deployment, s.request_id, s.signal) not in alarmed]
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -138,6 +174,8 @@ class Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if hasattr(self.rotation, "stop"):
+            await self.rotation.stop()
         self.store.close()
 
     def _first_delay(self, target: WatchTarget) -> float:
@@ -147,10 +185,42 @@ class Watcher:
             return min(FIRST_CHECK_S, target.every_s)
         return min(target.every_s, max(0.0, last[-1].at + target.every_s - time.time()))
 
+    def leads(self) -> bool:
+        return self.leadership is None or self.leadership.leader
+
+    async def _take_over(self, target: WatchTarget) -> float:
+        """On a new term: the fleet's streak from the store; how long until the check is due."""
+        assert self.leadership is not None
+        self._terms[target.deployment] = self.leadership.epoch
+        self.streaks[target.deployment] = await asyncio.to_thread(self._stored_streak, target)
+        return await asyncio.to_thread(self._first_delay, target)
+
+    def _stored_streak(self, target: WatchTarget) -> Streak:
+        streak = Streak(self.settings.consecutive)
+        for check in reversed(self.store.checks(target.deployment, limit=50)):
+            if not check.changed:
+                break
+            streak.count += 1
+            streak.since = check.at
+        kinds = [a.kind for a in self.store.alarms(target.deployment, limit=50)]
+        raised = [k for k in kinds if k in (RAISED, CLEARED)]
+        streak.alarmed = bool(raised) and raised[-1] == RAISED
+        return streak
+
     async def _loop(self, target: WatchTarget) -> None:
         delay = await asyncio.to_thread(self._first_delay, target)
         while True:
             await asyncio.sleep(delay)
+            if not self.leads():
+                delay = min(FOLLOW_S, target.every_s)
+                continue
+            fresh = self.leadership is not None and (
+                self._terms.get(target.deployment) != self.leadership.epoch
+            )
+            if fresh:
+                delay = await self._take_over(target)
+                if delay > 0:
+                    continue
             try:
                 await self.check(target.deployment)
             except Exception:
@@ -228,6 +298,8 @@ class Watcher:
         return record
 
     async def _after(self, target: WatchTarget, check: CheckRecord) -> None:
+        if not self.leads():  # deposed while probing: the check stands, the next leader judges
+            return
         streak = self.streaks[target.deployment]
         since = streak.since if check.changed and streak.count else check.at
         change = streak.observe(check.changed, check.at)
@@ -270,6 +342,13 @@ class Watcher:
         if self.passive is None:
             return []
         shifts: list[RouteShift] = await asyncio.to_thread(self.passive.scan)
+        if not self.leads():
+            self._held = (self._held + shifts)[-HELD:]
+            return []
+        if self.leadership is not None and self._passive_term != self.leadership.epoch:
+            self._passive_term = self.leadership.epoch
+            shifts = await asyncio.to_thread(self._unalarmed, self._held) + shifts
+            self._held = []
         out = []
         for s in shifts:
             message = f"fingerprint passive: {s.describe()}"

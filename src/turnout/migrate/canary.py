@@ -9,6 +9,10 @@ candidate requests and `min_stage_s` seconds, promotes to the next stage; still 
 arm it started on while the canary runs (a rollback overrides that). Stages, their evidence and the
 outcome are migration events in the record; a restarted gateway resumes the stage it was in and
 rebuilds the stage's evidence from the record.
+
+In a fleet (`state.url`), one replica decides: `turnout.fleet.canary` judges the whole fleet's
+evidence from the record on the leader and publishes each stage for every replica to `follow`;
+a replica's own observations then only feed its metrics.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -81,6 +86,22 @@ class CanaryMetrics:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A decision of the gate, not yet taken: where the canary goes and what it rests on."""
+
+    kind: str  # promoted | rolled_back | completed
+    status: str
+    stage: int
+    since: float
+    detail: dict[str, Any]
+    why: str  # the gate's summary, or the reason of a rollback
+
+    def published(self) -> dict[str, Any]:
+        """What the fleet's replicas follow."""
+        return {"kind": self.kind, "status": self.status, "stage": self.stage, "since": self.since}
+
+
 def bucket(candidate: str, conversation: str) -> float:
     """A conversation's fixed place in [0, 100): the same arm at the same stage, even after a
     restart."""
@@ -111,6 +132,8 @@ class Canary:
         self._events = events
         self._metrics = metrics
         self._rng = rng
+        self.fleet = False  # True: the fleet's leader decides, through turnout.fleet.canary
+        self.version = 0  # of the stage the fleet published last and this replica follows
         self.status = RUNNING
         self.stage = 0
         self.since = time.time()
@@ -138,7 +161,8 @@ class Canary:
 
     def resume(self, last: MigrationEvent | None, url: str) -> None:
         if last is None or last.kind == "reset":
-            self._announce("started", detail={"settings": self._settings()})
+            if not self.fleet:  # in a fleet, the leader announces it, once
+                self.announce_start()
         elif last.kind == "rolled_back":
             self.status, self.stage, self.since = ROLLED_BACK, last.stage or 0, last.at
         elif last.kind == "completed":
@@ -146,11 +170,7 @@ class Canary:
         else:  # started or promoted: carry on with that stage and what it has seen so far
             self.stage = min(last.stage or 0, len(self.config.stages) - 1)
             self.since = last.at
-            for obs in stage_observations(url, self.name, self.candidate, self.stage, self.since):
-                (self.cand if obs.arm == "candidate" else self.old).append(obs)
-            if self.percent >= 100 and self.stage > 0:  # the baseline is the stage before
-                before = stage_observations(url, self.name, self.candidate, self.stage - 1, 0)
-                self.old.extend(o for o in before if o.arm == "old")
+            self.reload(url)
             log.info(
                 "canary of %s on %s resumed at stage %d (%g%%) with %d candidate and %d old "
                 "requests of evidence",
@@ -162,6 +182,24 @@ class Canary:
                 len(self.old),
             )
         self._show()
+
+    def reload(self, url: str) -> None:
+        """The stage's evidence as the record has it (every replica's requests, in a fleet)."""
+        stage = stage_observations(url, self.name, self.candidate, self.stage, self.since)
+        before: Iterable[Observation] = ()
+        if self.percent >= 100 and self.stage > 0:  # the baseline is the stage before
+            before = stage_observations(url, self.name, self.candidate, self.stage - 1, 0)
+        self.take(stage, before)
+
+    def take(self, stage: Iterable[Observation], before: Iterable[Observation] = ()) -> None:
+        old, cand = self._window(), self._window()
+        old.extend(o for o in before if o.arm == "old")
+        for obs in stage:
+            (cand if obs.arm == "candidate" else old).append(obs)
+        self.old, self.cand = old, cand  # whole windows: readers never see one half-filled
+
+    def announce_start(self) -> None:
+        self._announce("started", detail={"settings": self._settings()})
 
     def _settings(self) -> dict[str, Any]:
         c = self.config
@@ -230,7 +268,8 @@ class Canary:
         self._metrics.requests.labels(
             self.name, self.candidate, obs.arm, "ok" if obs.ok else "failed"
         ).inc()
-        self.add(obs, placed["stage"])
+        if not self.fleet:
+            self.add(obs, placed["stage"])
 
     def add(self, obs: Observation, stage: int) -> None:
         """One request's evidence, placed under `stage`; the gate is asked when due."""
@@ -238,7 +277,7 @@ class Canary:
             return  # placed under an earlier stage: evidence for that one, not this
         (self.cand if obs.arm == "candidate" else self.old).append(obs)
         if self._due():
-            self._decide()
+            self._take(self.decide())
 
     def miss(self, request_id: str) -> None:
         """A later turn showed that answer `request_id` missed; judged now if it is evidence."""
@@ -246,8 +285,15 @@ class Canary:
             return
         if any(o.request_id == request_id for arm in (self.cand, self.old) for o in arm):
             self.missed.add(request_id)
-            if len(self.cand) >= _FLOOR and len(self.old) >= _FLOOR:
-                self._decide()
+            if not self.fleet and len(self.cand) >= _FLOOR and len(self.old) >= _FLOOR:
+                self._take(self.decide())
+
+    def due(self) -> bool:
+        return self.status == RUNNING and self._due()
+
+    def _take(self, t: Transition | None) -> None:
+        if t is not None:
+            self.apply(t)
 
     def _due(self) -> bool:
         n = len(self.cand)
@@ -261,7 +307,8 @@ class Canary:
         # Every new candidate request while evidence is thin, then every ~2% more of them.
         return n > self._judged_at and (n <= 50 or n - self._judged_at >= n // 50)
 
-    def _decide(self) -> None:
+    def decide(self) -> Transition | None:
+        """The gate's answer on the evidence now, as a transition to take; None: carry on."""
         self._judged_at = len(self.cand)
         alpha = look_alpha(self.config.gate, len(self.config.stages))
         verdict = self.last = judge(self.old, self.cand, self.config.gate, alpha, self.missed)
@@ -269,15 +316,16 @@ class Canary:
         enough = len(self.cand) >= c.min_requests_per_stage
         long_enough = time.time() - self.since >= c.min_stage_s
         if verdict.outcome is Outcome.FAIL:
-            self._roll_back(verdict, verdict.summary())
-        elif verdict.outcome is Outcome.PASS and enough and long_enough:
-            self._promote(verdict)
-        elif len(self.cand) >= c.max_requests_per_stage and long_enough:
-            self._roll_back(
+            return self._roll_back(verdict, verdict.summary())
+        if verdict.outcome is Outcome.PASS and enough and long_enough:
+            return self._promote(verdict)
+        if len(self.cand) >= c.max_requests_per_stage and long_enough:
+            return self._roll_back(
                 verdict,
                 f"non-inferiority not shown after {len(self.cand)} candidate requests: "
                 + verdict.summary(),
             )
+        return None
 
     def evidence(self, verdict: Family | None = None) -> dict[str, Any]:
         v = verdict or self.last
@@ -288,58 +336,95 @@ class Canary:
             "gate": None if v is None else v.as_dict(),
         }
 
-    def _promote(self, verdict: Family) -> None:
+    def _promote(self, verdict: Family) -> Transition:
         evidence = self.evidence(verdict)
-        previous = self.percent
         if self.stage + 1 >= len(self.config.stages):
-            self.status = COMPLETED
-            self._announce("completed", detail=evidence)
-            self._metrics.transitions.labels(self.name, self.candidate, "completed").inc()
+            return Transition("completed", COMPLETED, self.stage, self.since, evidence, "")
+        return Transition(
+            "promoted", RUNNING, self.stage + 1, time.time(), evidence, verdict.summary()
+        )
+
+    def _roll_back(self, verdict: Family, reason: str) -> Transition:
+        evidence = self.evidence(verdict)
+        evidence["reason"] = reason
+        evidence["from_percent"] = self.percent
+        return Transition("rolled_back", ROLLED_BACK, self.stage, self.since, evidence, reason)
+
+    def apply(self, t: Transition, *, record: bool = True) -> None:
+        """Take a decision: the new stage, its event in the record (unless `record` is False:
+        somebody else wrote it), the metrics and a log line."""
+        previous, stage_before = self.percent, self.stage
+        self._enter(t.status, t.stage, t.since)
+        if record:
+            self._announce(t.kind, detail=t.detail)
+        self._metrics.transitions.labels(self.name, self.candidate, t.kind).inc()
+        if t.kind == "completed":
             log.info(
                 "canary of %s on %s completed: the candidate passed every stage",
                 self.name,
                 self.candidate,
             )
-            self._show()
-            return
-        self.stage += 1
-        self.since = time.time()
-        # At 100% the old arm gets no new traffic: the last stage's old requests stay its baseline.
-        self.old = self.old if self.percent >= 100 else self._window()
-        self.cand = self._window()
-        if self.missed is not None:
-            kept = {o.request_id for o in self.old}
-            self.missed &= kept
-        self._judged_at = 0
-        self._timed = False
-        self._announce("promoted", detail=evidence)
-        self._metrics.transitions.labels(self.name, self.candidate, "promoted").inc()
-        log.info(
-            "canary of %s on %s promoted from %g%% to %g%%: %s",
-            self.name,
-            self.candidate,
-            previous,
-            self.percent,
-            verdict.summary(),
-        )
+        elif t.kind == "promoted":
+            log.info(
+                "canary of %s on %s promoted from %g%% to %g%%: %s",
+                self.name,
+                self.candidate,
+                previous,
+                self.percent,
+                t.why,
+            )
+        else:
+            log.error(
+                "ALARM canary of %s on %s rolled back at stage %d (%g%%) to the old model: %s",
+                self.name,
+                self.candidate,
+                stage_before + 1,
+                previous,
+                t.why,
+            )
+
+    def _enter(self, status: str, stage: int, since: float) -> None:
+        if status == RUNNING and stage != self.stage:
+            self.stage, self.since = stage, since
+            # At 100% the old arm gets no new traffic: the last stage's old requests stay its
+            # baseline.
+            self.old = self.old if self.percent >= 100 else self._window()
+            self.cand = self._window()
+            if self.missed is not None:
+                kept = {o.request_id for o in self.old}
+                self.missed &= kept
+            self._judged_at = 0
+            self._timed = False
+        self.status, self.stage, self.since = status, stage, since
         self._show()
 
-    def _roll_back(self, verdict: Family, reason: str) -> None:
-        evidence = self.evidence(verdict)
-        evidence["reason"] = reason
-        evidence["from_percent"] = self.percent
-        self.status = ROLLED_BACK
-        self._announce("rolled_back", detail=evidence)
-        self._metrics.transitions.labels(self.name, self.candidate, "rolled_back").inc()
-        log.error(
-            "ALARM canary of %s on %s rolled back at stage %d (%g%%) to the old model: %s",
+    def follow(self, version: int, published: Mapping[str, Any]) -> bool:
+        """Adopt the stage the fleet's leader published; True when it changed anything."""
+        if version <= self.version:
+            return False
+        self.version = version
+        if (published["status"], published["stage"]) == (self.status, self.stage):
+            return False
+        self._enter(published["status"], published["stage"], published["since"])
+        log.info(
+            "canary of %s on %s follows the fleet: stage %d (%g%%), %s",
             self.name,
             self.candidate,
             self.stage + 1,
-            evidence["from_percent"],
-            reason,
+            self.percent,
+            self.status,
         )
-        self._show()
+        return True
+
+    def restart(self, since: float) -> None:
+        """From the first stage again, with no evidence (a reset canary)."""
+        self.old, self.cand = self._window(), self._window()
+        self._judged_at, self._timed = 0, False
+        self.stage = -1  # so that entering stage 0 starts it afresh
+        self._enter(RUNNING, 0, since)
+
+    def published(self) -> dict[str, Any]:
+        return {"kind": "resumed", "status": self.status, "stage": self.stage, "since": self.since}
 
     def status_dict(self) -> dict[str, Any]:
         return {
@@ -387,6 +472,9 @@ class Canaries:
     def start(self) -> None:
         for c in self._canaries.values():
             c.resume(self._events.latest(c.name, "canary", c.candidate), self._url)
+
+    def all(self) -> list[Canary]:
+        return list(self._canaries.values())
 
     def place(
         self, run: Run, model: ModelConfig, body: Mapping[str, Any], headers: Mapping[str, str]

@@ -4,12 +4,14 @@ The client gets the primary's answer and never waits for the shadow. A shadow is
 (`migration.shadow_of` names the primary; the primary's `migration.shadow` names the shadow), made
 of one attempt on the candidate, non-streaming, at low admission priority. Nothing acts on its
 answer: tool calls it asks for are recorded, never executed or forwarded. Its cost counts against
-the shadow budget, read back from the record at start-up; once spent, mirroring stops.
+the shadow budget, read back from the record at start-up; once spent, mirroring stops. In a
+fleet (`state.url`) the budget is one for all replicas: `turnout.fleet.spend`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -22,6 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from turnout.backends.base import Operation
 from turnout.config import ModelConfig
 from turnout.config.schema import ShadowConfig
+from turnout.fleet.loop import Loop
+from turnout.fleet.spend import SharedSpend
 from turnout.lifecycle.engine import Engine
 from turnout.lifecycle.fleet import Fleet
 from turnout.lifecycle.request import Request
@@ -41,6 +45,7 @@ class _Mirror:
     spent_usd: float = 0.0
     in_flight: int = 0
     stopped: bool = False
+    shared: SharedSpend | None = None  # the fleet's spend, with `state.url`
 
 
 class ShadowMetrics:
@@ -113,7 +118,11 @@ class Shadows:
         events: EventLog,
         new_id: Callable[[], str],
         rng: random.Random | None = None,
+        *,
+        redis: Any = None,
+        sync_s: float = 0.1,
     ) -> None:
+        """With `redis`, the budget is the fleet's: spend is added up there every `sync_s`."""
         self._mirrors = {
             name: _Mirror(shadow_model(m, m.shadow), m.shadow)
             for name, m in models.items()
@@ -126,18 +135,47 @@ class Shadows:
         self._rng = rng or random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         self.metrics = ShadowMetrics(registry)
+        self._redis = redis
+        self._sync_s = sync_s
+        self._sync_loop = Loop(self._sync, "shadow-budget")
+        self._syncing = False
 
     def __bool__(self) -> bool:
         return bool(self._mirrors)
 
-    def start(self) -> None:
-        """Pick up what earlier runs of the gateway spent."""
+    async def start(self) -> None:
+        """Pick up what earlier runs of the gateway (of the fleet) spent."""
         for name, m in self._mirrors.items():
             m.spent_usd = self._events.shadow_spent(name, m.config.deployment)
+            if self._redis is not None:
+                m.shared = SharedSpend(self._redis, name, m.config.deployment)
+                try:
+                    await m.shared.seed(m.spent_usd)
+                    m.spent_usd = m.shared.spent
+                except Exception as exc:  # no shadows until Redis answers
+                    log.warning("shadow of %s: the fleet's budget cannot be read (%s)", name, exc)
             self._check_budget(name, m, announce=False)
             self._show_budget(name, m)
+        if any(m.shared is not None for m in self._mirrors.values()):
+            self._syncing = True
+            self._sync_loop.start()
+
+    async def _sync(self) -> float:
+        for name, m in self._mirrors.items():
+            if m.shared is None or not await m.shared.sync():
+                continue
+            m.spent_usd = m.shared.spent
+            budget = m.config.budget_usd
+            crossed = budget is not None and m.shared.crossed(budget)
+            self._check_budget(name, m, announce=crossed)
+            self._show_budget(name, m)
+        return self._sync_s
 
     async def close(self) -> None:
+        if self._syncing:
+            await self._sync_loop.stop()
+            with contextlib.suppress(Exception):
+                await self._sync()  # what finished here since the last sync
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -169,7 +207,7 @@ class Shadows:
         if m is None or self._rng.random() >= m.config.fraction:
             return None
         dep = m.config.deployment
-        if m.stopped:
+        if m.stopped or (m.shared is not None and not m.shared.up):
             self.metrics.skipped.labels(model.name, dep, "budget").inc()
             return None
         if m.in_flight >= m.config.max_in_flight:
@@ -217,7 +255,10 @@ class Shadows:
         if shadow.cost_usd:
             self.metrics.cost.labels(name, dep).inc(shadow.cost_usd)
         m.spent_usd += shadow.cost_usd
-        self._check_budget(name, m, announce=True)
+        if m.shared is not None:
+            m.shared.add(shadow.cost_usd)  # judged against the budget at the next sync
+        else:
+            self._check_budget(name, m, announce=True)
         self._show_budget(name, m)
         self._record(shadow)
 

@@ -13,6 +13,7 @@ from turnout.lifecycle.run import Run
 from turnout.migrate.events import EventLog
 
 if TYPE_CHECKING:
+    from turnout.fleet.canary import CanaryFleet
     from turnout.gateway import Gateway
 
 
@@ -40,9 +41,22 @@ class MigrationLayer(Layer):
         self.events = EventLog(gateway.config.store.url)
         registry = gateway.metrics.registry
         self.shadows = Shadows(
-            models, gateway.fleet, gateway.record_aside, registry, self.events, new_request_id
+            models,
+            gateway.fleet,
+            gateway.record_aside,
+            registry,
+            self.events,
+            new_request_id,
+            redis=gateway.leadership.redis,
         )
         self.canaries = Canaries(models, registry, self.events, gateway.config.store.url)
+        self.fleet: CanaryFleet | None = None
+        if gateway.leadership.redis is not None and self.canaries.all():
+            from turnout.fleet.canary import CanaryFleet
+
+            self.fleet = CanaryFleet(
+                self.canaries, gateway.leadership, self.events, gateway.config.store.url
+            )
 
     @classmethod
     def for_gateway(cls, inner: Handler, gateway: Gateway) -> MigrationLayer | None:
@@ -51,10 +65,14 @@ class MigrationLayer(Layer):
 
     async def start(self) -> None:
         self.events.open()
-        self.shadows.start()
+        await self.shadows.start()
         self.canaries.start()
+        if self.fleet is not None:
+            await self.fleet.start()
 
     async def close(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.close()
         await self.shadows.close()
         self.events.close()
 

@@ -53,9 +53,9 @@ def refusal(config: Config, workers: int, recording: bool) -> str | None:
 
 def caveats(config: Config, auth: str, workers: int) -> list[str]:
     """What this config has each worker decide alone: logged once at start, so it is known."""
-    out = []  # (client keys' limits are counted in Redis, which more than one worker needs)
-    if config.fingerprint.enabled:
-        out.append(f"the fingerprint watch runs in each worker ({workers}x the probes and alarms)")
+    # Key limits, canary stages, the shadow budget, fingerprint probes and retention are shared or
+    # decided once by the fleet's leader, through Redis, which more than one worker needs.
+    out = []
     if config.privacy.sticky_conversations > 0 and any(
         m.privacy != "off" for m in config.models.values()
     ):
@@ -63,13 +63,6 @@ def caveats(config: Config, auth: str, workers: int) -> list[str]:
             "a conversation that carried sensitive data stays local by the memory of the worker "
             "that saw it (each turn is still scanned wherever it lands)"
         )
-    if any(m.canary is not None for m in config.models.values()):
-        out.append(
-            "each worker's canary gate judges and moves on its own traffic only, and a "
-            "conversation keeps its arm only within one worker"
-        )
-    if any(m.shadow is not None for m in config.models.values()):
-        out.append(f"each worker spends the whole shadow budget ({workers}x in all)")
     return out
 
 

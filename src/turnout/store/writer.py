@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class RecordWriter:
         self._next_prune = 0.0
         self._retry_s = RETRY_FIRST_S
         self._retry_at = 0.0
+        # Consulted before each retention pass: in a fleet, only the leader prunes.
+        self.may_prune: Callable[[], bool] = lambda: True
         self.recovery: Recovery | None = None
         # Other processes write this file too (`serve --workers`): a write-ahead log found on
         # open is theirs, not one a crash left.
@@ -182,7 +185,7 @@ class RecordWriter:
             self._flush()
             if self.failing is not None:
                 self._probe()
-            if time.monotonic() >= self._next_prune:
+            if time.monotonic() >= self._next_prune and self.may_prune():
                 more = self.enforce_retention()
                 # A long backlog is pruned a slice per flush, so flushes keep their pace.
                 self._next_prune = time.monotonic() + (0 if more else self.retention.check_s)
