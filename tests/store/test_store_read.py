@@ -14,6 +14,7 @@ from turnout.lifecycle.run import Attempt, Run
 from turnout.lifecycle.states import State
 from turnout.store.errors import NoRecordStore, RecordNotFound, StoreError
 from turnout.store.events import MigrationEvent, open_event_log
+from turnout.store.page import RequestFilter
 from turnout.store.read import ShadowTotal, open_reader
 from turnout.store.writer import RecordWriter
 
@@ -256,6 +257,8 @@ def test_a_store_with_nothing_recorded_yet_reads_as_empty(new_store: Callable[[]
         assert reader.shadow_spent("assistant", "cand") == 0.0
         assert reader.canary_stage("assistant", "cand", 0, 0.0) == []
         assert reader.migration_events() == []
+        assert reader.page(RequestFilter(model="assistant")) == []
+        assert reader.key_spend(0.0, 60.0) == [] and reader.key_refusals(0.0) == []
         with pytest.raises(RecordNotFound):
             reader.request("r1")
         # The same reader sees the first records once the writer has made the table.

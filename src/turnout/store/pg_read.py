@@ -17,9 +17,12 @@ from turnout.store.errors import NoRecordStore, RecordNotFound, StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
 from turnout.store.location import describe
+from turnout.store.page import RequestFilter
 from turnout.store.pg_events import COLUMNS as EVENT_COLUMNS
 from turnout.store.pg_events import event_of
+from turnout.store.pg_page import page_query
 from turnout.store.read import Cursor, Request, ShadowTotal
+from turnout.store.refusals import tally
 
 _SUMMARY = (
     "id, started, model, operation, stream, outcome, http_status, deployments, attempts, "
@@ -103,6 +106,34 @@ class PostgresReader:
             "FROM requests WHERE key_id = %s AND started >= %s GROUP BY model ORDER BY model",
             (key_id, since),
         )
+
+    def page(
+        self, where: RequestFilter, before: Cursor | None = None, limit: int = 50
+    ) -> list[Request]:
+        return self._rows(*page_query(where, before, limit))
+
+    def key_spend(self, since: float, bucket_s: float) -> list[dict[str, Any]]:
+        # trunc, as SQLite's CAST … AS INTEGER: the same bucket for the same float.
+        rows = self._rows(
+            "SELECT key_id, trunc(started / %s::float8)::bigint AS b, count(*), sum(cost_usd) "
+            "FROM requests WHERE started >= %s AND key_id IS NOT NULL "
+            'GROUP BY key_id, b ORDER BY b, key_id COLLATE "C"',
+            (bucket_s, since),
+            dicts=False,
+        )
+        return [
+            {"key_id": k, "bucket": b * bucket_s, "requests": n, "cost_usd": usd}
+            for k, b, n, usd in rows
+        ]
+
+    def key_refusals(self, since: float) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT key_id, http_status, events FROM requests "
+            "WHERE outcome = 'rejected' AND started >= %s AND key_id IS NOT NULL",
+            (since,),
+            dicts=False,
+        )
+        return tally(rows)
 
     def request(self, request_id: str) -> Request:
         rows = self._rows(

@@ -14,6 +14,7 @@ from turnout.store.events import MigrationEvent
 from turnout.store.feedback import Feedback
 from turnout.store.page import RequestFilter
 from turnout.store.read import Cursor, Request, ShadowTotal
+from turnout.store.refusals import tally
 from turnout.store.sqlite_errors import translated
 from turnout.store.sqlite_events import COLUMNS as EVENT_COLUMNS
 from turnout.store.sqlite_events import NEWEST_FIRST, event_of
@@ -176,19 +177,7 @@ class SQLiteReader:
             "WHERE outcome = 'rejected' AND started >= ? AND key_id IS NOT NULL",
             (since,),
         )
-        tally: dict[tuple[str, str], int] = {}
-        for key_id, status, events in rows:
-            code = next(
-                (
-                    e.get("attrs", {}).get("code")
-                    for e in orjson.loads(events)
-                    if e.get("state") == "rejected"
-                ),
-                None,
-            )
-            reason = str(code or status or "unknown")
-            tally[(key_id, reason)] = tally.get((key_id, reason), 0) + 1
-        return [{"key_id": k, "code": c, "requests": n} for (k, c), n in sorted(tally.items())]
+        return tally((k, status, orjson.loads(events)) for k, status, events in rows)
 
     def request(self, request_id: str) -> Request:
         rows = self._rows(
