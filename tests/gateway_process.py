@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +50,16 @@ def stop_gateway(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def chat_until(port: int, stop: threading.Event, answered: list[tuple[str, float]]) -> None:
+    """Send chat requests one after another until `stop` or the gateway goes away, noting each
+    answered request's id and when its answer came (for `threading.Thread(target=...)`)."""
+    body = {"model": "assistant", "messages": [{"role": "user", "content": "x"}]}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        while not stop.is_set():
+            try:
+                r = client.post("/v1/chat/completions", json=body)
+            except httpx.HTTPError:
+                return
+            answered.append((r.headers["x-turnout-request-id"], time.monotonic()))

@@ -9,8 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
-from gateway_process import start_gateway
+from gateway_process import chat_until, start_gateway
 from upstream import ScriptedUpstream, Step, free_port
 
 FLUSH_S = 0.1
@@ -35,22 +34,9 @@ models:
         answered: list[tuple[str, float]] = []
         stop = threading.Event()
 
-        def load() -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                while not stop.is_set():
-                    try:
-                        r = client.post(
-                            "/v1/chat/completions",
-                            json={
-                                "model": "assistant",
-                                "messages": [{"role": "user", "content": "x"}],
-                            },
-                        )
-                    except httpx.HTTPError:
-                        return
-                    answered.append((r.headers["x-turnout-request-id"], time.monotonic()))
-
-        workers = [threading.Thread(target=load) for _ in range(4)]
+        workers = [
+            threading.Thread(target=chat_until, args=(port, stop, answered)) for _ in range(4)
+        ]
         for w in workers:
             w.start()
         time.sleep(1.5)

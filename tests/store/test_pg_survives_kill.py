@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
-from gateway_process import start_gateway, stop_gateway
+from gateway_process import chat_until, start_gateway, stop_gateway
 from pg_server import PostgresServer
 from upstream import ScriptedUpstream, Step, free_port
 
 from turnout.store.query import list_requests
 
 FLUSH_S = 0.1
-HI = [{"role": "user", "content": "x"}]
 
 
 def test_kill_9_mid_load_keeps_what_was_flushed(pg_server: PostgresServer, tmp_path: Path) -> None:
@@ -39,19 +38,9 @@ models:
         answered: list[tuple[str, float]] = []
         stop = threading.Event()
 
-        def load() -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                while not stop.is_set():
-                    try:
-                        r = client.post(
-                            "/v1/chat/completions",
-                            json={"model": "assistant", "messages": HI},
-                        )
-                    except httpx.HTTPError:
-                        return
-                    answered.append((r.headers["x-turnout-request-id"], time.monotonic()))
-
-        clients = [threading.Thread(target=load) for _ in range(4)]
+        clients = [
+            threading.Thread(target=chat_until, args=(port, stop, answered)) for _ in range(4)
+        ]
         for c in clients:
             c.start()
         while len(answered) < 60:
