@@ -1,4 +1,7 @@
-"""A browser per test session, and a tab per test that must end without errors shown."""
+"""A browser per test module, and a tab per test that must end without errors shown.
+
+Per module, not per session: Playwright's sync API keeps an event loop running in the thread
+while it lives, and every later test that runs its own loop (`asyncio.run`) would fail."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import pytest
 from console_browser import CHROMIUM, Tab, launch
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):  # a console test that cannot run has not passed
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium)", pytrace=False)
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
         b = launch(pw)
         yield b
