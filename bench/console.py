@@ -1,8 +1,10 @@
 """The console on a large record, and what an open console costs the request path.
 
-1. Render: a record of `--records` synthetic requests (default 1,000,000) over 7 days, written
-   through the store's own `RecordWriter` (kept at `--db` and reused when it already holds them).
-   `turnout serve` on it; measured: the time to the last byte of `/ui/requests` (first page,
+1. Render, on each of `--stores` (SQLite and PostgreSQL): a record of `--records` synthetic
+   requests (default 1,000,000) over 7 days, written through the store's own `RecordWriter`
+   (SQLite: kept at `--db` and reused when it already holds them; PostgreSQL: a fresh database
+   in a throwaway cluster, bench/pg_cluster.py, removed at the end). `turnout serve` on it;
+   measured: the time to the last byte of `/ui/requests` (first page,
    filtered pages, a page deep in the record by cursor), of a trace, and of the overview's feed,
    each the median of `--repeat` requests after one cold one; and in headless Chromium the time
    from navigation to the load event of the requests page and of a trace.
@@ -12,7 +14,8 @@
    page reloaded every 2 s). Reported: the medians of the rounds, p50 at c=1 and req/s at c=32.
 
 Run: `flock /tmp/turnout-bench.lock .venv/bin/python bench/console.py`; results in
-bench/results/console.{md,json}. Needs wrk and Debian's chromium.
+bench/results/console.{md,json}. Needs wrk, Debian's chromium and PostgreSQL's server binaries.
+With `--skip cost` the cost part's last results are carried over from console.json, marked so.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ RESULTS = REPO / "bench" / "results"
 PY = sys.executable
 MODELS = ("assistant", "coder", "summariser")
 DEPLOYMENTS = ("cloud-a", "cloud-b", "edge")
+STORE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 OUTCOMES = ("completed",) * 90 + ("truncated",) * 4 + ("failed_upstream",) * 3 + ("rejected",) * 3
 CHROMIUM_ARGS = [
     "--headless",
@@ -120,21 +124,30 @@ def synthetic_run(i: int, at: float, rng: random.Random) -> Any:
     return run
 
 
-def build_record(db: Path, n: int) -> float:
+def build_sqlite(db: Path, n: int) -> float:
     """Seconds spent writing; 0 when `db` already holds `n` requests."""
-    from turnout.config.schema import Retention
     from turnout.store.page import RequestFilter
     from turnout.store.read import open_reader
-    from turnout.store.writer import RecordWriter
 
     if db.exists():
         with open_reader(f"sqlite:///{db}") as reader:
             oldest = reader.page(RequestFilter(), None, 1)
-        if oldest and db.with_suffix(".done").exists():
+        done = db.with_suffix(".done")
+        if oldest and done.exists() and done.read_text().strip() == str(n):
             return 0.0
         for p in db.parent.glob(db.name + "*"):
             p.unlink()
-    writer = RecordWriter(f"sqlite:///{db}", "full", 3600, n + 1, Retention(0, 0, 3600))
+    took = build_record(f"sqlite:///{db}", n)
+    db.with_suffix(".done").write_text(str(n))
+    return took
+
+
+def build_record(url: str, n: int) -> float:
+    """Seconds spent writing `n` synthetic requests into the empty store at `url`."""
+    from turnout.config.schema import Retention
+    from turnout.store.writer import RecordWriter
+
+    writer = RecordWriter(url, "full", 3600, n + 1, Retention(0, 0, 3600))
     writer.open()
     rng = random.Random(21)
     t0 = time.perf_counter()
@@ -144,10 +157,24 @@ def build_record(db: Path, n: int) -> float:
         for i in range(lo, min(n, lo + 5000)):
             writer.submit(synthetic_run(i, start + i * step, rng))
         writer.flush()
-        print(f"record: {min(n, lo + 5000):,} / {n:,}", file=sys.stderr, flush=True)
+        done, took = min(n, lo + 5000), time.perf_counter() - t0
+        print(
+            f"record ({url.split(':')[0]}): {done:,} / {n:,}, {done / took:,.0f} requests/s",
+            file=sys.stderr,
+            flush=True,
+        )
     writer.close()
-    db.with_suffix(".done").write_text(str(n))
+    assert writer.written == n and writer.refused == 0 and writer.lost == 0, vars(writer)
     return time.perf_counter() - t0
+
+
+def pg_megabytes(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return round(row[0] / 1e6)
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -207,12 +234,12 @@ def browser_load(port: int, paths: list[str]) -> dict[str, float]:
     return out
 
 
-def render_part(db: Path, repeat: int) -> dict[str, Any]:
+def render_part(store: str, repeat: int) -> dict[str, Any]:
     port = free_port()
     cfg = Path(tempfile.mkdtemp()) / "render.yaml"
     cfg.write_text(
         f"server: {{host: 127.0.0.1, port: {port}}}\n"
-        f'store: {{url: "sqlite:///{db}", retention: {{max_age_days: 0, max_bytes: 0}}}}\n'
+        f'store: {{url: "{store}", retention: {{max_age_days: 0, max_bytes: 0}}}}\n'
         "deployments:\n"
         + "".join(
             f"  {d}: {{kind: openai, base_url: http://127.0.0.1:9/v1, model: m}}\n"
@@ -389,30 +416,57 @@ def report(
         "Times to the last byte over loopback (server) and to the load event in headless "
         "Chromium (browser)."
     )
-    if render is not None:
+    if render:
+        stores = list(render)
+        sizes = ", ".join(
+            f"{STORE_NAMES[k]} {meta['stores'][k]['db_mb']:,} MB, written at "
+            f"{meta['records'] / meta['stores'][k]['write_s']:,.0f} requests/s"
+            if meta["stores"][k]["write_s"]
+            else f"{STORE_NAMES[k]} {meta['stores'][k]['db_mb']:,} MB (kept from an earlier run)"
+            for k in stores
+        )
         lines += [
             "",
-            f"## Rendering on a record of {meta['records']:,} requests (SQLite, "
-            f"{meta['db_mb']:,} MB)",
+            f"## Rendering on a record of {meta['records']:,} requests",
             "",
-            "| page | cold ms | warm p50 ms |",
-            "|---|---|---|",
+            f"Each record built through the store's own `RecordWriter` ({sizes}); PostgreSQL in a "
+            "throwaway local cluster with durable commits (bench/pg_cluster.py). Warm p50: the "
+            f"median of {meta['repeat']} requests after the cold one.",
+            "",
+            "| page | "
+            + " | ".join(f"{STORE_NAMES[k]} cold ms | {STORE_NAMES[k]} warm p50 ms" for k in stores)
+            + " |",
+            "|---|" + "---|---|" * len(stores),
         ]
-        for name, t in render["server"].items():
-            lines.append(f"| {name} | {t['cold_ms']} | {t['p50_ms']} |")
+        for name in render[stores[0]]["server"]:
+            cells = [
+                f"{render[k]['server'][name]['cold_ms']} | {render[k]['server'][name]['p50_ms']}"
+                for k in stores
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += [
             "",
             "Warm requests of the overview's feed come within a second of each other and share "
             "one reading of the record (`FRESH_S`): its cold time is the reading itself.",
+            "",
+            "| in Chromium, navigation → load | "
+            + " | ".join(f"{STORE_NAMES[k]} ms" for k in stores)
+            + " |",
+            "|---|" + "---|" * len(stores),
         ]
-        lines += ["", "| in Chromium, navigation → load | ms |", "|---|---|"]
-        for name, ms in render["browser_load_ms"].items():
-            lines.append(f"| {name} | {ms} |")
+        for name in render[stores[0]]["browser_load_ms"]:
+            cells = [str(render[k]["browser_load_ms"][name]) for k in stores]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if cost is not None:
+        lines += ["", "## Cost to the request path (console closed vs open and polling)", ""]
+        carried = cost.get("carried_from")
+        if carried:
+            lines += [
+                f"Not rerun here (`--skip cost`): carried over from the run of {carried['at']} "
+                f"(`{carried['command']}`), load average at its start {carried['load']}.",
+                "",
+            ]
         lines += [
-            "",
-            "## Cost to the request path (console closed vs open and polling)",
-            "",
             "| console | p50 at c=1 ms (rounds) | req/s at c=32 (rounds) | p99 at c=32 ms |",
             "|---|---|---|---|",
         ]
@@ -440,36 +494,80 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def carried_cost() -> dict[str, Any] | None:
+    """The cost part of the last results, marked with the run it came from."""
+    try:
+        last = json.loads((RESULTS / "console.json").read_text())
+    except FileNotFoundError:
+        return None
+    cost = last.get("cost")
+    if not cost:
+        return None
+    if "carried_from" not in cost:
+        meta = last["meta"]
+        cost["carried_from"] = {"at": meta["at"], "command": last["command"], "load": meta["load"]}
+    return dict(cost)
+
+
+def render_store(kind: str, a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what was measured, the record's meta) for one store."""
+    if kind == "sqlite":
+        took = build_sqlite(a.db, a.records)
+        meta = {"write_s": round(took, 1), "db_mb": round(a.db.stat().st_size / 1e6)}
+        return render_part(f"sqlite:///{a.db}", a.repeat), meta
+    sys.path.insert(0, str(REPO / "bench"))
+    from pg_cluster import Cluster
+
+    cluster = Cluster()
+    try:
+        cluster.start()
+        url = cluster.create_database("console")
+        took = build_record(url, a.records)
+        meta = {"write_s": round(took, 1), "db_mb": pg_megabytes(url)}
+        return render_part(url, a.repeat), meta
+    finally:
+        cluster.destroy()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument(
         "--db", type=Path, default=Path(tempfile.gettempdir()) / "turnout-console-bench.db"
     )
+    ap.add_argument(
+        "--stores", default="sqlite,postgresql", help="for the render part: sqlite,postgresql"
+    )
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--skip", choices=("render", "cost"), help="leave one part out")
     a = ap.parse_args()
+    stores = [s.strip() for s in a.stores.split(",") if s.strip()]
+    unknown = [s for s in stores if s not in STORE_NAMES]
+    if unknown or not stores:
+        ap.error(f"--stores: one or more of {', '.join(STORE_NAMES)}, not {a.stores!r}")
     sys.path.insert(0, str(REPO / "src"))
     command = " ".join(
         ["flock /tmp/turnout-bench.lock .venv/bin/python bench/console.py", *sys.argv[1:]]
     )
-    meta = {
+    meta: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "records": a.records,
+        "repeat": a.repeat,
+        "stores": {},
     }
-    render = cost = None
+    render: dict[str, Any] = {}
+    cost = carried_cost() if a.skip == "cost" else None
     if a.skip != "render":
-        meta["write_s"] = round(build_record(a.db, a.records), 1)
-        meta["db_mb"] = round(a.db.stat().st_size / 1e6)
-        render = render_part(a.db, a.repeat)
-        write(command, meta, render, cost)  # kept should the second part fail
+        for kind in stores:
+            render[kind], meta["stores"][kind] = render_store(kind, a)
+            write(command, meta, render, cost)  # kept should a later part fail
     if a.skip != "cost":
         cost = cost_part(a.rounds, a.seconds)
-    print(write(command, meta, render, cost))
+    print(write(command, meta, render or None, cost))
     return 0
 
 
