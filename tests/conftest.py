@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from gateway_harness import RunningGateway, start_gateway
+from pg_server import PostgresServer
 from upstream import ScriptedUpstream
 
 
@@ -28,3 +29,14 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[[str], RunningGateway]]
     yield make
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        # A store test that cannot reach PostgreSQL has not passed: fail, never skip.
+        pytest.fail(f"the PostgreSQL store tests need a PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    server.destroy()

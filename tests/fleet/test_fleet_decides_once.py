@@ -24,6 +24,7 @@ from fleet_helpers import (
     serve,
     wait_for,
 )
+from pg_server import PostgresServer
 from redis_server import RedisServer
 from upstream import ScriptedUpstream, Step
 
@@ -36,11 +37,13 @@ TTL_S = 2.0
 STAGES = [("started", 0), ("promoted", 1), ("completed", 1)]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The record every replica writes; a PostgreSQL variant joins the params when it exists."""
-    assert request.param == "sqlite"
-    return f"sqlite:///{tmp_path / 'record.db'}"
+    """The record every replica writes: one SQLite file, or one PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'record.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database()
 
 
 @pytest.fixture

@@ -4,22 +4,11 @@ store, a SQLite file or a PostgreSQL database in the session's throwaway cluster
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pg_server import PostgresServer
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except RuntimeError as exc:
-        # A store test that cannot reach PostgreSQL has not passed: fail, never skip.
-        pytest.fail(f"the PostgreSQL store tests need a PostgreSQL server: {exc}", pytrace=False)
-    yield server
-    server.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
