@@ -42,14 +42,18 @@ def test_an_unversioned_sqlite_record_is_adopted_as_version_1_without_loss(
     unversioned_store(path, runs=3)
     assert main(["store", "migrate", "--url", f"sqlite:///{path}"]) == 0
     out = capsys.readouterr().out
-    assert out == f"{path}: applied 1: the record's tables (adopted the unversioned store)\n"
+    assert out == (
+        f"{path}: applied 1: the record's tables (adopted the unversioned store)\n"
+        f"{path}: applied 2: decisions fenced by the leader's term\n"
+    )
     with open_reader(f"sqlite:///{path}") as reader:
         assert sorted(r["id"] for r in reader.requests()) == ["old0", "old1", "old2"]
     assert main(["store", "migrate", "--url", f"sqlite:///{path}"]) == 0
     assert capsys.readouterr().out == f"{path}: the schema is up to date\n"
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
-            (1, "the record's tables")
+            (1, "the record's tables"),
+            (2, "decisions fenced by the leader's term"),
         ]
 
 
@@ -62,7 +66,10 @@ def test_a_new_postgres_database_gets_every_migration_and_the_password_is_never_
     assert main(["store", "migrate", "--url", url]) == 0
     second = capsys.readouterr().out
     where = url.replace(f":{PASSWORD}", "")
-    assert first == f"{where}: applied 1: the record's tables (created)\n"
+    assert first == (
+        f"{where}: applied 1: the record's tables (created)\n"
+        f"{where}: applied 2: decisions fenced by the leader's term\n"
+    )
     assert second == f"{where}: the schema is up to date\n"
     assert PASSWORD not in first + second
     with psycopg.connect(url) as conn:

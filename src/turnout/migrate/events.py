@@ -40,13 +40,17 @@ class EventLog:
         stage: int | None = None,
         percent: float | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> MigrationEvent:
+        decision: str | None = None,
+        term: int | None = None,
+    ) -> bool:
+        """Whether the record took it: not when it already holds `decision` (a decision's
+        identity, so writing one twice keeps one), nor when a term newer than `term` leads."""
         event = MigrationEvent(
             time.time(), model, mode, candidate, kind, stage, percent, detail or {}
         )
-        if self._log is not None:
-            self._log.append(event)
-        return event
+        if self._log is None:
+            return False
+        return self._log.append(event, decision, term)
 
     def latest(self, model: str, mode: str, candidate: str) -> MigrationEvent | None:
         assert self._log is not None

@@ -32,7 +32,7 @@ TABLES = (
     ),
     Table(
         "migration_events",
-        _cols("at, model, mode, candidate, kind, stage, percent, detail"),
+        _cols("at, model, mode, candidate, kind, stage, percent, detail, decision"),
         "{seq}",
     ),
     Table(

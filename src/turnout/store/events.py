@@ -39,7 +39,12 @@ class MigrationEvent:
 class MigrationEventLog(Protocol):
     """The events table, open for writing (it is created if absent)."""
 
-    def append(self, event: MigrationEvent) -> None: ...
+    def append(
+        self, event: MigrationEvent, decision: str | None = None, term: int | None = None
+    ) -> bool:
+        """Write `event`; False when the record already holds its `decision` (an identity:
+        the same decision written twice is kept once) or a term newer than `term` is known."""
+        ...
 
     def latest(self, model: str, mode: str, candidate: str) -> MigrationEvent | None: ...
 

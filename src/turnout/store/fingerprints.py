@@ -67,7 +67,9 @@ class FingerprintTables(Protocol):
         """Oldest first, the last `limit` of them."""
         ...
 
-    def save_alarm(self, alarm: AlarmRecord) -> None: ...
+    def save_alarm(self, alarm: AlarmRecord, term: int | None = None) -> bool:
+        """False when a term newer than `term` leads the fleet (`turnout.store.terms`)."""
+        ...
 
     def alarms(self, deployment: str | None = None, limit: int = 1000) -> list[AlarmRecord]:
         """Oldest first, the last `limit` of them."""

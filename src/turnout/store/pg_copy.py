@@ -43,6 +43,15 @@ class PostgresEnd:
             row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
         return bool(row and row[0])
 
+    def _columns(self, table: str) -> set[str]:
+        with translated(self.url):
+            rows = self.conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = current_schema()",
+                (table,),
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def count(self, table: str) -> int:
         if not self._exists(table):
             return 0
@@ -53,8 +62,10 @@ class PostgresEnd:
     def rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
         if not self._exists(table.name):
             return
+        have = self._columns(table.name)  # a source at an older schema lacks some
+        select = ", ".join(c if c in have else f"NULL AS {c}" for c in table.columns)
         order = table.order.replace("{seq}", "seq")
-        sql = f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {order}"
+        sql = f"SELECT {select} FROM {table.name} ORDER BY {order}"
         name = f"copy_{uuid.uuid4().hex[:8]}"
         with translated(self.url), self.conn.transaction(), self.conn.cursor(name=name) as cur:
             cur.itersize = 1000

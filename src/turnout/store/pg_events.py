@@ -10,8 +10,13 @@ from turnout.store import pg_pool
 from turnout.store.errors import StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.location import describe
+from turnout.store.terms import FENCE
 
 COLUMNS = "at, model, mode, candidate, kind, stage, percent, detail"
+TYPED = (
+    "%s::double precision, %s::text, %s::text, %s::text, %s::text, %s::integer, "
+    "%s::double precision, %s::json, %s::text"
+)
 
 
 class PostgresEventLog:
@@ -19,14 +24,22 @@ class PostgresEventLog:
         self.url = url
         self._pool: Any = pg_pool.acquire(url)
 
-    def append(self, event: MigrationEvent) -> None:
+    def append(
+        self, event: MigrationEvent, decision: str | None = None, term: int | None = None
+    ) -> bool:
         detail = orjson.dumps(event.detail, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        args: tuple[Any, ...] = (
+            *(event.at, event.model, event.mode, event.candidate, event.kind, event.stage),
+            *(event.percent, detail, decision),
+        )
+        values = "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        if term is not None:  # a SELECT's parameters carry no column types: cast them
+            values = f"SELECT {TYPED} WHERE " + FENCE.format(mark="%s")
+            args += (term,)
+        sql = f"INSERT INTO migration_events ({COLUMNS}, decision) {values} ON CONFLICT DO NOTHING"
         with pg_pool.connection(self._live(), self.url) as conn:
-            conn.execute(
-                f"INSERT INTO migration_events ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (event.at, event.model, event.mode, event.candidate, event.kind, event.stage,
-                 event.percent, detail),
-            )  # fmt: skip
+            cursor = conn.execute(sql, args)  # type: ignore[arg-type]
+            return cursor.rowcount == 1
 
     def latest(self, model: str, mode: str, candidate: str) -> MigrationEvent | None:
         with pg_pool.connection(self._live(), self.url) as conn:

@@ -8,6 +8,7 @@ import orjson
 
 from turnout.store import pg_pool
 from turnout.store.fingerprints import AlarmRecord, CheckRecord
+from turnout.store.terms import FENCE
 
 _SAMPLE_FIELDS = (
     *("probe", "kind", "text", "finish_reason", "prompt_tokens", "completion_tokens"),
@@ -154,14 +155,25 @@ class PostgresFingerprints:
             for r in reversed(self._all(sql, args))
         ]
 
-    def save_alarm(self, alarm: AlarmRecord) -> None:
-        self._write(
-            f"INSERT INTO fingerprint_alarms ({_ALARM_COLUMNS}) VALUES ({_marks(6)}) "
+    def save_alarm(self, alarm: AlarmRecord, term: int | None = None) -> bool:
+        args: tuple[Any, ...] = (
+            *(alarm.id, alarm.at, alarm.deployment, alarm.kind, alarm.message),
+            _dumps(alarm.detail),
+        )
+        values = f"VALUES ({_marks(6)})"
+        if term is not None:  # a SELECT's parameters carry no column types: cast them
+            values = (
+                "SELECT %s::text, %s::double precision, %s::text, %s::text, %s::text, %s::json "
+                "WHERE " + FENCE.format(mark="%s")
+            )
+            args += (term,)
+        sql = (
+            f"INSERT INTO fingerprint_alarms ({_ALARM_COLUMNS}) {values} "
             "ON CONFLICT (id) DO UPDATE SET at = excluded.at, deployment = excluded.deployment, "
-            "kind = excluded.kind, message = excluded.message, detail = excluded.detail",
-            (alarm.id, alarm.at, alarm.deployment, alarm.kind, alarm.message,
-             _dumps(alarm.detail)),
-        )  # fmt: skip
+            "kind = excluded.kind, message = excluded.message, detail = excluded.detail"
+        )
+        with pg_pool.connection(self._pool, self.url) as conn:
+            return conn.execute(sql, args).rowcount == 1  # type: ignore[arg-type]
 
     def alarms(self, deployment: str | None = None, limit: int = 1000) -> list[AlarmRecord]:
         sql, args = _latest(f"SELECT {_ALARM_COLUMNS} FROM fingerprint_alarms", deployment, limit)

@@ -187,8 +187,20 @@ def _script(sql: str) -> Callable[[psycopg.Connection], str]:
     return apply
 
 
+# Decisions recorded once: the leader's term (`turnout.store.terms`), and an identity for each
+# migration event a decision writes, so that writing it again changes nothing.
+V2 = """
+CREATE TABLE fleet_term (
+    name text PRIMARY KEY, epoch bigint NOT NULL, replica text NOT NULL,
+    at double precision NOT NULL
+);
+ALTER TABLE migration_events ADD COLUMN decision text;
+CREATE UNIQUE INDEX migration_events_decision ON migration_events (decision)
+"""
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[psycopg.Connection], str]], ...] = (
     (1, "the record's tables", _script(V1)),
+    (2, "decisions fenced by the leader's term", _script(V2)),
 )
 LATEST = MIGRATIONS[-1][0]
 VERSION_TABLE = (

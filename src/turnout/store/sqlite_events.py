@@ -12,6 +12,7 @@ from turnout.store.errors import StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.sqlite_errors import translated
 from turnout.store.sqlite_schema import migrated
+from turnout.store.terms import FENCE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migration_events (
@@ -45,22 +46,25 @@ class SQLiteEventLog:
             ) from None
         self._conn: sqlite3.Connection | None = conn
 
-    def append(self, event: MigrationEvent) -> None:
+    def append(
+        self, event: MigrationEvent, decision: str | None = None, term: int | None = None
+    ) -> bool:
         detail = orjson.dumps(event.detail, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        args: tuple[Any, ...] = (
+            *(event.at, event.model, event.mode, event.candidate, event.kind, event.stage),
+            *(event.percent, detail, decision),
+        )
+        values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        if term is not None:
+            values = "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE " + FENCE.format(mark="?")
+            args += (term,)
         with translated(self.path):
-            self._live().execute(
-                f"INSERT INTO migration_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.at,
-                    event.model,
-                    event.mode,
-                    event.candidate,
-                    event.kind,
-                    event.stage,
-                    event.percent,
-                    detail,
-                ),
+            cursor = self._live().execute(
+                f"INSERT INTO migration_events ({COLUMNS}, decision) {values} "
+                "ON CONFLICT DO NOTHING",
+                args,
             )
+        return cursor.rowcount == 1
 
     def latest(self, model: str, mode: str, candidate: str) -> MigrationEvent | None:
         with translated(self.path):

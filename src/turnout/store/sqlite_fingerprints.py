@@ -14,6 +14,7 @@ from turnout.store.errors import StoreError
 from turnout.store.fingerprints import AlarmRecord, CheckRecord
 from turnout.store.sqlite_errors import translated
 from turnout.store.sqlite_schema import migrated
+from turnout.store.terms import FENCE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprint_runs (
@@ -238,18 +239,20 @@ class SQLiteFingerprints:
             for r in reversed(self._all(sql, args))
         ]
 
-    def save_alarm(self, alarm: AlarmRecord) -> None:
-        self._write(
-            f"INSERT OR REPLACE INTO fingerprint_alarms ({_ALARM_COLUMNS}) VALUES (?,?,?,?,?,?)",
-            (
-                alarm.id,
-                alarm.at,
-                alarm.deployment,
-                alarm.kind,
-                alarm.message,
-                _dumps(alarm.detail),
-            ),
+    def save_alarm(self, alarm: AlarmRecord, term: int | None = None) -> bool:
+        args: tuple[Any, ...] = (
+            *(alarm.id, alarm.at, alarm.deployment, alarm.kind, alarm.message),
+            _dumps(alarm.detail),
         )
+        values = "VALUES (?,?,?,?,?,?)"
+        if term is not None:
+            values = "SELECT ?,?,?,?,?,? WHERE " + FENCE.format(mark="?")
+            args += (term,)
+        with self._lock, translated(self.path):
+            cursor = self._conn.execute(
+                f"INSERT OR REPLACE INTO fingerprint_alarms ({_ALARM_COLUMNS}) {values}", args
+            )
+        return cursor.rowcount == 1
 
     def alarms(self, deployment: str | None = None, limit: int = 1000) -> list[AlarmRecord]:
         sql, args = _latest(f"SELECT {_ALARM_COLUMNS} FROM fingerprint_alarms", deployment, limit)

@@ -65,8 +65,28 @@ def _v1(conn: sqlite3.Connection) -> str:
     return "adopted the unversioned store" if have & set(TABLES) else "created"
 
 
+V2 = """
+CREATE TABLE IF NOT EXISTS fleet_term (
+    name TEXT PRIMARY KEY, epoch INTEGER NOT NULL, replica TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS migration_events_decision ON migration_events (decision)
+"""
+
+
+def _v2(conn: sqlite3.Connection) -> str:
+    """Decisions recorded once: the leader's term (`turnout.store.terms`), and an identity for
+    each migration event a decision writes, so that writing it again changes nothing."""
+    present = {r[1] for r in conn.execute("PRAGMA table_info(migration_events)")}
+    if "decision" not in present:
+        conn.execute("ALTER TABLE migration_events ADD COLUMN decision TEXT")
+    for statement in statements(V2):
+        conn.execute(statement)
+    return ""
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], str]], ...] = (
     (1, "the record's tables", _v1),
+    (2, "decisions fenced by the leader's term", _v2),
 )
 LATEST = MIGRATIONS[-1][0]
 
