@@ -145,7 +145,7 @@ class Gateway:
             tenants=config.tenants,
         )
         # Who decides for the fleet: an elected replica with `state.url`, else this gateway.
-        self.leadership = leadership_for(config.state, self.metrics.registry)
+        self.leadership = leadership_for(config.state, self.metrics.registry, config.store.url)
         self.writer.may_prune = lambda: self.leadership.leader
         self.layers: list[Layer] = []
         self.engine: Handler = Engine(self.fleet, self._finished)

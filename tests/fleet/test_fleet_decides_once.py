@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,26 +25,18 @@ from fleet_helpers import (
     serve,
     wait_for,
 )
-from pg_server import PostgresServer
 from redis_server import RedisServer
 from upstream import ScriptedUpstream, Step
 
+from turnout.fleet.canary import decision_id
 from turnout.fleet.leader import PREFIX
 from turnout.fleet.lease import WRITTEN, Lease
+from turnout.migrate.events import EventLog
 from turnout.store.read import open_reader
 
 HEALTHY = Step(content='{"answer": 4}', delay_s=0.01)
 TTL_S = 2.0
 STAGES = [("started", 0), ("promoted", 1), ("completed", 1)]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The record every replica writes: one SQLite file, or one PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'record.db'}"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return server.create_database()
 
 
 @pytest.fixture
@@ -194,8 +187,37 @@ def test_the_shadow_budget_is_spent_once_across_replicas(
         spent = reader.shadow_spent("assistant", "cand")
     # $1.2 is crossed by the third shadow ($1.5); one more per replica may have been in flight.
     assert 1.2 <= spent <= 1.5 + 0.5 * len(replicas)
-    (stop,) = events(record_url, "shadow")  # recorded once, by the replica that crossed it
+    (stop,) = events(record_url, "shadow")  # both replicas saw it; the record kept one
     assert stop.kind == "budget_spent"
+
+
+def test_a_shadow_stop_whose_replica_died_before_recording_it_is_recorded_by_another(
+    redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
+    fleet_dir: tuple[Path, list[Replica]],
+) -> None:  # fmt: skip
+    folder, replicas = fleet_dir
+    start(folder, replicas, config(record_url, redis, old, cand, SHADOW))
+    # A third replica's last shadows took the fleet's spend over the budget, and it died before
+    # it recorded the stop: its spend is in Redis, its event nowhere.
+    spent = "turnout:fleet:shadow:assistant:cand:spent_usd"
+    asyncio.run(set_key(redis, spent, "1.5"))
+    wait_for(lambda: len(events(record_url, "shadow")) >= 1, "the stop recorded")
+    for r in replicas:  # both stop mirroring, and both have seen the total by now
+        wait_for(lambda r=r: stops_mirroring(r), f"{r.name} stops")
+    (stop,) = events(record_url, "shadow")
+    assert stop.kind == "budget_spent"
+    assert stop.detail == {"spent_usd": 1.5, "budget_usd": 1.2}
+
+
+async def set_key(redis: RedisServer, key: str, value: str) -> None:
+    r = aioredis.Redis.from_url(redis.url)
+    await r.set(key, value)
+    await r.aclose()
+
+
+def stops_mirroring(r: Replica) -> bool:
+    assert ask(r).status_code == 200
+    return r.metric("turnout_shadow_skipped_total", reason="budget") > 0
 
 
 def test_a_leader_killed_mid_canary_is_replaced_and_no_stage_is_decided_twice_or_lost(
@@ -217,10 +239,10 @@ def test_a_leader_killed_mid_canary_is_replaced_and_no_stage_is_decided_twice_or
     assert canary_events(record_url) == STAGES
 
 
-def publish_and_die(redis: RedisServer) -> None:
+def publish_and_die(redis: RedisServer) -> dict[str, Any]:
     """A leader publishes a rollback and dies before its event reaches the record."""
 
-    async def go() -> None:
+    async def go() -> dict[str, Any]:
         r = aioredis.Redis.from_url(redis.url)
         lease = Lease(r, PREFIX, 0.5)
         assert await lease.acquire()
@@ -233,15 +255,17 @@ def publish_and_die(redis: RedisServer) -> None:
         key = PREFIX + "canary:assistant:cand"
         assert await lease.fenced_set(key, json.dumps(rollback), 1) == WRITTEN
         await r.aclose()
+        return rollback
 
-    asyncio.run(go())
+    published: dict[str, Any] = asyncio.run(go())
+    return published
 
 
 def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_successor(
     redis: RedisServer, record_url: str, old: ScriptedUpstream, cand: ScriptedUpstream,
     fleet_dir: tuple[Path, list[Replica]],
 ) -> None:  # fmt: skip
-    publish_and_die(redis)
+    rollback = publish_and_die(redis)
     folder, replicas = fleet_dir
     (successor,) = start(folder, replicas, config(record_url, redis, old, cand, CANARY), n=1)
     wait_for(lambda: canary_events(record_url) == [("rolled_back", 0)], "the rollback recorded")
@@ -251,6 +275,21 @@ def test_a_decision_its_leader_published_but_never_recorded_is_recorded_by_the_s
     assert route_status(ask(successor)) == "rolled_back"
     for _ in range(10):
         assert ask(successor).headers["x-turnout-deployment"] == "old"
+    # The first leader was only stalled: it wakes and records its rollback, late. Refused twice
+    # over: its term is older than the successor's, and the record holds that decision already.
+    late = EventLog(record_url)
+    late.open()
+    try:
+        decision = decision_id("assistant", "cand", rollback)
+        assert not late.append(
+            "assistant", "canary", "cand", "rolled_back", stage=0, detail=rollback["detail"],
+            decision=decision, term=rollback["epoch"],
+        )  # fmt: skip
+        assert not late.append(
+            "assistant", "canary", "cand", "rolled_back", stage=0, decision=decision
+        )
+    finally:
+        late.close()
     assert canary_events(record_url) == [("rolled_back", 0)]  # once
 
 

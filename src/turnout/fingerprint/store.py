@@ -84,8 +84,9 @@ class FingerprintStore:
         """Oldest first, the last `limit` of them."""
         return self._tables.checks(deployment, limit)
 
-    def save_alarm(self, alarm: AlarmRecord) -> None:
-        self._tables.save_alarm(alarm)
+    def save_alarm(self, alarm: AlarmRecord, term: int | None = None) -> bool:
+        """False when a newer term of the fleet's leadership refused it."""
+        return self._tables.save_alarm(alarm, term)
 
     def alarms(self, deployment: str | None = None, limit: int = 1000) -> list[AlarmRecord]:
         return self._tables.alarms(deployment, limit)

@@ -334,9 +334,23 @@ class Watcher:
             "reasons": check.verdict.get("reasons", []),
         }
         alarm = AlarmRecord(new_id("alm"), check.at, dep, change, message, detail)
-        await asyncio.to_thread(self.store.save_alarm, alarm)
+        if not await self._save(alarm):
+            return
         if self.on_alarm is not None:
             self.on_alarm(alarm)
+
+    async def _save(self, alarm: AlarmRecord) -> bool:
+        """Record an alarm, fenced by this leader's term: False when a newer leader has begun
+        (this one stalled past its lease), which judges again from the record."""
+        term = None if self.leadership is None else self.leadership.epoch
+        saved: bool = await asyncio.to_thread(self.store.save_alarm, alarm, term)
+        if not saved:
+            log.warning(
+                "fingerprint: the %s alarm of %s not recorded: a newer leader decides now",
+                alarm.kind,
+                alarm.deployment,
+            )
+        return saved
 
     async def scan_passive(self) -> list[AlarmRecord]:
         if self.passive is None:
@@ -363,7 +377,8 @@ class Watcher:
                 "request_id": s.request_id,
             }
             alarm = AlarmRecord(new_id("alm"), s.at, s.deployment, PASSIVE, message, detail)
-            await asyncio.to_thread(self.store.save_alarm, alarm)
+            if not await self._save(alarm):
+                break
             if self.on_alarm is not None:
                 self.on_alarm(alarm)
             out.append(alarm)

@@ -5,8 +5,10 @@ conversations by it. The leader also re-reads the current stage's evidence from 
 every replica's requests, not only its own — every `judge_s` (or ten times as long as the read
 took, on a long stage), asks the gate, and takes a decision by publishing it (a write fenced by
 its term: a deposed leader's late decision is refused) and then recording it as one migration
-event. A successor finds a published decision whose event never reached the record (its leader
-died in between) and records it, so none is lost.
+event, fenced again by the term in the record (`turnout.store.terms`). A successor finds a
+published decision whose event never reached the record (its leader died in between, or the
+record was down) and records it, so none is lost. Each event carries its decision's identity
+(the published version and time), which the record keeps once however often it is written.
 
 A stage's `since` is the leader's clock; placement follows the bucket of the conversation id,
 which is the same on every replica, so a conversation stays on the candidate on every replica
@@ -33,6 +35,11 @@ log = logging.getLogger("turnout.fleet")
 
 def board_key(c: Canary) -> str:
     return f"canary:{c.name}:{c.candidate}"
+
+
+def decision_id(model: str, candidate: str, published: dict[str, Any]) -> str:
+    """The same for every replica that reads the decision off the board."""
+    return f"canary:{model}:{candidate}:{published['version']}:{published['at']!r}"
 
 
 class CanaryFleet:
@@ -117,11 +124,14 @@ class CanaryFleet:
         fresh = last is None or last.kind == "reset"
         if fresh:
             c.restart(c.since if last is None else max(c.since, last.at))
-        state = {**c.published(), "at": c.since, "epoch": self.leadership.epoch}
+        epoch = self.leadership.epoch
+        state = {**c.published(), "version": version + 1, "at": c.since, "epoch": epoch}
+        if fresh:  # a decision of its own: a successor records it if this leader cannot
+            state |= {"kind": "started", "detail": c.start_detail()}
         if await self.leadership.publish(board_key(c), json.dumps(state), version + 1):
             c.version = version + 1
             if fresh:
-                c.announce_start()
+                c.announce_start(decision_id(c.name, c.candidate, state), self._term())
             log.info(
                 "fleet canary of %s on %s: stage %d (%g%%), %s, published for the fleet",
                 c.name,
@@ -140,29 +150,37 @@ class CanaryFleet:
             log.info("fleet canary of %s: %s not taken: no longer the leader", c.name, t.kind)
             return
         c.version = version + 1
-        c.apply(Transition(t.kind, t.status, t.stage, t.since, detail, t.why))
+        t = Transition(t.kind, t.status, t.stage, t.since, detail, t.why)
+        c.apply(t, decision=decision_id(c.name, c.candidate, state), term=self._term())
+
+    def _term(self) -> int | None:
+        """The term a decision is fenced by in the record; none for a lone gateway."""
+        return None if self.leadership.redis is None else self.leadership.epoch
 
     def _record_if_lost(
         self, c: Canary, published: dict[str, Any], last: MigrationEvent | None
     ) -> None:
-        """A decision published by an earlier term whose event is not in the record: its leader
-        died between the two. Recorded now, once, by the current leader."""
+        """A published decision whose event is not in the record: its leader died between the
+        two, or the record refused the write. Recorded now by the current leader; the record
+        keeps a decision once, so a late write of the original changes nothing."""
         if published.get("kind") in (None, "resumed"):
             return
-        if published.get("epoch") == self.leadership.epoch:
+        if last is not None and last.at > published["at"]:
             return
-        if last is not None and last.at >= published["at"]:
-            return
-        detail = {**published["detail"], "recorded_by_successor": True}
-        self.events.append(
+        detail = {**published["detail"]}
+        if published.get("epoch") != self.leadership.epoch:
+            detail["recorded_by_successor"] = True
+        recorded = self.events.append(
             c.name, "canary", c.candidate, published["kind"],
             stage=published["stage"], percent=c.percent, detail=detail,
+            decision=decision_id(c.name, c.candidate, published), term=self._term(),
         )  # fmt: skip
-        log.warning(
-            "fleet canary of %s on %s: the %s of epoch %s was published but not recorded; "
-            "recorded now",
-            c.name,
-            c.candidate,
-            published["kind"],
-            published.get("epoch"),
-        )
+        if recorded:
+            log.warning(
+                "fleet canary of %s on %s: the %s of epoch %s was published but not recorded; "
+                "recorded now",
+                c.name,
+                c.candidate,
+                published["kind"],
+                published.get("epoch"),
+            )

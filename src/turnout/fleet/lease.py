@@ -34,6 +34,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[
 end
 return 0
 """
+# KEYS lease, epoch; ARGV token, floor → a new epoch above `floor`, or 0 when not the holder.
+# For a record that knows a later term than Redis does (Redis lost its data).
+_ADVANCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return redis.call('INCR', KEYS[2])
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -69,6 +78,7 @@ class Lease:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._advance = redis.register_script(_ADVANCE)
         self._fenced_set = redis.register_script(_FENCED_SET)
 
     @property
@@ -101,6 +111,16 @@ class Lease:
         else:
             self.drop()
         return bool(ok)
+
+    async def advance(self, floor: int) -> int:
+        """A new term of the held lease, numbered above `floor`; 0 (and no term) when the lease
+        is no longer ours."""
+        epoch = int(await self._advance(keys=[self.key, self.epoch_key], args=[self.token, floor]))
+        if epoch:
+            self.epoch = epoch
+        else:
+            self.drop()
+        return epoch
 
     def drop(self) -> None:
         """Stop counting on the lease, at once (Redis is away, or a renewal was refused)."""

@@ -3,9 +3,11 @@
 Each replica adds what its finished shadows cost (INCRBYFLOAT, atomic) and reads the fleet's total
 every `sync_s`, so together the replicas stop at the budget. What can overshoot it: shadows already
 in flight when it is reached, and those started within one `sync_s` of another replica's spend —
-each at most `max_in_flight` per replica. The replica whose addition crosses the budget is the one
-that records the stop, so it is recorded once. While Redis is away no shadow starts (a budget that
-cannot be checked is not spent); costs that could not be added are added when it is back.
+each at most `max_in_flight` per replica. Every replica that sees the total cross the budget
+records the stop under one decision identity, which the record keeps once: it is recorded once,
+and still recorded when the replica whose spend crossed it dies before it could. While Redis is
+away no shadow starts (a budget that cannot be checked is not spent); costs that could not be
+added are added when it is back.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ class SharedSpend:
         self.key = f"{PREFIX}{model}:{candidate}:spent_usd"
         self.total = 0.0  # the fleet's, as last read
         self.unsent = 0.0  # spent here, not yet added to the fleet's
-        self.last_added = 0.0  # by the latest sync
         self.recorded = 0.0  # what the record says was spent, to start the counter from
         self.up = False
 
@@ -45,7 +46,6 @@ class SharedSpend:
 
     async def sync(self) -> bool:
         """Add what is unsent and read the fleet's total; False while Redis is away."""
-        self.last_added = 0.0
         try:
             if self.unsent:
                 sending, self.unsent = self.unsent, 0.0
@@ -54,7 +54,6 @@ class SharedSpend:
                 except Exception:
                     self.unsent += sending
                     raise
-                self.last_added = sending
             else:
                 value = await self.redis.get(self.key)
                 if value is None:  # never seeded (Redis was away), or Redis lost it
@@ -72,9 +71,3 @@ class SharedSpend:
             return False
         self.up = True
         return True
-
-    def crossed(self, budget: float) -> bool:
-        """Whether this replica's latest addition took the fleet's total over `budget`: then it,
-        and no other replica, records the stop."""
-        added = self.last_added
-        return added > 0 and self.total >= budget > self.total - added

@@ -198,8 +198,11 @@ class Canary:
             (cand if obs.arm == "candidate" else old).append(obs)
         self.old, self.cand = old, cand  # whole windows: readers never see one half-filled
 
-    def announce_start(self) -> None:
-        self._announce("started", detail={"settings": self._settings()})
+    def announce_start(self, decision: str | None = None, term: int | None = None) -> None:
+        self._announce("started", self.start_detail(), decision, term)
+
+    def start_detail(self) -> dict[str, Any]:
+        return {"settings": self._settings()}
 
     def _settings(self) -> dict[str, Any]:
         c = self.config
@@ -211,7 +214,14 @@ class Canary:
             "gate": dataclasses.asdict(c.gate),
         }
 
-    def _announce(self, kind: str, detail: dict[str, Any] | None = None) -> None:
+    def _announce(
+        self,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        decision: str | None = None,
+        term: int | None = None,
+    ) -> None:
+        """`decision` and `term`: a fleet's decision (`turnout.fleet.canary`)."""
         self._events.append(
             self.name,
             "canary",
@@ -220,6 +230,8 @@ class Canary:
             stage=self.stage,
             percent=self.percent,
             detail=detail,
+            decision=decision,
+            term=term,
         )
 
     def _show(self) -> None:
@@ -350,13 +362,20 @@ class Canary:
         evidence["from_percent"] = self.percent
         return Transition("rolled_back", ROLLED_BACK, self.stage, self.since, evidence, reason)
 
-    def apply(self, t: Transition, *, record: bool = True) -> None:
+    def apply(
+        self,
+        t: Transition,
+        *,
+        record: bool = True,
+        decision: str | None = None,
+        term: int | None = None,
+    ) -> None:
         """Take a decision: the new stage, its event in the record (unless `record` is False:
         somebody else wrote it), the metrics and a log line."""
         previous, stage_before = self.percent, self.stage
         self._enter(t.status, t.stage, t.since)
         if record:
-            self._announce(t.kind, detail=t.detail)
+            self._announce(t.kind, t.detail, decision, term)
         self._metrics.transitions.labels(self.name, self.candidate, t.kind).inc()
         if t.kind == "completed":
             log.info(
