@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -256,6 +257,17 @@ def test_mirroring_stops_when_the_budget_is_spent_and_stays_stopped_after_a_rest
         assert metric(again, "turnout_shadow_skipped_total", reason="budget") == 1
     finally:
         again.stop()
+    assert len([e for e in read_events(url) if e.mode == "shadow"]) == 1  # not recorded again
+
+    # A gateway that died between spending the budget and recording the stop: the next start
+    # finds the budget spent and no stop in the record, and records it.
+    with sqlite3.connect(store) as conn:
+        conn.execute("DELETE FROM migration_events WHERE mode = 'shadow'")
+    conn.close()
+    third = start_gateway(text, store)
+    third.stop()
+    (event,) = [e for e in read_events(url) if e.mode == "shadow"]
+    assert event.kind == "budget_spent" and event.detail["budget_usd"] == 1.2
 
 
 def test_requests_lists_shadows_apart(

@@ -154,7 +154,9 @@ class Shadows:
                     m.spent_usd = m.shared.spent
                 except Exception as exc:  # no shadows until Redis answers
                     log.warning("shadow of %s: the fleet's budget cannot be read (%s)", name, exc)
-            self._check_budget(name, m, announce=False)
+            # Spent before this start: the stop is recorded already, unless whoever spent it
+            # last died first.
+            self._check_budget(name, m, announce=not self._stop_recorded(name, m))
             self._show_budget(name, m)
         if any(m.shared is not None for m in self._mirrors.values()):
             self._syncing = True
@@ -165,9 +167,7 @@ class Shadows:
             if m.shared is None or not await m.shared.sync():
                 continue
             m.spent_usd = m.shared.spent
-            budget = m.config.budget_usd
-            crossed = budget is not None and m.shared.crossed(budget)
-            self._check_budget(name, m, announce=crossed)
+            self._check_budget(name, m, announce=True)
             self._show_budget(name, m)
         return self._sync_s
 
@@ -275,14 +275,23 @@ class Shadows:
             m.spent_usd,
             budget,
         )
-        if announce:
+        if announce:  # in a fleet, every replica that sees it: the record keeps one
             self._events.append(
                 name,
                 "shadow",
                 dep,
                 "budget_spent",
                 detail={"spent_usd": m.spent_usd, "budget_usd": budget},
+                decision=f"shadow:{name}:{dep}:budget_spent:{budget!r}",
             )
+
+    def _stop_recorded(self, name: str, m: _Mirror) -> bool:
+        last = self._events.latest(name, "shadow", m.config.deployment)
+        return (
+            last is not None
+            and last.kind == "budget_spent"
+            and last.detail.get("budget_usd") == m.config.budget_usd
+        )
 
     def _show_budget(self, name: str, m: _Mirror) -> None:
         if m.config.budget_usd is not None:
