@@ -11,7 +11,7 @@ import orjson
 from turnout.store.errors import StoreError
 from turnout.store.events import MigrationEvent
 from turnout.store.sqlite_errors import translated
-from turnout.store.sqlite_schema import migrated
+from turnout.store.sqlite_schema import connect
 from turnout.store.terms import FENCE
 
 SCHEMA = """
@@ -35,15 +35,7 @@ NEWEST_FIRST = "ORDER BY at DESC, rowid DESC"
 class SQLiteEventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=5000")
-            migrated(conn, str(path))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(
-                f"record store {path}: migration events cannot be kept: {exc}"
-            ) from None
+        conn = connect(path, "migration events")
         self._conn: sqlite3.Connection | None = conn
 
     def append(

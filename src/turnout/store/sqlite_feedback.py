@@ -10,7 +10,7 @@ from typing import Any
 from turnout.store.errors import StoreError
 from turnout.store.feedback import Feedback
 from turnout.store.sqlite_errors import translated
-from turnout.store.sqlite_schema import migrated
+from turnout.store.sqlite_schema import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -33,13 +33,7 @@ class SQLiteFeedbackLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()  # appended from a worker thread, closed from the loop
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=5000")
-            migrated(conn, str(path))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"record store {path}: feedback cannot be kept: {exc}") from None
+        conn = connect(path, "feedback")
         self._conn: sqlite3.Connection | None = conn
 
     def append(self, item: Feedback) -> None:

@@ -14,7 +14,7 @@ import orjson
 from turnout.store.errors import RecordNotFound, StoreError
 from turnout.store.keys import KeyEvent, KeyRecord, SpendDelta
 from turnout.store.sqlite_errors import translated
-from turnout.store.sqlite_schema import migrated
+from turnout.store.sqlite_schema import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS client_keys (
@@ -63,14 +63,7 @@ _NEXT_REVISION = "(SELECT COALESCE(MAX(revision), 0) + 1 FROM client_keys)"
 class SQLiteKeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute("PRAGMA journal_mode=WAL")
-            migrated(conn, str(path))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"record store {path}: client keys cannot be kept: {exc}") from None
+        conn = connect(path, "client keys", wal=True)
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
 

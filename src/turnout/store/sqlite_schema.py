@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from turnout.store.errors import StoreError
 from turnout.store.versions import Applied, too_new
@@ -128,6 +129,21 @@ def migrate(conn: sqlite3.Connection, where: str = "") -> list[Applied]:
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def connect(path: Path, what: str, *, wal: bool = False) -> sqlite3.Connection:
+    """A connection to the record at `path` for one kind of rows (`what`, for the error),
+    shareable across threads, the schema brought up to date."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        if wal:
+            conn.execute("PRAGMA journal_mode=WAL")
+        migrated(conn, str(path))
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"record store {path}: {what} cannot be kept: {exc}") from None
+    return conn
 
 
 def migrated(conn: sqlite3.Connection, where: str) -> None:

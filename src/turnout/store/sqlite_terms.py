@@ -8,7 +8,7 @@ from pathlib import Path
 
 from turnout.store.errors import StoreError
 from turnout.store.sqlite_errors import translated
-from turnout.store.sqlite_schema import migrated
+from turnout.store.sqlite_schema import connect
 from turnout.store.terms import LEADER
 
 REGISTER = (
@@ -21,13 +21,7 @@ REGISTER = (
 class SQLiteTermLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=5000")
-            migrated(conn, str(path))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"record store {path}: terms cannot be kept: {exc}") from None
+        conn = connect(path, "terms")
         self._conn: sqlite3.Connection | None = conn
 
     def register(self, epoch: int, replica: str) -> int:
