@@ -65,6 +65,7 @@ def test_forced_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     first = client.messages.create(
         model="local",
         max_tokens=48,
+        extra_body={"temperature": 0},  # greedy: the same answer on every run
         tools=TOOLS,  # type: ignore[arg-type]
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "What is the weather in Paris?"}],
@@ -77,6 +78,7 @@ def test_forced_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     second = client.messages.create(
         model="local",
         max_tokens=64,
+        extra_body={"temperature": 0},
         tools=TOOLS,  # type: ignore[arg-type]
         messages=[
             {"role": "user", "content": "What is the weather in Paris?"},
