@@ -15,6 +15,7 @@ from turnout.auth.guard import Guard
 from turnout.backends.base import Backend, Operation
 from turnout.backends.openai_http import OpenAIHTTPBackend
 from turnout.config import Config, DeploymentConfig, ModelConfig
+from turnout.fleet.breakers import SharedBreakers
 from turnout.fleet.leader import leadership_for
 from turnout.intent.feedback import FeedbackDesk
 from turnout.intent.layer import IntentLayer
@@ -146,6 +147,7 @@ class Gateway:
         )
         # Who decides for the fleet: an elected replica with `state.url`, else this gateway.
         self.leadership = leadership_for(config.state, self.metrics.registry, config.store.url)
+        self.shared_breakers: SharedBreakers | None = None
         self.writer.may_prune = lambda: self.leadership.leader
         self.layers: list[Layer] = []
         self.engine: Handler = Engine(self.fleet, self._finished)
@@ -214,6 +216,9 @@ class Gateway:
         for backend in self.backends.values():
             await backend.start()
         await self.leadership.start()
+        if self.leadership.redis is not None:  # a fleet: a breaker opened anywhere rests everywhere
+            self.shared_breakers = SharedBreakers(self.breakers, self.leadership.redis)
+            await self.shared_breakers.start()
         for layer in self.layers:
             await layer.start()
         self._probes = [
@@ -268,6 +273,8 @@ class Gateway:
             await self.shared.close()
         for layer in reversed(self.layers):
             await layer.close()
+        if self.shared_breakers is not None:
+            await self.shared_breakers.stop()
         await self.leadership.close()
         for backend in self.backends.values():
             await backend.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from turnout.config import Cooldown
@@ -31,6 +32,8 @@ class Breaker:
     history: deque[tuple[float, str, str]] = field(
         default_factory=lambda: deque(maxlen=HISTORY), compare=False, repr=False
     )
+    # Told each time it opens (rest in seconds, why): a fleet rests the deployment everywhere.
+    on_open: Callable[[float, str], None] | None = field(default=None, compare=False, repr=False)
 
     def _now(self, now: float | None) -> float:
         return time.monotonic() if now is None else now
@@ -69,6 +72,8 @@ class Breaker:
             n = self.failures
             why = "the probe failed" if probe else f"{n} failure{'s' * (n != 1)} in a row"
             self.history.append((time.time(), "open", f"{why}; rests {rest:g} s"))
+            if self.on_open is not None:
+                self.on_open(rest, why)
             return True
         return False
 
