@@ -31,7 +31,7 @@ from turnout.backends.base import (
     Usage,
 )
 from turnout.backends.classify import classify
-from turnout.backends.openai_http import error_message, retry_after_seconds
+from turnout.backends.http import error_message, retry_after_seconds
 from turnout.config import Timeouts
 from turnout.config.schema import ANTHROPIC_VERSION
 from turnout.privacy.scrub import scrub
