@@ -28,7 +28,7 @@ from turnout.backends.base import (
     Usage,
 )
 from turnout.backends.classify import Classified
-from turnout.backends.http import HTTPBackend
+from turnout.backends.http import Event, HTTPBackend
 from turnout.config.schema import ANTHROPIC_VERSION
 from turnout.privacy.scrub import scrub
 
@@ -96,7 +96,7 @@ class AnthropicHTTPBackend(HTTPBackend):
         translator = ChunkTranslator(tail)
         async with self._event_stream(request, "/v1/messages", body) as events:
             while not translator.done and (event := await events.read()) is not None:
-                parsed = self._event(event.name, event.data, translator.produced)
+                parsed = self._event(event, translator.produced)
                 for chunk in translator.feed(parsed.get("type") or event.name, parsed):
                     events.got_any = events.got_any or bool(chunk["choices"])
                     yield StreamChunk(chunk, b"data: " + orjson.dumps(chunk) + b"\n\n")
@@ -105,18 +105,13 @@ class AnthropicHTTPBackend(HTTPBackend):
                 return
         raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before message_stop")
 
-    def _event(self, name: str, payload: bytes, produced: bool) -> dict[str, Any]:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                Failure.MALFORMED_RESPONSE, "upstream sent a stream event that is not JSON"
-            ) from None
+    def _event(self, sse: Event, produced: bool) -> dict[str, Any]:
+        event = sse.json()
         if not isinstance(event, dict):
             raise UpstreamError(
                 Failure.MALFORMED_RESPONSE, "upstream stream event is not an object"
             )
-        if (event.get("type") or name) == "error":
+        if (event.get("type") or sse.name) == "error":
             err = event.get("error") if isinstance(event.get("error"), dict) else {}
             kind = err.get("type") if isinstance(err.get("type"), str) else "error"
             msg = scrub(str(err.get("message") or kind), self._secrets)

@@ -65,6 +65,13 @@ class Event(NamedTuple):
     name: str  # the `event:` line's, "" when the upstream named none
     data: bytes
 
+    def json(self, failure: Failure = Failure.MALFORMED_RESPONSE) -> Any:
+        """The data parsed; `failure` where it is not JSON."""
+        try:
+            return orjson.loads(self.data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(failure, "upstream sent a stream event that is not JSON") from None
+
 
 class EventStream:
     """A streamed answer's server-sent events, each read against its deadline.

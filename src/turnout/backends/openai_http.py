@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from turnout.backends.base import (
     Completion,
     Failure,
@@ -16,7 +14,7 @@ from turnout.backends.base import (
     UpstreamRequest,
     Usage,
 )
-from turnout.backends.http import HTTPBackend
+from turnout.backends.http import Event, HTTPBackend
 from turnout.backends.protocol import check_chunk, check_completion
 from turnout.privacy.scrub import scrub
 
@@ -44,7 +42,7 @@ class OpenAIHTTPBackend(HTTPBackend):
                     events.finish()
                     return
                 try:
-                    chunk = self._parse_chunk(event.data, request.operation)
+                    chunk = self._parse_chunk(event, request.operation)
                 except UpstreamError as err:
                     # One bad event in a stream under way is skipped (and counted); two in a
                     # row, or one before anything else, and the stream is not to be trusted.
@@ -62,13 +60,8 @@ class OpenAIHTTPBackend(HTTPBackend):
         if not finished:
             raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before it finished")
 
-    def _parse_chunk(self, payload: bytes, operation: Operation) -> dict[str, Any]:
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                Failure.MALFORMED_RESPONSE, "upstream sent a stream event that is not JSON"
-            ) from None
+    def _parse_chunk(self, event: Event, operation: Operation) -> dict[str, Any]:
+        chunk = event.json()
         if isinstance(chunk, dict) and "error" in chunk:
             err = chunk["error"]
             msg = err.get("message") if isinstance(err, dict) else err

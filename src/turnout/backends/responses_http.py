@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from turnout.backends.base import (
     Completion,
     Failure,
@@ -37,14 +35,8 @@ class ResponsesHTTPBackend(OpenAIHTTPBackend):
         chunks = _Chunks(request.operation)
         async with self._event_stream(request, "/responses", body, between="events") as events:
             while (event := await events.read()) is not None:
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(
-                        Failure.BROKEN_STREAM if chunks.got_any else Failure.MALFORMED_RESPONSE,
-                        "upstream sent a stream event that is not JSON",
-                    ) from None
-                fed = chunks.feed(data, self._secrets)
+                unreadable = Failure.BROKEN_STREAM if chunks.got_any else Failure.MALFORMED_RESPONSE
+                fed = chunks.feed(event.json(unreadable), self._secrets)
                 events.got_any = chunks.got_any
                 for chunk in fed:
                     yield StreamChunk(chunk)
