@@ -6,12 +6,8 @@ the lifecycle sees the one shape it knows; errors are classified as for `/chat/c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
-import orjson
 
 from turnout.backends.base import (
     Completion,
@@ -28,92 +24,25 @@ from turnout.privacy.scrub import scrub
 
 
 class ResponsesHTTPBackend(OpenAIHTTPBackend):
-    def _post(self, request: UpstreamRequest, body: dict[str, Any], timeout: float) -> Any:
-        assert self._session is not None, "backend not started"
-        headers = {**request.headers, **self._headers}
-        headers["x-turnout-request-id"] = request.request_id
-        return self._session.post(
-            self.base_url + "/responses",
-            data=orjson.dumps(body),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeouts.connect_s),
-        )
-
     async def complete(self, request: UpstreamRequest) -> Completion:
         body = to_responses(request.body, request.operation, self.model)
-        try:
-            async with self._post(request, body, self.timeouts.total_s) as resp:
-                await self._raise_for_status(resp)
-                raw = await resp.read()
-        except UpstreamError:
-            raise
-        except TimeoutError:
-            raise UpstreamError(Failure.TIMEOUT, "upstream timed out") from None
-        except aiohttp.ClientError as exc:
-            raise self._connection_error(Failure.CONNECTION_ERROR, exc) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                Failure.MALFORMED_RESPONSE, "upstream answered 200 with a body that is not JSON"
-            ) from None
+        data = await self._read_json(request, "/responses", body)
         chat = to_chat(data, request.operation)
         return Completion(chat, Usage.from_body(chat["usage"]))
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamChunk]:
         body = dict(to_responses(request.body, request.operation, self.model), stream=True)
-        t = self.timeouts
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        hard_stop = started + t.total_s
         chunks = _Chunks(request.operation)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout_at(min(hard_stop, started + t.first_token_s)):
-                resp = await self._post(request, body, t.total_s)
-            await self._raise_for_status(resp)
-            data_lines: list[bytes] = []
-            while True:
-                wait = t.idle_s if chunks.got_any else t.first_token_s
-                deadline = min(hard_stop, loop.time() + wait if chunks.got_any else started + wait)
-                async with asyncio.timeout_at(deadline):
-                    line = await resp.content.readline()
-                if not line:
-                    break
-                line = line.rstrip(b"\r\n")
-                if line.startswith(b"data:"):
-                    data_lines.append(line[5:].lstrip())
-                    continue
-                if line or not data_lines:
-                    continue  # event names, comments, keep-alives
-                payload = b"\n".join(data_lines)
-                data_lines = []
-                try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(
-                        Failure.BROKEN_STREAM if chunks.got_any else Failure.MALFORMED_RESPONSE,
-                        "upstream sent a stream event that is not JSON",
-                    ) from None
-                for chunk in chunks.feed(event, self._secrets):
+        async with self._event_stream(request, "/responses", body, between="events") as events:
+            while (event := await events.read()) is not None:
+                unreadable = Failure.BROKEN_STREAM if chunks.got_any else Failure.MALFORMED_RESPONSE
+                fed = chunks.feed(event.json(unreadable), self._secrets)
+                events.got_any = chunks.got_any
+                for chunk in fed:
                     yield StreamChunk(chunk)
                 if chunks.finished:
-                    resp.release()
+                    events.finish()
                     return
-        except UpstreamError:
-            raise
-        except TimeoutError:
-            phase = "between events" if chunks.got_any else "before the first token"
-            raise UpstreamError(Failure.TIMEOUT, f"upstream timed out {phase}") from None
-        except aiohttp.ClientPayloadError as exc:
-            message = f"upstream stream broke: {scrub(str(exc), self._secrets)}"
-            raise UpstreamError(Failure.BROKEN_STREAM, message) from None
-        except aiohttp.ClientError as exc:
-            failure = Failure.BROKEN_STREAM if chunks.got_any else Failure.CONNECTION_ERROR
-            raise self._connection_error(failure, exc) from None
-        finally:
-            if resp is not None:
-                resp.close()
         raise UpstreamError(Failure.BROKEN_STREAM, "upstream stream ended before it finished")
 
 
