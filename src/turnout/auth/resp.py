@@ -216,6 +216,9 @@ class Redis:
                     return self._link
                 async with asyncio.timeout(self.connect_timeout_s):
                     link = await self._open(loop)
+                if self._closed:  # while connecting
+                    link.fail(ConnectionError("the Redis client was closed"))
+                    raise ConnectionError("the Redis client was closed")
                 hello = self._hello(link, loop, end)  # before any other command
                 self._link = link
         for reply in await asyncio.gather(*hello):
