@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,57 @@ def test_a_script_runs_and_is_loaded_again_after_script_flush(
 
     assert run(scenario()) == ([b"k", b"a", 1], [b"k", b"b", 2])
     assert control.script_exists(ECHO_KEYS.sha) == [True]
+
+
+INCR = Script("return redis.call('INCR', KEYS[1])")
+
+
+def test_a_lazy_script_goes_out_with_the_next_command_before_it(
+    run: Run, server: RedisServer
+) -> None:
+    async def scenario() -> list[object]:
+        client = Redis(server.url, linger_s=60.0)  # it would wait that long alone
+        try:
+            await client.script(INCR, ["loaded"], [])  # else it is sent again, after the GET
+            lazy = client.script(INCR, ["k"], [], lazy=True)
+            both = asyncio.gather(lazy, client.call("GET", "k"))
+            return list(await asyncio.wait_for(both, 10))
+        finally:
+            await client.close()
+
+    assert run(scenario()) == [1, b"1"]
+
+
+def test_a_lazy_script_alone_goes_out_after_its_linger(run: Run, server: RedisServer) -> None:
+    async def scenario() -> list[object]:
+        client = Redis(server.url, linger_s=0.01)
+        try:
+            await client.call("PING")
+            return [await client.script(INCR, ["k"], [], lazy=True) for _ in range(3)]
+        finally:
+            await client.close()
+
+    assert run(scenario()) == [1, 2, 3]
+
+
+def test_a_lazy_script_still_reaches_redis_when_the_client_closes(
+    run: Run, server: RedisServer, control: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        client = Redis(server.url, linger_s=60.0)
+        await client.script(INCR, ["loaded"], [])
+        lazy = asyncio.ensure_future(client.script(INCR, ["k"], [], lazy=True))
+        await asyncio.sleep(0)  # it is held, waiting for company
+        await client.close()
+        with pytest.raises(ConnectionError):
+            await lazy
+
+    run(scenario())
+    for _ in range(100):
+        if control.get("k") == b"1":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the lazy script never ran")
 
 
 def test_an_error_reply_raises_and_the_connection_goes_on(run: Run, server: RedisServer) -> None:

@@ -80,30 +80,43 @@ class Script:
 class _Link(asyncio.Protocol):
     """One open connection: commands in flight, in the order they were written."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, linger_s: float) -> None:
         self.loop = loop
+        self.linger_s = linger_s
         self.reader = hiredis.Reader()
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
-        self.held: list[bytes] = []  # written together at the end of this turn of the loop
+        self.held: list[bytes] = []  # not written yet
+        self.soon = False  # held commands go out at the end of this turn of the loop
+        self.linger: asyncio.TimerHandle | None = None  # or, if all may wait, then
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
-    def send(self, packed: bytes, deadline: float) -> asyncio.Future[Any]:
+    def send(self, packed: bytes, deadline: float, *, lazy: bool = False) -> asyncio.Future[Any]:
+        """The reply's future. A `lazy` command may wait up to `linger_s` for others to go
+        out with (the next command that is not lazy takes it along)."""
         if self.closed or self.transport is None:
             raise ConnectionError("the connection to Redis is closed")
         reply = self.loop.create_future()
         idle = not self.waiting
         self.waiting.append((reply, deadline))
-        if idle and not self.held:
-            self.transport.write(packed)
-        else:  # others are in flight: write this with whatever else comes this turn
-            if not self.held:
-                self.loop.call_soon(self._flush)
+        if lazy:
             self.held.append(packed)
+            if not self.soon and self.linger is None:
+                self.linger = self.loop.call_later(self.linger_s, self.flush)
+        elif idle and not self.held:
+            self.transport.write(packed)
+        elif self.held and not self.soon:  # only lazy ones wait: they go now, with this one
+            self.held.append(packed)
+            self.flush()
+        else:  # others are in flight: write this with whatever else comes this turn
+            self.held.append(packed)
+            if not self.soon:
+                self.soon = True
+                self.loop.call_soon(self.flush)
         if self.timer is None:
             self.timer = self.loop.call_at(deadline, self._check)
         elif deadline < self.timer.when():
@@ -111,7 +124,11 @@ class _Link(asyncio.Protocol):
             self.timer = self.loop.call_at(deadline, self._check)
         return reply
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        self.soon = False
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         if self.held and not self.closed and self.transport is not None:
             self.transport.write(b"".join(self.held))
         self.held.clear()
@@ -142,9 +159,10 @@ class _Link(asyncio.Protocol):
     def fail(self, exc: Exception) -> None:
         """Close the connection and fail every command still waiting on it."""
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.linger):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.linger = None
         if self.transport is not None:
             self.transport.abort()
         self.held.clear()
@@ -158,14 +176,21 @@ class _Link(asyncio.Protocol):
 class Redis:
     """Commands and scripts over one pipelined connection, reconnecting on the next command
     after the connection failed. A reply waits at most `reply_timeout_s`, a connect at most
-    `connect_timeout_s`, and every call at most the `within_s` it passes."""
+    `connect_timeout_s`, and every call at most the `within_s` it passes; a `lazy` script
+    waits up to `linger_s` to be written with another command."""
 
     def __init__(
-        self, url: str, *, reply_timeout_s: float = 1.0, connect_timeout_s: float = 0.5
+        self,
+        url: str,
+        *,
+        reply_timeout_s: float = 1.0,
+        connect_timeout_s: float = 0.5,
+        linger_s: float = 0.005,
     ) -> None:
         self.address = parse_url(url)
         self.reply_timeout_s = reply_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.linger_s = linger_s
         self._link: _Link | None = None
         self._connecting = asyncio.Lock()
         self._closed = False
@@ -180,7 +205,13 @@ class Redis:
         return reply
 
     async def script(
-        self, script: Script, keys: list[str], args: list[Any], *, within_s: float = 2.0
+        self,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        *,
+        within_s: float = 2.0,
+        lazy: bool = False,
     ) -> Any:
         """Run a script by its digest; when Redis does not hold it, send it whole (which
         loads it) within the same deadline."""
@@ -188,7 +219,7 @@ class Redis:
         end = loop.time() + within_s
         tail = (len(keys), *keys, *args)
         pack = hiredis.pack_command
-        reply = await self._exchange(loop, pack(("EVALSHA", script.sha, *tail)), end)
+        reply = await self._exchange(loop, pack(("EVALSHA", script.sha, *tail)), end, lazy)
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._exchange(loop, pack(("EVAL", script.body, *tail)), end)
         if isinstance(reply, hiredis.ReplyError):
@@ -198,14 +229,17 @@ class Redis:
     async def close(self) -> None:
         self._closed = True
         if self._link is not None:
+            self._link.flush()  # lingering commands still reach Redis, unanswered
             self._link.fail(ConnectionError("the Redis client was closed"))
             self._link = None
 
-    async def _exchange(self, loop: asyncio.AbstractEventLoop, packed: bytes, end: float) -> Any:
+    async def _exchange(
+        self, loop: asyncio.AbstractEventLoop, packed: bytes, end: float, lazy: bool = False
+    ) -> Any:
         link = self._link
         if link is None or link.closed:
             link = await self._connect(loop, end)
-        return await link.send(packed, min(loop.time() + self.reply_timeout_s, end))
+        return await link.send(packed, min(loop.time() + self.reply_timeout_s, end), lazy=lazy)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, end: float) -> _Link:
         async with asyncio.timeout_at(end):
@@ -229,12 +263,16 @@ class Redis:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Link:
         a = self.address
+
+        def link() -> _Link:
+            return _Link(loop, self.linger_s)
+
         if a.path is not None:
-            _, link = await loop.create_unix_connection(lambda: _Link(loop), a.path)
+            _, made = await loop.create_unix_connection(link, a.path)
         else:
             tls = ssl.create_default_context() if a.tls else None
-            _, link = await loop.create_connection(lambda: _Link(loop), a.host, a.port, ssl=tls)
-        return link
+            _, made = await loop.create_connection(link, a.host, a.port, ssl=tls)
+        return made
 
     def _hello(
         self, link: _Link, loop: asyncio.AbstractEventLoop, end: float

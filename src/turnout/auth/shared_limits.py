@@ -47,6 +47,9 @@ from turnout.auth.resp import Redis, Script
 log = logging.getLogger("turnout.auth.limits")
 
 _CALL_S = 2.0  # one exchange with Redis, connecting and loading a script included, at the most
+# A settle (after the response) waits this long for another command to share its write: the
+# next admission, or other settles. It saves Redis and this process a round trip each.
+_SETTLE_LINGER_S = 0.005
 
 
 def _divided(limit: int | None, replicas: int) -> int | None:
@@ -120,7 +123,12 @@ class SharedLimits:
         # A reply late because this machine was busy must not look like Redis gone (the
         # admission it made would count twice, in Redis and in the fallback's share), hence a
         # second to answer; and every exchange has a hard deadline, so nothing waits forever.
-        self._redis = Redis(self.redis_url, reply_timeout_s=1.0, connect_timeout_s=0.5)
+        self._redis = Redis(
+            self.redis_url,
+            reply_timeout_s=1.0,
+            connect_timeout_s=0.5,
+            linger_s=_SETTLE_LINGER_S,
+        )
         await self._heartbeat()
         self._beat = asyncio.create_task(self._beating())
 
@@ -178,10 +186,13 @@ class SharedLimits:
         self.up = True
         self.gauge_up.set(1)
 
-    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def _run(
+        self, script: str, keys: list[str], args: list[Any], *, lazy: bool = False
+    ) -> Any:
         if self._redis is None:
             raise ConnectionError("not started")
-        return await self._redis.script(self._scripts[script], keys, args, within_s=_CALL_S)
+        scripted = self._scripts[script]
+        return await self._redis.script(scripted, keys, args, within_s=_CALL_S, lazy=lazy)
 
     def _down(self, operation: str, exc: BaseException) -> None:
         if not self._warned:
@@ -325,6 +336,7 @@ class SharedLimits:
                         self._spend_ttl_ms(limits),
                         soft,
                     ],
+                    lazy=True,
                 )
             except Exception as exc:
                 self._down("settle", exc)
