@@ -660,8 +660,11 @@ def report(res: dict[str, Any]) -> str:
         "## In-process",
         "",
         "Each call timed alone, median (p99) in µs; `settle` runs after the response is sent. "
-        "CPU: this process's CPU time per request (admit and settle), the Redis server's not "
-        "included.",
+        "`SharedLimits`'s settle waits up to 5 ms for another command to share its write to "
+        "Redis (the next admission, in a gateway); timed alone here, nothing comes, so its "
+        "column is mostly that wait, and the CPU column includes waking up cold after it "
+        "(about twice the CPU of back-to-back calls). CPU: this process's CPU time per request "
+        "(admit and settle), the Redis server's not included.",
         "",
         "| counters | authenticate + admit | settle | CPU µs/request |",
         "|---|---|---|---|",
