@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -257,3 +259,36 @@ def test_urls_are_read_or_refused_clearly() -> None:
         parse_url("http://h:6379")
     with pytest.raises(RedisUrlError, match="URL"):
         parse_url("redis://h:port/0")
+
+
+def test_a_unix_socket_url_reaches_redis_and_its_database(run: Run, tmp_path: Path) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(sock), "--dir", str(tmp_path),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(500):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+
+        async def scenario() -> None:
+            client = Redis(f"unix://{sock}?db=2")
+            try:
+                await client.call("SET", "where", "db2")
+            finally:
+                await client.close()
+
+        run(scenario())
+        control = redis.Redis(unix_socket_path=str(sock), db=2)
+        assert control.get("where") == b"db2"
+        control.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
