@@ -1,10 +1,10 @@
 """A lean Redis connection for the few commands behind shared key limits.
 
 One connection carries every command, pipelined: a command is written as it comes (commands
-issued while others are in flight go out together in one write) and replies, parsed by
-hiredis, are matched to commands in order. Every command has a deadline; a reply later than
-that closes the connection and fails whatever still waits on it, so a late reply can never be
-taken for another command's. The next command connects again.
+issued while others are in flight go out together in one write; a lazy one waits a few ms for
+company) and replies, parsed by hiredis, are matched to commands in order. Every command has
+a deadline; a reply later than that closes the connection and fails whatever still waits on
+it, so a late reply can never be taken for another command's. The next command connects again.
 """
 
 from __future__ import annotations
