@@ -253,3 +253,32 @@ def test_spend_survives_redis_losing_its_data(server: RedisServer, tmp_path: Pat
                 back.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_keys_counters_expire_once_it_is_idle(server: RedisServer) -> None:
+    key = limits(rpm=100, tpm=10_000, budget_usd=5.0)
+    control = redis.Redis.from_url(server.url)
+    log, totals = "turnout:limits:{key-1}:log", "turnout:limits:{key-1}:totals"
+
+    def expiring(*names: str) -> bool:
+        return all(0 < control.pttl(name) <= 1000 for name in names)  # two windows at most
+
+    async def scenario() -> None:
+        async with replicas(server.url, 1, window_s=0.5) as (a,):
+            assert (await a.admit(key, 10)).ok
+            assert expiring(log, totals)
+            await asyncio.sleep(0.6)  # the entry leaves the window: the next trim empties the log
+            assert (await a.admit(key, 20)).ok
+            assert expiring(log, totals)
+            await a.settle(key, 20, 30, 0.1)  # renames the log's only entry
+            assert expiring(log, totals)
+            await a.settle(key, 10, 30, 0.2)  # its admission left: a tokens-only entry
+            assert expiring(log, totals)
+            (spend,) = control.keys("turnout:limits:{key-1}:spend:*")
+            assert control.pttl(spend) > 0
+            await until(lambda: control.exists(log, totals) == 0)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        control.close()

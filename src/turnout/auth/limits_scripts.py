@@ -1,13 +1,17 @@
 """The Lua scripts behind `SharedLimits`: each runs atomically inside Redis, on its clock.
 
 A key's log is a sorted set of members `<id>:<requests>:<tokens>` scored by admission time in
-ms, with its totals (`n` requests, `tok` tokens) in a hash beside it.
+ms, with its totals (`n` requests, `tok` tokens) in a hash beside it. Every call from Lua costs
+Redis a few µs, a good part of a script's time, so the scripts make few: the totals are written
+once per script, and both keys' expiry is pushed to two windows ahead only when it is less than
+one window away (the hash's `exp` says when).
 """
 
 from __future__ import annotations
 
-# KEYS[1] a key's log, KEYS[2] its totals (n requests, tok tokens); ARGV[1] the window in ms.
-# Trims what left the window; locals now, window, n, tok.
+# KEYS[1] a key's log, KEYS[2] its totals (n requests, tok tokens, exp); ARGV[1] the window in
+# ms. Trims what left the window; locals now, window, n, tok, and save(), which writes the
+# totals if `dirty` and keeps both keys alive a window past now.
 _TRIM = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -16,10 +20,10 @@ local function parts(m)
   local r, k = string.match(m, ':(%d+):(%d+)$')
   return tonumber(r), tonumber(k)
 end
-local n, tok = 0, 0
-local totals = redis.call('HMGET', KEYS[2], 'n', 'tok')
+local n, tok, exp = 0, 0, 0
+local totals = redis.call('HMGET', KEYS[2], 'n', 'tok', 'exp')
 if totals[1] then
-  n, tok = tonumber(totals[1]), tonumber(totals[2])
+  n, tok, exp = tonumber(totals[1]), tonumber(totals[2]), tonumber(totals[3] or 0)
 else
   for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local r, k = parts(m)
@@ -31,14 +35,23 @@ for _, m in ipairs(gone) do
   local r, k = parts(m)
   n, tok = n - r, tok - k
 end
+local dirty = false
 local function save()
-  redis.call('HSET', KEYS[2], 'n', n, 'tok', tok)
-  redis.call('PEXPIRE', KEYS[1], window)
-  redis.call('PEXPIRE', KEYS[2], window)
+  if not dirty then return end
+  if exp < now + window then
+    exp = now + 2 * window
+    redis.call('HSET', KEYS[2], 'n', n, 'tok', tok, 'exp', exp)
+    redis.call('PEXPIRE', KEYS[1], 2 * window)
+    redis.call('PEXPIRE', KEYS[2], 2 * window)
+  else
+    redis.call('HSET', KEYS[2], 'n', n, 'tok', tok)
+  end
 end
 if #gone > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  save()
+  dirty = true
+  -- an empty log is deleted: the next entry makes a new one, which needs its expiry
+  if n <= 0 and tok <= 0 then exp = 0 end
 end
 """
 
@@ -63,7 +76,7 @@ local function freed_in(excess, tokens)
     start = start + 64
   end
 end
-local reason, retry = '', -1
+local reason, retry, added = '', -1, false
 if budget >= 0 and tonumber(spend) >= budget then
   reason = 'budget'
 elseif rpm >= 0 and n + 1 > rpm then
@@ -72,13 +85,17 @@ elseif tpm >= 0 and tok + predicted > tpm then
   reason, retry = 'tpm', freed_in(tok + predicted - tpm, true)
 elseif rpm >= 0 or tpm >= 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[5])
-  n, tok = n + 1, tok + predicted
-  save()
+  n, tok, added, dirty = n + 1, tok + predicted, true, true
 end
+save()
 -- -1: no such limit, or nothing of it in the window (then it is 0)
 local reset_n, reset_tok, start, size = 0, 0, 0, 1
 if rpm < 0 or n <= 0 then reset_n = -1 end
 if tpm < 0 or tok <= 0 then reset_tok = -1 end
+if added then  -- the entry just added is the newest, with a request and maybe tokens
+  if reset_n == 0 then reset_n = window end
+  if reset_tok == 0 and predicted > 0 then reset_tok = window end
+end
 while reset_n == 0 or reset_tok == 0 do  -- the newest entry has both, as a rule
   local batch = redis.call('ZREVRANGE', KEYS[1], start, start + size - 1, 'WITHSCORES')
   if #batch == 0 then break end
@@ -106,22 +123,27 @@ local score = false
 if ARGV[2] ~= '' then score = redis.call('ZSCORE', KEYS[1], ARGV[2]) end
 if score then
   local _, k = parts(ARGV[2])
-  if k ~= real then
-    redis.call('ZREM', KEYS[1], ARGV[2])
+  if k ~= real then  -- added first, so the log is never empty (and deleted) in between
     redis.call('ZADD', KEYS[1], score, ARGV[3])
-    tok = tok + real - k
-    save()
+    redis.call('ZREM', KEYS[1], ARGV[2])
+    tok, dirty = tok + real - k, true
   end
 elseif ARGV[4] ~= '' and real > predicted then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
-  tok = tok + real - predicted
-  save()
+  tok, dirty = tok + real - predicted, true
 end
-local spend = redis.call('GET', KEYS[3]) or '0'
+save()
+local spend
 local ttl, alert = tonumber(ARGV[8]), 0
-if tonumber(ARGV[7]) > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', MARK_MS) then
+local cost = tonumber(ARGV[7])
+if cost > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', MARK_MS) then
   spend = redis.call('INCRBYFLOAT', KEYS[3], ARGV[7])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+  -- the counter keeps its expiry once set: only a new one (holding just this cost) needs it
+  if ttl > 0 and tonumber(spend) <= cost * (1 + 1e-9) then
+    redis.call('PEXPIRE', KEYS[3], ttl)
+  end
+else
+  spend = redis.call('GET', KEYS[3]) or '0'
 end
 local soft = tonumber(ARGV[9])
 if soft >= 0 and tonumber(spend) >= soft then
@@ -153,6 +175,7 @@ for i = 2, #ARGV, 3 do
     n, tok = n + r, tok + k
   end
 end
+dirty, exp = true, 0  -- it may have emptied the log (and Redis deleted it) meanwhile
 save()
 return n
 """

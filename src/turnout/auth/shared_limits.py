@@ -42,11 +42,14 @@ from turnout.auth.limits import (
     rate_headers,
 )
 from turnout.auth.limits_scripts import SCRIPTS
+from turnout.auth.resp import Redis, Script
 
 log = logging.getLogger("turnout.auth.limits")
 
-_CONNECTIONS = 8  # to Redis, per replica
-_CALL_S = 2.0  # one exchange with Redis, waiting for a connection included, at the very most
+_CALL_S = 2.0  # one exchange with Redis, connecting and loading a script included, at the most
+# A settle (after the response) waits this long for another command to share its write: the
+# next admission, or other settles. It saves Redis and this process a round trip each.
+_SETTLE_LINGER_S = 0.005
 
 
 def _divided(limit: int | None, replicas: int) -> int | None:
@@ -94,8 +97,8 @@ class SharedLimits:
         self._floors: dict[tuple[str, float], tuple[float, float | None]] = {}
         self._epoch: bytes | None = None
         self._warned = False
-        self._redis: Any = None
-        self._scripts: dict[str, Any] = {}
+        self._redis: Redis | None = None
+        self._scripts = {name: Script(body) for name, body in SCRIPTS.items()}
         self._beat: asyncio.Task[None] | None = None
         self._closing = False
         self.gauge_up = Gauge(
@@ -116,40 +119,31 @@ class SharedLimits:
     # -- life ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        import redis.asyncio as aioredis
-
-        # A burst waits for one of a few connections rather than opening hundreds: a reply
-        # late because this process was busy must not look like Redis going away. The wait is
-        # ours (a semaphore) and every exchange has a hard deadline, so nothing waits forever.
-        self._redis = aioredis.Redis.from_url(
+        # One pipelined connection: a burst shares its writes instead of opening connections.
+        # A reply late because this machine was busy must not look like Redis gone (the
+        # admission it made would count twice, in Redis and in the fallback's share), hence a
+        # second to answer; and every exchange has a hard deadline, so nothing waits forever.
+        self._redis = Redis(
             self.redis_url,
-            max_connections=_CONNECTIONS,
-            # A reply late because this machine was busy must not look like Redis gone: the
-            # admission it made would count twice (in Redis and in the fallback's share).
-            socket_timeout=1.0,
-            socket_connect_timeout=0.5,
+            reply_timeout_s=1.0,
+            connect_timeout_s=0.5,
+            linger_s=_SETTLE_LINGER_S,
         )
-        self._slots = asyncio.Semaphore(_CONNECTIONS)
-        for name, body in SCRIPTS.items():
-            self._scripts[name] = self._redis.register_script(body)
         await self._heartbeat()
         self._beat = asyncio.create_task(self._beating())
 
     async def close(self) -> None:
         self._closing = True
         if self._beat is not None:
-            # The Redis client can swallow a cancellation that lands in its own socket timeout;
-            # the flag ends the loop at its next beat even then.
+            # Should a cancellation be lost in an exchange, the flag ends the loop at its next
+            # beat all the same.
             self._beat.cancel()
             await asyncio.wait([self._beat], timeout=self.heartbeat_s + _CALL_S)
         if self._redis is not None:
             if self.up:
                 with contextlib.suppress(Exception):  # it drops out of the count by itself
-                    async with asyncio.timeout(_CALL_S):
-                        await self._redis.zrem(self._key("replicas"), self.replica)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(_CALL_S):
-                    await self._redis.aclose(close_connection_pool=True)
+                    await self._redis.call("ZREM", self._key("replicas"), self.replica)
+            await self._redis.close()
 
     async def _beating(self) -> None:
         while not self._closing:
@@ -192,9 +186,13 @@ class SharedLimits:
         self.up = True
         self.gauge_up.set(1)
 
-    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        async with asyncio.timeout(_CALL_S), self._slots:
-            return await self._scripts[script](keys=keys, args=args)
+    async def _run(
+        self, script: str, keys: list[str], args: list[Any], *, lazy: bool = False
+    ) -> Any:
+        if self._redis is None:
+            raise ConnectionError("not started")
+        scripted = self._scripts[script]
+        return await self._redis.script(scripted, keys, args, within_s=_CALL_S, lazy=lazy)
 
     def _down(self, operation: str, exc: BaseException) -> None:
         if not self._warned:
@@ -338,6 +336,7 @@ class SharedLimits:
                         self._spend_ttl_ms(limits),
                         soft,
                     ],
+                    lazy=True,
                 )
             except Exception as exc:
                 self._down("settle", exc)
