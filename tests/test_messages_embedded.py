@@ -42,8 +42,12 @@ def client(gw: RunningGateway) -> anthropic.Anthropic:
 def test_create_and_stream_agree_with_the_record(
     gw: RunningGateway, client: anthropic.Anthropic
 ) -> None:
+    greedy = {"temperature": 0}  # the same answer on every run: never an empty one
     raw = client.messages.with_raw_response.create(
-        model="local", max_tokens=8, messages=[{"role": "user", "content": "Say hello."}]
+        model="local",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "Say hello."}],
+        extra_body=greedy,
     )
     msg = raw.parse()
     assert msg.content and msg.content[0].type == "text" and msg.content[0].text
@@ -53,7 +57,10 @@ def test_create_and_stream_agree_with_the_record(
     assert rec["completion_tokens"] == msg.usage.output_tokens
 
     with client.messages.stream(
-        model="local", max_tokens=8, messages=[{"role": "user", "content": "Count to three."}]
+        model="local",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "Count to three."}],
+        extra_body=greedy,
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
