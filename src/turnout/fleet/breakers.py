@@ -10,14 +10,13 @@ Redis is away each replica's breakers work alone, as on one gateway.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from turnout.fleet.leader import PREFIX
-from turnout.fleet.loop import Loop
+from turnout.fleet.loop import Loop, Writes
 from turnout.lifecycle.policy import Breaker
 
 log = logging.getLogger("turnout.fleet")
@@ -32,7 +31,7 @@ class SharedBreakers:
         self.redis = redis
         self.every_s = every_s
         self._names = tuple(breakers)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = Writes(log, "an open breaker")  # else the others learn it themselves
         self._loop = Loop(self._follow, "fleet-breakers")
         self._failing = False
         for name, breaker in breakers.items():
@@ -44,29 +43,16 @@ class SharedBreakers:
     def _opener(self, deployment: str) -> Any:
         def opened(rest_s: float, why: str) -> None:
             ms = max(1, round(rest_s * 1000))
-            self._spawn(self.redis.set(self.key(deployment), why, px=ms))
+            self._writes.send(self.redis.set(self.key(deployment), why, px=ms))
 
         return opened
-
-    def _spawn(self, op: Coroutine[Any, Any, Any]) -> None:
-        async def run() -> None:
-            try:
-                await op
-            except Exception as exc:  # the other replicas find out from their own failures
-                log.warning("fleet: an open breaker could not be shared (%s)", exc)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         self._loop.start()
 
     async def stop(self) -> None:
         await self._loop.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._writes.cancel()
         for breaker in self.breakers.values():
             breaker.on_open = None
 

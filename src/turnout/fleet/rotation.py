@@ -8,15 +8,13 @@ as it does on one gateway). Putting it back deletes the key.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 from turnout.fingerprint.alarms import Rotation
 from turnout.fleet.leader import PREFIX, Leadership
-from turnout.fleet.loop import Loop
+from turnout.fleet.loop import Loop, Writes
 
 log = logging.getLogger("turnout.fleet")
 
@@ -34,7 +32,7 @@ class SharedRotation:
         self.deployments = tuple(deployments)
         self.every_s = every_s
         self.out: set[str] = set()  # held out here because the fleet's leader said so
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = Writes(log, "rotation")
         self._follower = Loop(self._follow, "fleet-rotation")
 
     def _key(self, deployment: str) -> str:
@@ -45,22 +43,11 @@ class SharedRotation:
     def take_out(self, deployment: str, hold_s: float) -> None:
         self.local.take_out(deployment, hold_s)
         ms = max(1, round(hold_s * 1000))
-        self._spawn(self.leadership.redis.set(self._key(deployment), "1", px=ms))
+        self._writes.send(self.leadership.redis.set(self._key(deployment), "1", px=ms))
 
     def put_back(self, deployment: str) -> None:
         self.local.put_back(deployment)
-        self._spawn(self.leadership.redis.delete(self._key(deployment)))
-
-    def _spawn(self, op: Coroutine[Any, Any, Any]) -> None:
-        async def run() -> None:
-            try:
-                await op
-            except Exception as exc:  # the hold on the other replicas lapses by itself
-                log.warning("fleet: rotation could not be shared (%s)", exc)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._writes.send(self.leadership.redis.delete(self._key(deployment)))
 
     # -- every other replica -----------------------------------------------------------------------
 
@@ -69,9 +56,7 @@ class SharedRotation:
 
     async def stop(self) -> None:
         await self._follower.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._writes.cancel()
 
     async def _follow(self) -> float:
         if not self.leadership.leader:  # the leader's own watch decides
