@@ -73,44 +73,84 @@ class Event(NamedTuple):
             raise UpstreamError(failure, "upstream sent a stream event that is not JSON") from None
 
 
+MAX_EVENT_BYTES = 32 * 1024 * 1024  # one event past this is not an answer worth holding
+
+
 class EventStream:
-    """A streamed answer's server-sent events, each read against its deadline.
+    """A streamed answer's server-sent events, each network read against its deadline.
 
     Until the reader sets `got_any`, the first-token deadline runs from the start of the call;
-    after, each read gets the idle deadline; the total deadline caps both.
+    after, each read gets the idle deadline; the total deadline caps both. Events are cut from
+    what each read brought, so one read that carries several costs one wait, not one per line.
     """
 
     def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, started: float) -> None:
         self._resp = resp
         self._timeouts = timeouts
         self._started = started
+        self._buf = b""
+        self._pos = 0  # where the unread part of `_buf` starts
+        self._tail: list[bytes] = []  # read after `_buf`, no line end in it yet
+        self._eof = False
         self._name = ""
+        self._data: list[bytes] = []
         self.got_any = False
 
     async def read(self) -> Event | None:
         """The next event, None where the body ends."""
+        while True:
+            event = self._cut()
+            if event is not None:
+                return event
+            if self._eof:
+                return None
+            await self._more()
+
+    def _cut(self) -> Event | None:
+        """The next whole event in what has been read, if there is one."""
+        buf, pos = self._buf, self._pos
+        while True:
+            end = buf.find(b"\n", pos)
+            if end == -1:
+                if not self._eof or pos >= len(buf):
+                    self._pos = pos
+                    return None
+                end = len(buf)  # the body ended mid-line: the line counts as it is
+            line = buf[pos:end].rstrip(b"\r\n")
+            pos = end + 1
+            if line.startswith(b"data:"):
+                self._data.append(line[5:].lstrip())
+            elif line.startswith(b"event:"):
+                self._name = line[6:].strip().decode("utf-8", "replace")
+            elif not line and self._data:
+                self._pos = pos
+                name, self._name = self._name, ""
+                data, self._data = self._data, []
+                return Event(name, data[0] if len(data) == 1 else b"\n".join(data))
+            # anything else: comments, keep-alives, fields SSE clients ignore
+
+    async def _more(self) -> None:
         t = self._timeouts
         loop = asyncio.get_running_loop()
-        hard_stop = self._started + t.total_s
-        data: list[bytes] = []
-        while True:
-            wait = t.idle_s if self.got_any else t.first_token_s
-            deadline = min(hard_stop, loop.time() + wait if self.got_any else self._started + wait)
-            async with asyncio.timeout_at(deadline):
-                line = await self._resp.content.readline()
-            if not line:
-                return None
-            line = line.rstrip(b"\r\n")
-            if line.startswith(b"event:"):
-                self._name = line[6:].strip().decode("utf-8", "replace")
-                continue
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip())
-                continue
-            if line or not data:
-                continue  # comments, keep-alives
-            name, self._name = self._name, ""
-            return Event(name, b"\n".join(data))
+        wait = t.idle_s if self.got_any else t.first_token_s
+        deadline = loop.time() + wait if self.got_any else self._started + wait
+        async with asyncio.timeout_at(min(self._started + t.total_s, deadline)):
+            got = await self._resp.content.readany()
+        if got:
+            held = len(self._buf) - self._pos + sum(map(len, self._tail)) + len(got)
+            if held + sum(map(len, self._data)) > MAX_EVENT_BYTES:
+                raise UpstreamError(
+                    Failure.MALFORMED_RESPONSE,
+                    f"upstream sent a stream event over {MAX_EVENT_BYTES // (1024 * 1024)} MiB",
+                )
+            self._tail.append(got)
+            if b"\n" not in got:
+                return  # a long line still arriving: joined once it ends, not at every read
+        else:
+            self._eof = True
+        self._buf = b"".join([self._buf[self._pos :], *self._tail])
+        self._pos = 0
+        self._tail = []
 
     def finish(self) -> None:
         """The answer was read to its end: the connection can be reused."""
