@@ -222,9 +222,7 @@ class Engine:
                 run.response_body = relay.acc.message()
             if run.state in (State.COMPLETED, State.TRUNCATED):
                 usage = relay.usage_event(Usage(run.prompt_tokens, run.completion_tokens))
-                if usage is not None:
-                    yield usage
-                yield DONE
+                yield DONE if usage is None else usage + DONE  # one write
             else:
                 err = j.error or ApiError(502, "the stream ended without an answer")
                 run.error = err.message
@@ -259,10 +257,9 @@ class Engine:
             run.http_status = 200
             relay.head_sent = True
             yield StreamHead(j.reply_headers())
-        for chunk in held:
-            out = _forward(j, relay, chunk)
-            if out is not None:
-                yield out
+        outs = [out for chunk in held if (out := _forward(j, relay, chunk)) is not None]
+        if outs:
+            yield b"".join(outs)  # what waited for the first token goes out in one write
         async for chunk in source:
             if chunk.skipped:
                 _skipped(j)

@@ -20,6 +20,7 @@ from turnout.errors import ApiError
 from turnout.gateway import Gateway
 from turnout.intent.feedback import guarded
 from turnout.lifecycle.engine import Reply, StreamHead, internal_error
+from turnout.lifecycle.relay import DONE
 from turnout.lifecycle.request import Request
 from turnout.server import messages_route
 from turnout.server.access import admit
@@ -306,6 +307,7 @@ class App:
         watcher = asyncio.create_task(_watch_disconnect(receive, task, gone))
         events = gw.engine.stream(run, gw.models[run.model], request)
         started = False
+        last = b""  # `[DONE]` waits for the end of the body, to go out in its write
         try:
             async for item in events:
                 if isinstance(item, Reply):
@@ -316,9 +318,15 @@ class App:
                     await send({"type": "http.response.start", "status": 200, "headers": start})
                     started = True
                     continue
+                if last:
+                    await send({"type": "http.response.body", "body": last, "more_body": True})
+                    last = b""
+                if item.endswith(DONE):
+                    last = item
+                    continue
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             if started:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": last, "more_body": False})
         except asyncio.CancelledError:
             if gone.is_set():
                 task.uncancel()
