@@ -66,6 +66,8 @@ class OTLPReceiver:
     def __init__(self) -> None:
         self.spans: list[Received] = []
         self.requests = 0
+        self.refuse: list[int] = []  # statuses to answer, one an export, before accepting again
+        self.headers: list[dict[str, str]] = []  # each export's headers (lowercased), refused too
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -95,8 +97,12 @@ class OTLPReceiver:
 
     async def _traces(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        if request.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
+        with self._lock:
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            if self.refuse:
+                return web.Response(status=self.refuse.pop(0))
+        if request.headers.get("Content-Encoding") == "gzip" and raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)  # the server has not already (it does by default)
         if request.content_type != "application/x-protobuf":
             return web.Response(status=415)
         message = ExportTraceServiceRequest()

@@ -200,15 +200,16 @@ def _finish_request_span(span: Span, run: Run) -> None:
 
 
 def _otlp_provider(endpoint: str, service_name: str) -> TracerProvider:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from turnout.telemetry.otlp import OTLPExporter
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     url = endpoint.rstrip("/")
     if not url.endswith("/v1/traces"):
         url += "/v1/traces"
     provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=url), max_export_batch_size=EXPORT_BATCH_SPANS)
+        BatchSpanProcessor(OTLPExporter(url), max_export_batch_size=EXPORT_BATCH_SPANS)
     )
     return provider
