@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
 from turnout.telemetry.calls import operation_name, provider_name
+from turnout.telemetry.labels import Children
 
 # The bucket boundaries the conventions specify.
 _TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, … 67108864
@@ -27,6 +28,7 @@ class GenAIMetrics:
         self, registry: CollectorRegistry, deployments: Mapping[str, DeploymentConfig]
     ) -> None:
         self.deployments = deployments
+        self._child = Children()
         self.token_usage = Histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used (gen_ai.client.token.usage)",
@@ -58,10 +60,11 @@ class GenAIMetrics:
                 continue
             labels = (op, provider_name(dep), dep.model)
             # A failed call's usage is known only when it was counted (a broken stream).
+            child = self._child
             if a.ok or a.prompt_tokens or a.completion_tokens:
-                self.token_usage.labels(*labels, "input").observe(a.prompt_tokens)
-                self.token_usage.labels(*labels, "output").observe(a.completion_tokens)
+                child(self.token_usage, *labels, "input").observe(a.prompt_tokens)
+                child(self.token_usage, *labels, "output").observe(a.completion_tokens)
             error = "" if a.ok else (a.error or "cancelled")
-            self.duration.labels(*labels, error).observe(a.ended - a.started)
+            child(self.duration, *labels, error).observe(a.ended - a.started)
             if a.ttft_s is not None:
-                self.time_to_first_chunk.labels(*labels).observe(a.ttft_s)
+                child(self.time_to_first_chunk, *labels).observe(a.ttft_s)

@@ -12,6 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from turnout.config import DeploymentConfig
 from turnout.lifecycle.run import Run
 from turnout.telemetry.genai_metrics import GenAIMetrics
+from turnout.telemetry.labels import Children
 
 _RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
@@ -34,6 +35,7 @@ class Metrics:
         self.deployments = frozenset(deployments or ())
         self.keys: set[str] = set()  # client key ids the store holds: the only key labels
         self._key_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._child = Children()
         r = self.registry = CollectorRegistry()
         self.genai = GenAIMetrics(r, deployments or {})
         self.requests = Counter(
@@ -187,24 +189,25 @@ class Metrics:
     def observe(self, run: Run) -> None:
         outcome = run.outcome.value if run.outcome else "unfinished"
         model = self.model(run.model)
-        self.requests.labels(model, outcome).inc()
+        child = self._child
+        child(self.requests, model, outcome).inc()
         if run.latency_s is not None:
-            self.latency.labels(model, outcome).observe(run.latency_s)
+            child(self.latency, model, outcome).observe(run.latency_s)
         for a in run.attempts:
             dep = self.deployment(a.deployment)
-            self.attempts.labels(model, dep, a.error or "ok").inc()
+            child(self.attempts, model, dep, a.error or "ok").inc()
             if a.prompt_tokens:
-                self.tokens.labels(model, dep, "prompt").inc(a.prompt_tokens)
+                child(self.tokens, model, dep, "prompt").inc(a.prompt_tokens)
             if a.completion_tokens:
-                self.tokens.labels(model, dep, "completion").inc(a.completion_tokens)
+                child(self.tokens, model, dep, "completion").inc(a.completion_tokens)
             if a.cost_usd:
-                self.cost.labels(model, dep).inc(a.cost_usd)
+                child(self.cost, model, dep).inc(a.cost_usd)
             if a.ttft_s is not None:
-                self.ttft.labels(model, dep).observe(a.ttft_s)
+                child(self.ttft, model, dep).observe(a.ttft_s)
             if a.events_skipped:
-                self.stream_events_skipped.labels(dep).inc(a.events_skipped)
+                child(self.stream_events_skipped, dep).inc(a.events_skipped)
             if a.continuation:
-                self.continuations.labels(dep).inc()
+                child(self.continuations, dep).inc()
         self.genai.observe(run)
 
     def records_dropped_total(self, total: int) -> None:
