@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,8 @@ def attrs(kvs: Any) -> dict[str, Any]:
 
 
 class OTLPReceiver:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
         self.spans: list[Received] = []
         self.requests = 0
         self.refuse: list[int] = []  # statuses to answer, one an export, before accepting again
@@ -74,7 +76,8 @@ class OTLPReceiver:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self._sock = sock
-        self.endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> OTLPReceiver:
@@ -93,7 +96,7 @@ class OTLPReceiver:
         app.router.add_post("/v1/traces", self._traces)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
+        await web.SockSite(self._runner, self._sock, ssl_context=self._ssl).start()
 
     async def _traces(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -5,8 +5,12 @@ a real OTLP/HTTP receiver on loopback that refuses on cue."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import logging
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -132,3 +136,61 @@ def test_a_refused_batch_is_dropped_with_one_warning_and_the_next_goes_through(
     exporter.shutdown()
     assert exporter.export(batch) is SpanExportResult.FAILURE  # after shutdown: nothing sent
     assert len(receiver.headers) == 1 + 2 + 2
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key: (certificate, key) as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "otlp-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_tls_collector_is_trusted_through_the_certificate_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    receiver = OTLPReceiver(context).start()
+    try:
+        url = receiver.endpoint + "/v1/traces"
+        assert url.startswith("https://")
+        batch = spans()
+        untrusting = OTLPExporter(url, backoff_s=())
+        assert untrusting.export(batch) is SpanExportResult.FAILURE  # not a CA it knows
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", str(cert))
+        trusting = OTLPExporter(url, backoff_s=())
+        assert trusting.export(batch) is SpanExportResult.SUCCESS
+        assert len(receiver.spans) == len(batch)
+    finally:
+        receiver.stop()

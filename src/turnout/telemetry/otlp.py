@@ -210,13 +210,17 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     return b"".join(out)
 
 
+def _env(name: str) -> str:
+    """An OTLP exporter setting: the traces-specific variable, else the general one."""
+    return os.environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}") or os.environ.get(
+        f"OTEL_EXPORTER_OTLP_{name}", ""
+    )
+
+
 def _env_headers() -> dict[str, str]:
     """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: `k=v,k2=v2`, values URL-encoded."""
-    raw = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_HEADERS", ""
-    )
     headers = {}
-    for pair in raw.split(","):
+    for pair in _env("HEADERS").split(","):
         key, sep, value = pair.partition("=")
         if sep and key.strip():
             headers[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
@@ -235,19 +239,17 @@ class OTLPExporter(SpanExporter):
     ) -> None:
         self.endpoint = endpoint
         self.backoff_s = tuple(backoff_s)
-        env_timeout = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TIMEOUT"
-        )
-        self.timeout_s = timeout_s if timeout_s is not None else _seconds(env_timeout)
-        compression = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_COMPRESSION", ""
-        )
-        self.gzip = compression.strip().lower() == "gzip"
+        self.timeout_s = timeout_s if timeout_s is not None else _seconds(_env("TIMEOUT"))
+        self.gzip = _env("COMPRESSION").strip().lower() == "gzip"
         self.headers = {
             **_env_headers(),
             "content-type": "application/x-protobuf",
             **({"content-encoding": "gzip"} if self.gzip else {}),
         }
+        # Given with each post: a session's own would lose to REQUESTS_CA_BUNDLE in the environment.
+        self._verify: str | bool = _env("CERTIFICATE") or True  # the collector's CA
+        cert, key = _env("CLIENT_CERTIFICATE"), _env("CLIENT_KEY")  # mTLS
+        self._cert: str | tuple[str, str] | None = ((cert, key) if key else cert) or None
         self._session = requests.Session()
         self._stop = threading.Event()
         self._failing = False
@@ -262,7 +264,12 @@ class OTLPExporter(SpanExporter):
         for wait in (*self.backoff_s, None):
             try:
                 resp = self._session.post(
-                    self.endpoint, data=body, headers=self.headers, timeout=self.timeout_s
+                    self.endpoint,
+                    data=body,
+                    headers=self.headers,
+                    timeout=self.timeout_s,
+                    verify=self._verify,
+                    cert=self._cert,
                 )
             except requests.RequestException as exc:
                 why = f"{type(exc).__name__}"
