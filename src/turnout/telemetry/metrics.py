@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -34,7 +33,6 @@ class Metrics:
         self.models = frozenset(models)
         self.deployments = frozenset(deployments or ())
         self.keys: set[str] = set()  # client key ids the store holds: the only key labels
-        self._key_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._child = Children()
         r = self.registry = CollectorRegistry()
         self.genai = GenAIMetrics(r, deployments or {})
@@ -166,19 +164,11 @@ class Metrics:
     def observe_key(self, run: Run, tokens: int, cost_usd: float) -> None:
         key = self.key(run.key_id)
         outcome = run.outcome.value if run.outcome else "unfinished"
-        # Children by label, remembered: `labels()` costs more than the increments themselves.
-        children = self._key_children.get((key, outcome))
-        if children is None:
-            children = self._key_children[(key, outcome)] = (
-                self.key_requests.labels(key, outcome),
-                self.key_cost.labels(key),
-                self.key_tokens.labels(key),
-            )
-        children[0].inc()
+        self._child(self.key_requests, key, outcome).inc()
         if cost_usd:
-            children[1].inc(cost_usd)
+            self._child(self.key_cost, key).inc(cost_usd)
         if tokens:
-            children[2].inc(tokens)
+            self._child(self.key_tokens, key).inc(tokens)
 
     def model(self, name: str) -> str:
         return name if name in self.models else UNKNOWN
