@@ -5,10 +5,13 @@ a real OTLP/HTTP receiver on loopback that refuses on cue."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import logging
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +197,27 @@ def test_a_tls_collector_is_trusted_through_the_certificate_variable(
         assert len(receiver.spans) == len(batch)
     finally:
         receiver.stop()
+
+
+def test_a_collector_that_never_answers_costs_one_timeout_not_one_per_retry() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:  # takes connections, reads nothing, answers nothing
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/traces"
+    exporter = OTLPExporter(url, timeout_s=0.5, backoff_s=(0.01, 0.01, 0.01))
+    try:
+        assert exporter.export(spans()) is SpanExportResult.FAILURE
+        # the one post used the whole timeout: no retry was started past it
+        assert len(accepted) == 1
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()

@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -229,7 +230,8 @@ def _env_headers() -> dict[str, str]:
 
 class OTLPExporter(SpanExporter):
     """POSTs each batch as protobuf; retries what a collector says is passing (429, 502–504,
-    no connection) three times, then drops the batch and says so once per outage."""
+    no connection) up to three times within the timeout, then drops the batch and says so once
+    per outage."""
 
     def __init__(
         self,
@@ -260,6 +262,7 @@ class OTLPExporter(SpanExporter):
         body = encode_spans(spans)
         if self.gzip:
             body = gzip.compress(body, compresslevel=6)
+        deadline = time.monotonic() + self.timeout_s  # retries included: a shutdown waits no longer
         why = ""
         for wait in (*self.backoff_s, None):
             try:
@@ -267,7 +270,7 @@ class OTLPExporter(SpanExporter):
                     self.endpoint,
                     data=body,
                     headers=self.headers,
-                    timeout=self.timeout_s,
+                    timeout=max(0.001, deadline - time.monotonic()),
                     verify=self._verify,
                     cert=self._cert,
                 )
@@ -280,7 +283,7 @@ class OTLPExporter(SpanExporter):
                 why = f"HTTP {resp.status_code}"
                 if resp.status_code not in _RETRY_STATUSES:
                     break
-            if wait is None or self._stop.wait(wait):
+            if wait is None or time.monotonic() + wait >= deadline or self._stop.wait(wait):
                 break
         if not self._failing:
             where = _where(self.endpoint)
