@@ -27,7 +27,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 from otlp_receiver import OTLPReceiver
 
-from turnout.telemetry.otlp import OTLPExporter, encode_spans
+from turnout.telemetry.otlp import OTLPExporter
+from turnout.telemetry.otlp_encoding import encode_spans
 
 VALUES = {
     "s": "héllo", "empty": "", "t": True, "f": False, "zero": 0, "i": 42, "neg": -7,
